@@ -1,0 +1,218 @@
+"""`tq consumer`: Huey consumers for several queues in one supervised process.
+
+One Huey Consumer serves one Huey instance, so this process starts one per
+queue and keeps, beside them, four small loops of its own:
+  - heartbeat: registers this consumer (host, pid, queues, workers) every few
+    seconds, so `tq workers` and the console can see it;
+  - recovery: puts back jobs claimed by consumers whose heartbeat stopped
+    (the at-least-once guarantee; see recovery.py);
+  - periodic: enqueues each periodic tick once across all consumers;
+  - health: restarts a crashed worker or scheduler.
+SIGINT/SIGTERM stop it gracefully: running jobs get `grace` seconds to finish,
+what is still running then is put back on its queue; a second signal stops now.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Callable, Iterable
+
+from huey.consumer import Consumer, Worker
+
+from tq import recovery
+from tq.periodic import PeriodicScheduler
+from tq.queues import host_name
+
+logger = logging.getLogger("tq.consumer")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A forked worker process must not outlive a consumer killed with SIGKILL:
+    it would keep taking jobs under a dead consumer's name."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class TqWorker(Worker):
+    def initialize(self) -> None:
+        if os.getpid() != self.huey.runtime.consumer_pid:
+            _die_with_parent()
+        super().initialize()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if os.getpid() != self.huey.runtime.consumer_pid:
+            self.huey.runtime.flush_history(timeout=10)
+
+
+class TqConsumer(Consumer):
+    worker_class = TqWorker
+
+    def _set_signal_handlers(self) -> None:
+        pass  # the group handles signals for all its consumers
+
+
+class ConsumerGroup:
+    def __init__(self, runtime, queues: Iterable[str] | None = None, workers: int | None = None,
+                 worker_type: str | None = None, periodic: bool = True,
+                 services: Iterable[Callable[[threading.Event], None]] = ()) -> None:
+        config = runtime.config.consumer
+        self.runtime = runtime
+        self.queues = list(queues or runtime.queues)
+        for name in self.queues:
+            runtime.queue(name)  # unknown queue -> one-line error before anything starts
+        self.workers = workers or config["workers"]
+        self.worker_type = worker_type or config["worker_type"]
+        self.grace = config["grace"]
+        self.heartbeat_every = config["heartbeat"]
+        self.periodic = periodic
+        self.services = list(services)
+        self.name = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = time.time()
+        self.stop_event = threading.Event()
+        self.stopped = threading.Event()
+        self._signals = 0
+        self.consumers: list[TqConsumer] = []
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        runtime = self.runtime
+        runtime.set_worker_name(self.name)
+        runtime.consumer_pid = os.getpid()
+        self.beat()  # registered before the first job is claimed
+        for name in self.queues:
+            consumer = TqConsumer(runtime.queues[name], workers=self.workers, periodic=False,
+                                  initial_delay=0.05, backoff=1.3,
+                                  max_delay=runtime.config.consumer["poll_max"],
+                                  worker_type=self.worker_type, health_check_interval=5,
+                                  shutdown_timeout=self.grace)
+            self.consumers.append(consumer)
+        for consumer in self.consumers:
+            consumer.start()
+        loops = [("tq-heartbeat", self._heartbeat_loop), ("tq-recovery", self._recovery_loop)]
+        if self.periodic:
+            scheduler = PeriodicScheduler(runtime)
+            loops.append(("tq-periodic", lambda: scheduler.run(self.stop_event)))
+        for service in self.services:
+            loops.append((getattr(service, "__name__", "tq-service"),
+                          lambda service=service: service(self.stop_event)))
+        for name, target in loops:
+            thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info("consumer %s started: queues %s, %d %s worker(s) each", self.name,
+                    ", ".join(self.queues), self.workers, self.worker_type)
+
+    def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while not self.stop_event.is_set():
+                try:
+                    target()
+                    return
+                except Exception:
+                    logger.exception("%s failed; restarting it in 1s", name)
+                    self.stop_event.wait(1.0)
+        return run
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum, frame):
+            self._signals += 1
+            if self._signals == 1:
+                logger.info("received %s: stopping gracefully (up to %ss for running jobs)",
+                            signal.Signals(signum).name, self.grace)
+                self.stop_event.set()
+            else:
+                logger.warning("second signal: stopping now; running jobs are put back")
+                self.grace = 0
+                for consumer in self.consumers:
+                    consumer.stop_flag.set()
+                raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+    def run(self) -> None:
+        """Start, serve until a stop signal, then stop gracefully."""
+        self.install_signal_handlers()
+        self.start()
+        try:
+            next_health = time.monotonic() + 5
+            while not self.stop_event.wait(0.2):
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + 5
+                    for consumer in self.consumers:
+                        consumer.check_worker_health()
+        except KeyboardInterrupt:
+            pass
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for consumer in self.consumers:
+            consumer.stop_flag.set()
+        deadline = time.monotonic() + self.grace
+        try:
+            for consumer in self.consumers:
+                for _, process in consumer.worker_threads:
+                    process.join(max(0.0, deadline - time.monotonic()))
+                consumer.scheduler.join(max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            pass
+        busy = [consumer for consumer in self.consumers
+                if any(consumer.environment.is_alive(p) for _, p in consumer.worker_threads)]
+        for consumer in busy:
+            consumer._interrupt_workers()
+            consumer.huey.notify_interrupted_tasks()
+        put_back = recovery.put_back_own(self.runtime, self.name)
+        if put_back:
+            logger.warning("%d running job(s) did not finish within %ss and were put back",
+                           put_back, self.grace)
+        for thread in self._threads:
+            thread.join(timeout=2)
+        try:
+            self.runtime.control.forget_worker(self.name)
+        except Exception:
+            logger.warning("could not deregister consumer %s", self.name)
+        if not self.runtime.flush_history(timeout=10):
+            logger.warning("history database unreachable at shutdown: records kept in %s",
+                           self.runtime.config.data_dir / "spill")
+        self.runtime.close()
+        self.stopped.set()
+        logger.info("consumer %s stopped", self.name)
+
+    # --- loops ----------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"id": self.name, "host": host_name(), "pid": os.getpid(),
+                "queues": self.queues, "workers": self.workers,
+                "worker_type": self.worker_type, "started": self.started, "beat": time.time()}
+
+    def beat(self) -> None:
+        self.runtime.control.heartbeat(self.name, self.info())
+
+    def _heartbeat_loop(self) -> None:
+        failing = False
+        while not self.stop_event.wait(self.heartbeat_every):
+            try:
+                self.beat()
+                if failing:
+                    logger.warning("heartbeat: queue backend reachable again")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.warning("heartbeat failed (%s); retrying", exc)
+                failing = True
+
+    def _recovery_loop(self) -> None:
+        while not self.stop_event.wait(self.heartbeat_every):
+            try:
+                recovery.recover_lost(self.runtime)
+            except Exception as exc:
+                logger.debug("recovery pass failed: %s", exc)

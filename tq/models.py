@@ -1,0 +1,209 @@
+"""The history database: every job, every attempt, ingested files and events.
+
+The same models run on SQLite (embedded) and MySQL/MariaDB (production).
+Times are stored as epoch seconds (DOUBLE): indexable, sortable and free of
+time-zone surprises on either engine.
+"""
+from __future__ import annotations
+
+import threading
+from urllib.parse import unquote, urlsplit
+
+from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, FloatField,
+                    IntegerField, Model, SqliteDatabase, TextField)
+from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
+from playhouse.pool import PooledMySQLDatabase
+
+db = DatabaseProxy()
+
+STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "canceled",
+          "expired")
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+_RANK = {"queued": 0, "scheduled": 1, "running": 2, "retrying": 3}
+
+
+def state_seq(state: str, attempt: int) -> int:
+    """Order of a job's states: a later state never goes back to an earlier one.
+
+    Within one attempt: queued < scheduled < running < retrying < an outcome;
+    a later attempt beats an earlier one; any outcome beats every non-outcome."""
+    if state in TERMINAL:
+        return 1_000_000 + attempt * 10 + 4
+    return attempt * 10 + _RANK[state]
+
+
+class LongText(TextField):
+    # TEXT on MySQL holds only 64 KB; tracebacks and event payloads can be larger.
+    field_type = "LONGTEXT"
+
+    def get_modifiers(self):
+        return None
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Job(BaseModel):
+    id = CharField(max_length=64, primary_key=True)
+    queue = CharField(max_length=64, null=True)
+    task = CharField(max_length=200, null=True)
+    args = LongText(null=True)  # JSON
+    kwargs = LongText(null=True)  # JSON
+    priority = IntegerField(null=True)
+    state = CharField(max_length=16)
+    seq = IntegerField(default=0)  # state_seq(): guards the idempotent upsert
+    attempts = IntegerField(default=0)
+    max_retries = IntegerField(null=True)
+    enqueued_at = FloatField(null=True)
+    eta = FloatField(null=True)
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True)
+    updated_at = FloatField(null=True)
+    worker = CharField(max_length=128, null=True)
+    error_type = CharField(max_length=200, null=True)
+    error_message = TextField(null=True)
+    traceback = LongText(null=True)
+    requeued_from = CharField(max_length=64, null=True, index=True)
+
+    class Meta:
+        indexes = (
+            (("state", "queue", "enqueued_at"), False),
+            (("queue", "state", "finished_at"), False),
+            (("state", "finished_at"), False),
+            (("task", "enqueued_at"), False),
+            (("finished_at",), False),
+        )
+
+
+class Attempt(BaseModel):
+    id = BigAutoField()
+    job_id = CharField(max_length=64)
+    attempt = IntegerField()
+    worker = CharField(max_length=128, null=True)
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True)
+    outcome = CharField(max_length=16, null=True)  # succeeded/failed/retrying/canceled/lost/...
+    error_type = CharField(max_length=200, null=True)
+    error_message = TextField(null=True)
+    traceback = LongText(null=True)
+
+    class Meta:
+        indexes = ((("job_id", "attempt"), True),)
+
+
+class Event(BaseModel):
+    """An ingested event stored by the built-in route target."""
+    id = BigAutoField()
+    job_id = CharField(max_length=64, unique=True)
+    type = CharField(max_length=200, index=True)
+    payload = LongText()
+    source = CharField(max_length=255, null=True)
+    received_at = FloatField(index=True)
+
+
+class IngestedFile(BaseModel):
+    id = BigAutoField()
+    name = CharField(max_length=255)
+    path = CharField(max_length=1024, null=True)  # where it lives now
+    size = BigIntegerField(default=0)
+    sha256 = CharField(max_length=64, index=True)
+    accepted = IntegerField(default=0)
+    rejected = IntegerField(default=0)
+    checkpoint = BigIntegerField(default=0)  # events enqueued so far (crash resume)
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True, index=True)
+    outcome = CharField(max_length=16, default="processing")  # processing/done/rejected/duplicate
+    reason = TextField(null=True)
+
+
+class Audit(BaseModel):
+    id = BigAutoField()
+    at = FloatField(index=True)
+    user = CharField(max_length=64)
+    host = CharField(max_length=128)
+    action = CharField(max_length=32)
+    target = TextField(null=True)  # ids or the filter acted on
+    count = IntegerField(default=0)
+
+
+ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
+_extra_models: list[type[Model]] = []
+_init_lock = threading.Lock()
+
+
+def register_model(model: type[Model]) -> type[Model]:
+    """Other modules (summaries) add their tables to the schema with this."""
+    _extra_models.append(model)
+    return model
+
+
+def all_models() -> list[type[Model]]:
+    return ALL_MODELS + _extra_models
+
+
+def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parts.path
+        from pathlib import Path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(path, pragmas={"journal_mode": "wal", "synchronous": "normal",
+                                             "busy_timeout": 10000}, timeout=10)
+    return PooledMySQLDatabase(
+        parts.path.strip("/"),
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=password or unquote(parts.password or ""),
+        charset="utf8mb4",
+        connect_timeout=connect_timeout,
+        read_timeout=30,
+        write_timeout=30,
+        max_connections=32,
+        stale_timeout=300,
+        autoconnect=True,
+    )
+
+
+def create_schema(database) -> list[str]:
+    """Create missing tables, columns and indexes; safe to run any number of times.
+
+    Returns what it added, so `tq db init` can say so."""
+    added: list[str] = []
+    with _init_lock, database.bind_ctx(all_models()):
+        existing = set(database.get_tables())
+        for model in all_models():
+            table = model._meta.table_name
+            if table not in existing:
+                database.create_tables([model], safe=True)
+                added.append(f"table {table}")
+                continue
+            columns = {column.name for column in database.get_columns(table)}
+            migrator = (SqliteMigrator(database) if isinstance(database, SqliteDatabase)
+                        else MySQLMigrator(database))
+            missing = [f for f in model._meta.sorted_fields if f.column_name not in columns]
+            for field in missing:
+                field.null = True  # an added column has no value in old rows
+                migrate(migrator.add_column(table, field.column_name, field))
+                added.append(f"column {table}.{field.column_name}")
+            for query in model._schema._create_indexes(safe=True):
+                try:
+                    database.execute(query)
+                except Exception as exc:  # MySQL has no CREATE INDEX IF NOT EXISTS
+                    if "Duplicate key name" not in str(exc):
+                        raise
+    return added
+
+
+def clear_all(database) -> None:
+    """Drop every tq table (tests and `tq db reset`)."""
+    with database.bind_ctx(all_models()):
+        database.drop_tables(all_models(), safe=True)
+
+
+__all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "STATES", "TERMINAL",
+           "state_seq", "open_database", "create_schema", "register_model", "SQL"]

@@ -1,0 +1,199 @@
+"""What the CLI and the console read: status, job lists, job detail, workers.
+
+Queue depths (queued, scheduled, running, held) come from the queue backend,
+which is the truth about what is waiting; outcomes, attempts and errors come
+from the history database. Every history query here is served by an index
+(see models.Job.Meta.indexes) and pages with a keyset, never OFFSET, so its
+cost does not grow with the table.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from peewee import fn
+
+from tq.models import Attempt, Job, STATES
+from tq.periodic import periodic_specs
+from tq.where import Filter, condition
+
+JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
+              "max_retries", "enqueued_at", "eta", "started_at", "finished_at", "worker",
+              "error_type", "error_message", "requeued_from")
+SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
+
+
+def queue_depths(runtime, queue: str) -> dict[str, int]:
+    storage = runtime.queue(queue).storage
+    return {"queued": storage.queue_size(), "scheduled": storage.schedule_size(),
+            "running": storage.inflight_count(), "held": storage.held_count()}
+
+
+def status(runtime, now: float | None = None) -> dict[str, Any]:
+    """Per queue: paused, depths from the backend, outcomes from history; workers alive."""
+    now = time.time() if now is None else now
+    paused = runtime.control.paused()
+    workers = list_workers(runtime, now)
+    runtime.database
+    queues = {}
+    for name in runtime.queues:
+        entry: dict[str, Any] = {"paused": name in paused,
+                                 "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
+                                                        if t.startswith(name + "/"))}
+        entry.update(queue_depths(runtime, name))
+        counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
+                      .group_by(Job.state).tuples())
+        entry["history"] = {state: counts.get(state, 0) for state in STATES}
+        entry["retrying"] = counts.get("retrying", 0)
+        entry["failed"] = counts.get("failed", 0)
+        for label, seconds in (("last_minute", 60), ("last_hour", 3600)):
+            done = dict(Job.select(Job.state, fn.COUNT(Job.id))
+                        .where((Job.queue == name) & Job.state.in_(("succeeded", "failed"))
+                               & (Job.finished_at >= now - seconds))
+                        .group_by(Job.state).tuples())
+            entry[f"succeeded_{label}"] = done.get("succeeded", 0)
+            entry[f"failed_{label}"] = done.get("failed", 0)
+        oldest = (Job.select(Job.enqueued_at)
+                  .where((Job.state == "queued") & (Job.queue == name))
+                  .order_by(Job.enqueued_at).limit(1).scalar())
+        entry["oldest_queued_age"] = round(now - oldest, 1) if oldest else None
+        finished = entry["succeeded_last_hour"] + entry["failed_last_hour"]
+        entry["error_rate_last_hour"] = (round(entry["failed_last_hour"] / finished, 4)
+                                         if finished else 0.0)
+        queues[name] = entry
+    return {"queues": queues,
+            "workers_alive": sum(1 for w in workers if w["alive"]),
+            "workers": workers,
+            "queue_backend": runtime.config.queue_url_safe,
+            "history": runtime.config.history_url_safe}
+
+
+def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
+              descending: bool = True, limit: int = 40,
+              after: tuple[Any, str] | None = None) -> list[dict]:
+    """One page of jobs. `after` is the (sort value, id) of the last row of the
+    previous page: keyset paging, so page 1,000 costs what page 1 costs."""
+    if sort not in SORTABLE:
+        raise ValueError(f"cannot sort by {sort!r} (choose from {', '.join(SORTABLE)})")
+    runtime.database
+    column = getattr(Job, sort)
+    query = Job.select(*[getattr(Job, name) for name in JOB_FIELDS])
+    expression = condition(flt) if flt is not None else None
+    if expression is not None:
+        query = query.where(expression)
+    if after is not None:
+        value, last_id = after
+        if value is None:
+            query = query.where(column.is_null() & ((Job.id < last_id) if descending
+                                                    else (Job.id > last_id)))
+        elif descending:
+            query = query.where((column < value) | ((column == value) & (Job.id < last_id))
+                                | column.is_null())
+        else:
+            query = query.where((column > value) | ((column == value) & (Job.id > last_id)))
+    order = [column.desc(), Job.id.desc()] if descending else [column.asc(), Job.id.asc()]
+    return list(query.order_by(*order).limit(limit).dicts())
+
+
+def count_jobs(runtime, flt: Filter | None = None) -> int:
+    runtime.database
+    query = Job.select(fn.COUNT(Job.id))
+    expression = condition(flt) if flt is not None else None
+    if expression is not None:
+        query = query.where(expression)
+    return query.scalar() or 0
+
+
+def job_detail(runtime, job_id: str) -> dict | None:
+    runtime.database
+    job = Job.select().where(Job.id == job_id).dicts().first()
+    if job is None:
+        return None
+    job["args"] = json.loads(job["args"]) if job.get("args") else []
+    job["kwargs"] = json.loads(job["kwargs"]) if job.get("kwargs") else {}
+    job["attempt_log"] = list(Attempt.select().where(Attempt.job_id == job_id)
+                              .order_by(Attempt.attempt).dicts())
+    for attempt in job["attempt_log"]:
+        attempt.pop("id", None)
+    job["requeued_to"] = [row.id for row in Job.select(Job.id)
+                          .where(Job.requeued_from == job_id)]
+    job.pop("seq", None)
+    return job
+
+
+def normalise_message(message: str | None) -> str:
+    """Group failures whose messages differ only in numbers, ids and quoted values."""
+    import re
+    text = (message or "").splitlines()[0] if message else ""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f-]{27}\b", "<id>", text)
+    return re.sub(r"\d+(\.\d+)?", "<n>", text)[:200]
+
+
+def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000) -> list[dict]:
+    """Failed jobs grouped by exception type and normalised message (newest
+    `scan_limit` failures; enough to see what is breaking now)."""
+    runtime.database
+    query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue)
+             .where(Job.state == "failed"))
+    expression = condition(flt) if flt is not None else None
+    if expression is not None:
+        query = query.where(expression)
+    groups: dict[tuple[str, str], dict] = {}
+    for row in query.order_by(Job.finished_at.desc()).limit(scan_limit).tuples().iterator():
+        job_id, error_type, message, finished, queue = row
+        key = (error_type or "", normalise_message(message))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"error_type": key[0], "message": key[1], "count": 0,
+                                   "first_seen": finished, "last_seen": finished,
+                                   "queues": set(), "ids": []}
+        group["count"] += 1
+        group["queues"].add(queue)
+        if finished is not None:
+            group["first_seen"] = min(group["first_seen"] or finished, finished)
+            group["last_seen"] = max(group["last_seen"] or finished, finished)
+        group["ids"].append(job_id)
+    result = sorted(groups.values(), key=lambda g: -g["count"])
+    for group in result:
+        group["queues"] = sorted(q for q in group["queues"] if q)
+    return result
+
+
+def list_workers(runtime, now: float | None = None) -> list[dict]:
+    now = time.time() if now is None else now
+    lease = runtime.config.consumer["lease"]
+    running: dict[str, list[str]] = {}
+    for huey in runtime.queues.values():
+        for record in huey.storage.inflight():
+            try:
+                job_id = huey.deserialize_task(record.data).id
+            except Exception:
+                job_id = "?"
+            running.setdefault(record.worker, []).append(job_id)
+    workers = []
+    for info in runtime.control.workers():
+        age = now - info["beat"]
+        workers.append(dict(info, heartbeat_age=round(age, 1), alive=age < lease,
+                            running=running.get(info["id"], [])))
+    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"]))
+
+
+def list_periodic(runtime, now: float | None = None) -> list[dict]:
+    now = time.time() if now is None else now
+    runs = runtime.control.periodic_runs()
+    result = []
+    database = runtime.database_or_none()
+    for spec in periodic_specs(runtime):
+        last = runs.get(spec.name)
+        outcome = None
+        if last and database is not None:
+            outcome = Job.select(Job.state).where(Job.id == last["job_id"]).scalar()
+        result.append({"name": spec.name, "schedule": spec.schedule.text, "task": spec.task,
+                       "queue": spec.queue or "default",
+                       "next_run": spec.schedule.next_run(now),
+                       "last_run": last["at"] if last else None,
+                       "last_job": last["job_id"] if last else None,
+                       "last_outcome": outcome})
+    return result

@@ -1,0 +1,283 @@
+"""One Huey instance per named queue, and how tq hooks into Huey.
+
+TqHuey changes four things about Huey and nothing else:
+  - messages are JSON (signed when TQ_SECRET is set), never pickle;
+  - `dequeue` claims a message with a durable in-flight record, honours pause,
+    and moves aside a message it cannot read instead of crashing a worker;
+  - `execute` releases the in-flight record once the job has an outcome;
+  - every state change is sent to the history writer through Huey's signals.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from huey import Huey
+from huey import signals as S
+from huey.exceptions import HueyException
+from huey.registry import Message, Registry
+
+from tq import registry
+from tq.models import state_seq
+from tq.serializer import JsonSerializer, MessageRefused, dumps_json
+
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
+
+logger = logging.getLogger("tq.queues")
+PAUSE_CACHE_SECONDS = 0.5
+
+
+def utc_timestamp(value: datetime | None) -> float | None:
+    """Huey keeps naive UTC datetimes; history keeps epoch seconds."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc).timestamp()
+
+
+class TqRegistry(Registry):
+    """Learns tasks from tq's registry the first time a queue meets them."""
+
+    def __init__(self, huey: "TqHuey") -> None:
+        super().__init__()
+        self.huey = huey
+
+    def string_to_task(self, task_str: str):
+        if task_str not in self._registry:
+            definition = registry.TASKS.get(task_str)
+            if definition is None:
+                raise HueyException(f"{task_str} not found in TaskRegistry")
+            self.huey.task(retries=definition.retries, retry_delay=definition.retry_delay,
+                           retry_backoff=definition.retry_backoff, timeout=definition.timeout,
+                           name=definition.func.__name__)(definition.func)
+        return self._registry[task_str]
+
+    def create_message(self, task):
+        self.string_to_task(self.task_to_string(type(task)))
+        return super().create_message(task)
+
+
+def _message_to_dict(message: Message | None) -> dict | None:
+    if message is None:
+        return None
+    data = message._asdict()
+    data["on_complete"] = _message_to_dict(message.on_complete)
+    data["on_error"] = _message_to_dict(message.on_error)
+    return data
+
+
+def _dict_to_message(data: dict | None) -> Message | None:
+    if data is None:
+        return None
+    fields = {name: data.get(name) for name in Message._fields}
+    fields["args"] = tuple(fields["args"] or ())
+    fields["kwargs"] = dict(fields["kwargs"] or {})
+    fields["on_complete"] = _dict_to_message(fields["on_complete"])
+    fields["on_error"] = _dict_to_message(fields["on_error"])
+    if fields["chord_config"] is not None:
+        raise MessageRefused("chords are not supported by tq")
+    return Message(**fields)
+
+
+class TqHuey(Huey):
+    def __init__(self, queue_name: str, runtime: "Runtime", storage_class,
+                 **storage_kwargs) -> None:
+        queue = self.queue = queue_name
+        self.runtime = runtime
+        config = runtime.config
+        prefix = config.queue["prefix"]
+        super().__init__(name=f"{prefix}.{queue}", results=False, utc=True,
+                         serializer=JsonSerializer(config.secret), storage_class=storage_class,
+                         queue=queue, **storage_kwargs)
+        self._registry = TqRegistry(self)
+        self._paused_checked = 0.0
+        self._paused: dict[str, dict] = {}
+        self._outage_logged = False
+        self.signal()(self._record_signal)
+
+    # --- messages -----------------------------------------------------------
+    def serialize_task(self, task) -> bytes:
+        data = _message_to_dict(self._registry.create_message(task))
+        data["tq"] = {"attempt": getattr(task, "tq_attempt", 0),
+                      "max_retries": getattr(task, "tq_max_retries", task.retries),
+                      "enqueued_at": getattr(task, "tq_enqueued_at", None),
+                      "requeued_from": getattr(task, "tq_requeued_from", None)}
+        return self.serializer.serialize(data)
+
+    def deserialize_task(self, data: bytes):
+        payload = self.serializer.deserialize(data)
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            raise MessageRefused("not a tq message")
+        meta = payload.pop("tq", None) or {}
+        task = self._registry.create_task(_dict_to_message(payload))
+        task.tq_attempt = int(meta.get("attempt") or 0)
+        task.tq_max_retries = meta.get("max_retries", task.retries)
+        task.tq_enqueued_at = meta.get("enqueued_at")
+        task.tq_requeued_from = meta.get("requeued_from")
+        return task
+
+    # --- pause ----------------------------------------------------------------
+    def paused_targets(self) -> dict[str, dict]:
+        """Pause flags from the backend, re-read at most every half second so
+        every consumer honours a pause within a second."""
+        now = time.monotonic()
+        if now - self._paused_checked >= PAUSE_CACHE_SECONDS:
+            self._paused = self.runtime.control.paused()
+            self._paused_checked = now
+        return self._paused
+
+    # --- the worker's side ------------------------------------------------------
+    def dequeue(self):
+        try:
+            if self.queue in self.paused_targets():
+                return None
+            claimed = self.storage.claim(self.runtime.worker_name())
+        except Exception as exc:
+            if not self._outage_logged:
+                logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
+                               self.queue, str(exc).splitlines()[0] if str(exc) else exc)
+                self._outage_logged = True
+            return None
+        if self._outage_logged:
+            logger.warning("queue %s: queue backend reachable again", self.queue)
+            self._outage_logged = False
+        if claimed is None:
+            return None
+        token, data = claimed
+        try:
+            task = self.deserialize_task(data)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
+            self.storage.quarantine(token, data, reason)
+            return None
+        name = self._registry.task_to_string(type(task))
+        if f"{self.queue}/{name}" in self.paused_targets():
+            self.storage.hold(token, name)
+            return None
+        task.tq_token = token
+        return task
+
+    def execute(self, task, timestamp=None):
+        registry._current.job_id = task.id
+        registry._current.checker = self.runtime.cancel_checker
+        try:
+            return super().execute(task, timestamp)
+        finally:
+            registry._current.job_id = None
+            token = getattr(task, "tq_token", None)
+            if token is not None:
+                try:
+                    if getattr(task, "tq_interrupted", False):
+                        self.storage.put_back(token)
+                    else:
+                        self.storage.release(token)
+                except Exception:
+                    # The record stays; recovery puts the job back later.
+                    logger.exception("queue %s: could not release job %s", self.queue, task.id)
+
+    # --- history ----------------------------------------------------------------
+    def job_record(self, task, state: str, **columns: Any) -> dict:
+        attempt = getattr(task, "tq_attempt", 0)
+        record = {
+            "kind": "job", "id": task.id, "state": state, "seq": state_seq(state, attempt),
+            "queue": self.queue, "task": self._registry.task_to_string(type(task)),
+            "args": dumps_json(list(task.args)), "kwargs": dumps_json(task.kwargs),
+            "priority": task.priority or 0,
+            "max_retries": getattr(task, "tq_max_retries", task.retries),
+            "enqueued_at": getattr(task, "tq_enqueued_at", None),
+            "requeued_from": getattr(task, "tq_requeued_from", None),
+            "attempts": attempt, "updated_at": time.time(),
+        }
+        record.update(columns)
+        return record
+
+    def _record_signal(self, signal: str, task, *args) -> None:
+        try:
+            records = self._records_for(signal, task, *args)
+        except Exception:
+            logger.exception("could not build history record for %s", task.id)
+            return
+        writer = self.runtime.writer
+        for record in records:
+            writer.record(record)
+
+    def _records_for(self, signal: str, task, *args) -> list[dict]:
+        now = time.time()
+        if signal == S.SIGNAL_EXECUTING:
+            task.tq_attempt = getattr(task, "tq_attempt", 0) + 1
+            task.tq_started = now
+            worker = f"{self.runtime.worker_name()}/{threading.current_thread().name}"
+            task.tq_worker = worker
+            return [self.job_record(task, "running", started_at=now, worker=worker),
+                    {"kind": "attempt", "job_id": task.id, "attempt": task.tq_attempt,
+                     "worker": worker, "started_at": now}]
+        if signal == S.SIGNAL_SCHEDULED:
+            # A retry with a delay is scheduled too: it stays `retrying` with its eta.
+            state = "retrying" if getattr(task, "tq_attempt", 0) else "scheduled"
+            return [self.job_record(task, state, eta=utc_timestamp(task.eta))]
+        if signal in (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT):
+            exc = args[0] if args else sys.exc_info()[1]
+            task.tq_error = {
+                "error_type": "TaskTimeout" if signal == S.SIGNAL_TIMEOUT else type(exc).__name__,
+                "error_message": str(exc) if exc is not None else f"timed out after "
+                                                                   f"{task.timeout}s",
+                "traceback": traceback.format_exc(),
+            }
+            if task.retries:
+                return []  # SIGNAL_RETRYING follows
+            return self._outcome(task, "failed", now)
+        if signal == S.SIGNAL_RETRYING:
+            return self._outcome(task, "retrying", now)
+        if signal == S.SIGNAL_COMPLETE:
+            task.tq_error = {"error_type": "", "error_message": "", "traceback": ""}
+            return self._outcome(task, "succeeded", now)
+        if signal == S.SIGNAL_CANCELED:
+            if task.retries:
+                return []
+            task.tq_error = {"error_type": "Canceled", "error_message": "canceled by request",
+                             "traceback": ""}
+            return self._outcome(task, "canceled", now)
+        if signal == S.SIGNAL_REVOKED:
+            return [self.job_record(task, "canceled", finished_at=now)]
+        if signal == S.SIGNAL_EXPIRED:
+            return [self.job_record(task, "expired", finished_at=now, error_type="Expired",
+                                    error_message=f"expired at {task.expires_resolved} UTC "
+                                                  "before it could run")]
+        if signal == S.SIGNAL_INTERRUPTED:
+            task.tq_interrupted = True
+            task.tq_error = {"error_type": "Interrupted", "traceback": "",
+                             "error_message": "consumer stopped; job put back on the queue"}
+            return self._outcome(task, "retrying", now)
+        return []
+
+    def _outcome(self, task, state: str, now: float) -> list[dict]:
+        error = getattr(task, "tq_error", None) or {}
+        started = getattr(task, "tq_started", None)
+        job_columns = dict(error, finished_at=now if state != "retrying" else None,
+                           started_at=started)
+        if state == "retrying":
+            job_columns["finished_at"] = None
+        attempt_outcome = {"succeeded": "succeeded", "failed": "failed", "canceled": "canceled",
+                           "retrying": "failed"}[state]
+        if error.get("error_type") == "Interrupted":
+            attempt_outcome = "interrupted"
+        return [self.job_record(task, state, **job_columns),
+                {"kind": "attempt", "job_id": task.id, "attempt": getattr(task, "tq_attempt", 0),
+                 "worker": getattr(task, "tq_worker", None), "started_at": started,
+                 "finished_at": now, "outcome": attempt_outcome, **error}]
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def default_worker_name() -> str:
+    return f"{host_name()}:{os.getpid()}"

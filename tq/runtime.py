@@ -1,0 +1,175 @@
+"""The live objects built from a Config: queues, control state, history database.
+
+Everything that talks to a server hangs off one Runtime, so the CLI, the
+consumer, the watcher and the console share one way in. Connections are per
+process: a forked worker process opens its own on first use.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from tq import registry
+from tq.config import Config, ConfigError, load_config
+from tq.history import HistoryWriter
+from tq.models import create_schema, db, open_database
+from tq.queues import TqHuey, default_worker_name
+from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
+
+logger = logging.getLogger("tq")
+
+
+class UnknownQueue(LookupError):
+    pass
+
+
+class Runtime:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        registry.import_task_modules(config.task_modules)
+        self._lock = threading.RLock()
+        self._database = None
+        self._database_pid = 0
+        self._writer: HistoryWriter | None = None
+        self._writer_pid = 0
+        self._worker_name: str | None = None
+        self.consumer_pid: int | None = None
+        self.queues: dict[str, TqHuey] = {}
+        queue_cfg = config.queue
+        if queue_cfg["backend"] == "redis":
+            self.redis_pool = redis.ConnectionPool.from_url(
+                queue_cfg["url"], socket_connect_timeout=queue_cfg["connect_timeout"],
+                socket_timeout=max(queue_cfg["connect_timeout"], 10), health_check_interval=30)
+            for name in config.queues:
+                self.queues[name] = TqHuey(name, self, TqRedisStorage,
+                                           prefix=queue_cfg["prefix"],
+                                           connection_pool=self.redis_pool)
+            self.control = RedisControl(next(iter(self.queues.values())).storage)
+        else:
+            self.redis_pool = None
+            path = Path(queue_cfg["path"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for name in config.queues:
+                self.queues[name] = TqHuey(name, self, TqSqliteStorage, filename=str(path))
+            self.control = SqliteControl(next(iter(self.queues.values())).storage)
+
+    # --- queues ---------------------------------------------------------------
+    def queue(self, name: str) -> TqHuey:
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise UnknownQueue(f"unknown queue {name!r} (configured: "
+                               f"{', '.join(self.queues)})") from None
+
+    def check_queue_backend(self) -> None:
+        """Fail fast with one line when the queue backend cannot be reached."""
+        try:
+            self.control.ping()
+        except Exception as exc:
+            raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
+                              f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+    # --- history ----------------------------------------------------------------
+    @property
+    def database(self):
+        """The history database for this process, schema created on first use."""
+        with self._lock:
+            if self._database is None or self._database_pid != os.getpid():
+                # After fork the parent's connections are not ours to use or close.
+                self._database_pid = os.getpid()
+                history = self.config.history
+                password = history["password"]
+                database = open_database(history["url"], password,
+                                         self.config.queue["connect_timeout"])
+                try:
+                    create_schema(database)
+                except Exception as exc:
+                    raise ConfigError(f"history database {self.config.history_url_safe} "
+                                      f"unreachable: {_first_line(exc)}") from None
+                db.initialize(database)
+                self._database = database
+            return self._database
+
+    def database_or_none(self):
+        try:
+            return self.database
+        except ConfigError:
+            return None
+
+    @property
+    def writer(self) -> HistoryWriter:
+        with self._lock:
+            if self._writer is None or self._writer_pid != os.getpid():
+                self._writer_pid = os.getpid()
+                history = self.config.history
+                self._writer = HistoryWriter(
+                    self._writer_database, flush_interval=history["flush_interval"],
+                    flush_rows=history["flush_rows"], buffer_rows=history["buffer_rows"],
+                    spill_dir=self.config.data_dir / "spill")
+            return self._writer
+
+    def _writer_database(self):
+        return self.database
+
+    def flush_history(self, timeout: float = 10.0) -> bool:
+        if self._writer is None or self._writer_pid != os.getpid():
+            return True
+        return self._writer.flush(timeout)
+
+    # --- identity of this process as a consumer ------------------------------------
+    def worker_name(self) -> str:
+        if self._worker_name is None:
+            self._worker_name = default_worker_name()
+        return self._worker_name
+
+    def set_worker_name(self, name: str) -> None:
+        self._worker_name = name
+
+    @property
+    def cancel_checker(self) -> Callable[[str], bool]:
+        return self.control.cancel_requested
+
+    def close(self) -> None:
+        if self._writer is not None and self._writer_pid == os.getpid():
+            self._writer.close()
+        self._writer = None
+        if self._database is not None and self._database_pid == os.getpid():
+            self._database.close()
+        for huey in self.queues.values():
+            close = getattr(huey.storage, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
+        if self.redis_pool is not None:
+            self.redis_pool.disconnect()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_current: Runtime | None = None
+
+
+def configure(config: Config | None = None) -> Runtime:
+    """Make `config` (default: tq.ini and TQ_* variables) the process's runtime."""
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = Runtime(config or load_config())
+    return _current
+
+
+def current() -> Runtime:
+    global _current
+    if _current is None:
+        _current = Runtime(load_config())
+    return _current

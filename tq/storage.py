@@ -1,0 +1,443 @@
+"""Queue storage: Huey's priority storages plus what tq keeps beside the queue.
+
+Huey's storages pop a message and forget it, so a consumer killed mid-job loses
+the job. tq's `claim` pops the message AND writes an in-flight record in one
+atomic step (a Lua script on Redis, one transaction on SQLite); `release`
+drops the record once the job has an outcome. A record whose consumer stopped
+heartbeating is put back on the queue by a live consumer (see recovery.py).
+
+The same backend holds the rest of tq's shared state, because it is the one
+thing every consumer on every machine already talks to: pause flags, consumer
+heartbeats, cancel requests, periodic-tick claims and moved-aside messages.
+The two classes below implement the same methods; `Control` names them.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+from huey.storage import PriorityRedisStorage, SqliteStorage
+
+DEDUPE_TTL = 7 * 86400
+
+
+@dataclass
+class Inflight:
+    token: bytes | str
+    data: bytes
+    priority: int
+    worker: str
+    taken: float
+
+
+# --- Redis --------------------------------------------------------------------
+
+_CLAIM = """
+local items = redis.call('ZPOPMIN', KEYS[1], 1)
+if #items == 0 then return nil end
+redis.call('HSET', KEYS[2], items[1], ARGV[1] .. '|' .. items[2] .. '|' .. ARGV[2])
+return items
+"""
+# Put an in-flight message back (or a replacement message), only if the record
+# is still there: of two consumers recovering the same job, one wins.
+_PUT_BACK = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+  return 1
+end
+return 0
+"""
+_HOLD = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+redis.call('ZADD', KEYS[2], string.match(value, '|([^|]+)|'), ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+_UNHOLD = """
+local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #items, 2 do redis.call('ZADD', KEYS[2], items[i + 1], items[i]) end
+redis.call('DEL', KEYS[1])
+return #items / 2
+"""
+_ENQUEUE_ONCE = """
+local added = {}
+for i = 1, #ARGV, 3 do
+  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', %d) then
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+    added[#added + 1] = ARGV[i]
+  end
+end
+return added
+""" % DEDUPE_TTL
+
+
+class TqRedisStorage(PriorityRedisStorage):
+    """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
+    BZPOPMIN cannot run inside one; idle workers poll with back-off instead."""
+
+    def __init__(self, name: str, prefix: str, queue: str, **kwargs) -> None:
+        super().__init__(name=name, blocking=False, clean_name=False, **kwargs)
+        self.queue = queue
+        self.ns = f"tq.{prefix}."
+        self.inflight_key = f"{self.ns}inflight.{queue}"
+        self._claim = self.conn.register_script(_CLAIM)
+        self._put_back = self.conn.register_script(_PUT_BACK)
+        self._enqueue_once = self.conn.register_script(_ENQUEUE_ONCE)
+        self._hold = self.conn.register_script(_HOLD)
+        self._unhold = self.conn.register_script(_UNHOLD)
+
+    @staticmethod
+    def _member(data: bytes) -> bytes:
+        # Same layout as PriorityRedisStorage.enqueue: a time prefix keeps FIFO
+        # order within a priority.
+        return struct.pack(">Q", int(time.time() * 1e6)) + data
+
+    # queue
+    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
+                     ) -> list[bool]:
+        if dedupe_ids is None:
+            pipe = self.conn.pipeline(transaction=True)
+            for data, priority in items:
+                pipe.zadd(self.queue_key, {self._member(data): -(priority or 0)})
+            pipe.execute()
+            return [True] * len(items)
+        args: list = []
+        for job_id, (data, priority) in zip(dedupe_ids, items):
+            args += [job_id, -(priority or 0), self._member(data)]
+        added = {raw.decode() for raw in self._enqueue_once(
+            keys=[self.queue_key, f"{self.ns}dedupe."], args=args)}
+        return [job_id in added for job_id in dedupe_ids]
+
+    def schedule_many(self, items: list[tuple[bytes, object]]) -> None:
+        pipe = self.conn.pipeline(transaction=True)
+        for data, eta in items:
+            pipe.zadd(self.schedule_key, {data: self.convert_ts(eta)})
+        pipe.execute()
+
+    def remove_scheduled(self, raw: bytes) -> bool:
+        return bool(self.conn.zrem(self.schedule_key, raw))
+
+    def claim(self, worker: str) -> tuple[bytes, bytes] | None:
+        items = self._claim(keys=[self.queue_key, self.inflight_key],
+                            args=[worker, repr(time.time())])
+        if not items:
+            return None
+        member = items[0]
+        return member, member[8:]
+
+    def release(self, token: bytes) -> None:
+        self.conn.hdel(self.inflight_key, token)
+
+    def put_back(self, token: bytes, data: bytes | None = None, priority: int | None = None,
+                 drop: bool = False) -> bool:
+        """Return an in-flight message to the queue (a replacement `data` if
+        given). With drop=True the record is removed and nothing re-queued."""
+        if priority is None:
+            value = self.conn.hget(self.inflight_key, token)
+            if value is None:
+                return False
+            priority = -int(float(value.decode().split("|")[1]))
+        member = b"" if drop else (token if data is None else self._member(data))
+        return bool(self._put_back(keys=[self.inflight_key, self.queue_key],
+                                   args=[token, member, -priority]))
+
+    def inflight(self) -> list[Inflight]:
+        records = []
+        for token, value in self.conn.hgetall(self.inflight_key).items():
+            worker, score, taken = value.decode().rsplit("|", 2)
+            records.append(Inflight(token, token[8:], -int(float(score)), worker, float(taken)))
+        return records
+
+    def inflight_count(self) -> int:
+        return self.conn.hlen(self.inflight_key)
+
+    def hold(self, token: bytes, task: str) -> None:
+        """Move a claimed message of a paused task type aside until resume."""
+        self._hold(keys=[self.inflight_key, f"{self.ns}held.{self.queue}.{task}"], args=[token])
+
+    def unhold(self, task: str) -> int:
+        # Members keep their time prefix and score, so priority and FIFO order survive.
+        return int(self._unhold(keys=[f"{self.ns}held.{self.queue}.{task}", self.queue_key]))
+
+    def held_count(self) -> int:
+        return sum(self.conn.zcard(key) for key in
+                   self.conn.scan_iter(f"{self.ns}held.{self.queue}.*"))
+
+    def quarantine(self, token: bytes, data: bytes, reason: str) -> None:
+        entry = json.dumps({"queue": self.queue, "at": time.time(), "reason": reason,
+                            "data": data[:65536].hex()})
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.lpush(f"{self.ns}quarantine", entry)
+        pipe.ltrim(f"{self.ns}quarantine", 0, 9999)
+        pipe.hdel(self.inflight_key, token)
+        pipe.execute()
+
+
+class RedisControl:
+    """Shared state for all queues, on the same Redis as the queues."""
+
+    def __init__(self, storage: TqRedisStorage) -> None:
+        self.conn = storage.conn
+        self.ns = storage.ns
+
+    def ping(self) -> None:
+        self.conn.ping()
+
+    def set_paused(self, target: str, paused: bool, info: dict | None = None) -> None:
+        if paused:
+            self.conn.hset(f"{self.ns}paused", target, json.dumps(info or {}))
+        else:
+            self.conn.hdel(f"{self.ns}paused", target)
+
+    def paused(self) -> dict[str, dict]:
+        return {key.decode(): json.loads(value) for key, value in
+                self.conn.hgetall(f"{self.ns}paused").items()}
+
+    def heartbeat(self, worker_id: str, info: dict) -> None:
+        self.conn.hset(f"{self.ns}workers", worker_id, json.dumps(info))
+
+    def workers(self) -> list[dict]:
+        return [json.loads(value) for value in self.conn.hgetall(f"{self.ns}workers").values()]
+
+    def forget_worker(self, worker_id: str) -> None:
+        self.conn.hdel(f"{self.ns}workers", worker_id)
+
+    def request_cancel(self, job_ids: Iterable[str]) -> None:
+        pipe = self.conn.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(f"{self.ns}cancel.{job_id}", "1", ex=86400)
+        pipe.execute()
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.conn.exists(f"{self.ns}cancel.{job_id}"))
+
+    def claim_tick(self, name: str, tick: int, ttl: int) -> bool:
+        return bool(self.conn.set(f"{self.ns}tick.{name}.{tick}", "1", nx=True, ex=max(ttl, 60)))
+
+    def record_periodic(self, name: str, info: dict) -> None:
+        self.conn.hset(f"{self.ns}periodic", name, json.dumps(info))
+
+    def periodic_runs(self) -> dict[str, dict]:
+        return {key.decode(): json.loads(value) for key, value in
+                self.conn.hgetall(f"{self.ns}periodic").items()}
+
+    def count_loss(self, job_id: str) -> int:
+        key = f"{self.ns}lost.{job_id}"
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 7 * 86400)
+        return int(pipe.execute()[0])
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        return [json.loads(raw) for raw in self.conn.lrange(f"{self.ns}quarantine", 0, limit - 1)]
+
+
+# --- SQLite -------------------------------------------------------------------
+
+_SQLITE_DDL = [
+    "create table if not exists tq_inflight (token text primary key, queue text not null, "
+    "data blob not null, priority real not null, worker text not null, taken real not null)",
+    "create index if not exists tq_inflight_queue on tq_inflight (queue)",
+    "create table if not exists tq_held (id integer primary key, queue text not null, "
+    "task text not null, data blob not null, priority real not null)",
+    "create table if not exists tq_quarantine (id integer primary key, queue text, "
+    "at real, reason text, data blob)",
+    "create table if not exists tq_paused (target text primary key, info text not null)",
+    "create table if not exists tq_workers (id text primary key, info text not null)",
+    "create table if not exists tq_cancel (job_id text primary key, at real not null)",
+    "create table if not exists tq_ticks (name text not null, tick integer not null, "
+    "at real not null, primary key (name, tick))",
+    "create table if not exists tq_periodic (name text primary key, info text not null)",
+    "create table if not exists tq_lost (job_id text primary key, n integer not null)",
+    "create table if not exists tq_dedupe (id text primary key, at real not null)",
+]
+
+
+class TqSqliteStorage(SqliteStorage):
+    """One queue in the embedded SQLite file; all queues share the file."""
+
+    ddl = SqliteStorage.ddl + _SQLITE_DDL
+
+    def __init__(self, name: str, queue: str, filename: str, **kwargs) -> None:
+        super().__init__(name=name, filename=filename, **kwargs)
+        self.queue = queue
+
+    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
+                     ) -> list[bool]:
+        accepted = []
+        with self.db(commit=True) as curs:
+            for index, (data, priority) in enumerate(items):
+                if dedupe_ids is not None:
+                    curs.execute("insert or ignore into tq_dedupe (id, at) values (?, ?)",
+                                 (dedupe_ids[index], time.time()))
+                    if curs.rowcount != 1:
+                        accepted.append(False)
+                        continue
+                curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                             (self.name, self.to_blob(data), priority or 0))
+                accepted.append(True)
+            curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
+        return accepted
+
+    def schedule_many(self, items: list[tuple[bytes, object]]) -> None:
+        with self.db(commit=True) as curs:
+            curs.executemany("insert into schedule (queue, data, timestamp) values (?, ?, ?)",
+                             [(self.name, self.to_blob(data), eta.timestamp())
+                              for data, eta in items])
+
+    def remove_scheduled(self, raw: bytes) -> bool:
+        with self.db(commit=True) as curs:
+            curs.execute("delete from schedule where queue = ? and data = ?",
+                         (self.name, self.to_blob(raw)))
+            return curs.rowcount > 0
+
+    def claim(self, worker: str) -> tuple[str, bytes] | None:
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+            return None
+        with self.db(commit=True) as curs:
+            curs.execute("select id, data, priority from task where queue = ? "
+                         "order by priority desc, id limit 1", (self.name,))
+            row = curs.fetchone()
+            if row is None:
+                return None
+            task_id, data, priority = row
+            token = uuid.uuid4().hex
+            curs.execute("delete from task where id = ?", (task_id,))
+            curs.execute("insert into tq_inflight (token, queue, data, priority, worker, taken) "
+                         "values (?, ?, ?, ?, ?, ?)",
+                         (token, self.queue, data, priority, worker, time.time()))
+            return token, bytes(data)
+
+    def release(self, token: str) -> None:
+        self.sql("delete from tq_inflight where token = ?", (token,), commit=True)
+
+    def put_back(self, token: str, data: bytes | None = None, priority: int | None = None,
+                 drop: bool = False) -> bool:
+        with self.db(commit=True) as curs:
+            curs.execute("select data, priority from tq_inflight where token = ?", (token,))
+            row = curs.fetchone()
+            if row is None:
+                return False
+            curs.execute("delete from tq_inflight where token = ?", (token,))
+            if not drop:
+                curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                             (self.name, self.to_blob(data) if data is not None else row[0],
+                              row[1] if priority is None else priority))
+            return True
+
+    def inflight(self) -> list[Inflight]:
+        rows = self.sql("select token, data, priority, worker, taken from tq_inflight "
+                        "where queue = ?", (self.queue,), results=True)
+        return [Inflight(token, bytes(data), int(priority), worker, taken)
+                for token, data, priority, worker, taken in rows]
+
+    def inflight_count(self) -> int:
+        return self.sql("select count(*) from tq_inflight where queue = ?", (self.queue,),
+                        results=True)[0][0]
+
+    def hold(self, token: str, task: str) -> None:
+        with self.db(commit=True) as curs:
+            curs.execute("insert into tq_held (queue, task, data, priority) "
+                         "select queue, ?, data, priority from tq_inflight where token = ?",
+                         (task, token))
+            curs.execute("delete from tq_inflight where token = ?", (token,))
+
+    def unhold(self, task: str) -> int:
+        with self.db(commit=True) as curs:
+            curs.execute("insert into task (queue, data, priority) select ?, data, priority "
+                         "from tq_held where queue = ? and task = ? order by id",
+                         (self.name, self.queue, task))
+            moved = curs.rowcount
+            curs.execute("delete from tq_held where queue = ? and task = ?", (self.queue, task))
+            return moved
+
+    def held_count(self) -> int:
+        return self.sql("select count(*) from tq_held where queue = ?", (self.queue,),
+                        results=True)[0][0]
+
+    def quarantine(self, token: str, data: bytes, reason: str) -> None:
+        with self.db(commit=True) as curs:
+            curs.execute("insert into tq_quarantine (queue, at, reason, data) values (?, ?, ?, ?)",
+                         (self.queue, time.time(), reason, data[:65536]))
+            curs.execute("delete from tq_inflight where token = ?", (token,))
+
+
+class SqliteControl:
+    def __init__(self, storage: TqSqliteStorage) -> None:
+        self.storage = storage
+        self._lock = threading.Lock()
+
+    def _sql(self, query: str, params: tuple = (), commit: bool = False, results: bool = False):
+        return self.storage.sql(query, params, commit=commit, results=results)
+
+    def ping(self) -> None:
+        self._sql("select 1", results=True)
+
+    def set_paused(self, target: str, paused: bool, info: dict | None = None) -> None:
+        if paused:
+            self._sql("insert or replace into tq_paused (target, info) values (?, ?)",
+                      (target, json.dumps(info or {})), commit=True)
+        else:
+            self._sql("delete from tq_paused where target = ?", (target,), commit=True)
+
+    def paused(self) -> dict[str, dict]:
+        return {target: json.loads(info) for target, info in
+                self._sql("select target, info from tq_paused", results=True)}
+
+    def heartbeat(self, worker_id: str, info: dict) -> None:
+        self._sql("insert or replace into tq_workers (id, info) values (?, ?)",
+                  (worker_id, json.dumps(info)), commit=True)
+
+    def workers(self) -> list[dict]:
+        return [json.loads(info) for info, in self._sql("select info from tq_workers",
+                                                        results=True)]
+
+    def forget_worker(self, worker_id: str) -> None:
+        self._sql("delete from tq_workers where id = ?", (worker_id,), commit=True)
+
+    def request_cancel(self, job_ids: Iterable[str]) -> None:
+        now = time.time()
+        with self.storage.db(commit=True) as curs:
+            curs.executemany("insert or replace into tq_cancel (job_id, at) values (?, ?)",
+                             [(job_id, now) for job_id in job_ids])
+            curs.execute("delete from tq_cancel where at < ?", (now - 86400,))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self._sql("select 1 from tq_cancel where job_id = ?", (job_id,),
+                              results=True))
+
+    def claim_tick(self, name: str, tick: int, ttl: int) -> bool:
+        now = time.time()
+        with self.storage.db(commit=True) as curs:
+            curs.execute("insert or ignore into tq_ticks (name, tick, at) values (?, ?, ?)",
+                         (name, tick, now))
+            won = curs.rowcount == 1
+            curs.execute("delete from tq_ticks where at < ?", (now - max(ttl, 60),))
+            return won
+
+    def record_periodic(self, name: str, info: dict) -> None:
+        self._sql("insert or replace into tq_periodic (name, info) values (?, ?)",
+                  (name, json.dumps(info)), commit=True)
+
+    def periodic_runs(self) -> dict[str, dict]:
+        return {name: json.loads(info) for name, info in
+                self._sql("select name, info from tq_periodic", results=True)}
+
+    def count_loss(self, job_id: str) -> int:
+        with self.storage.db(commit=True) as curs:
+            curs.execute("insert into tq_lost (job_id, n) values (?, 1) "
+                         "on conflict(job_id) do update set n = n + 1", (job_id,))
+            curs.execute("select n from tq_lost where job_id = ?", (job_id,))
+            return curs.fetchone()[0]
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        rows = self._sql("select queue, at, reason, data from tq_quarantine "
+                         "order by id desc limit ?", (limit,), results=True)
+        return [{"queue": q, "at": at, "reason": reason, "data": bytes(data).hex()}
+                for q, at, reason, data in rows]

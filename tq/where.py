@@ -1,0 +1,160 @@
+"""The small job-filter language shared by `tq jobs --where`, bulk actions and the console.
+
+    task:send_email state:failed queue:events args:customer=42 since:1h error:Timeout
+
+Terms are ANDed. `since:`/`before:` take a duration (30s, 5m, 1h, 2d) or an ISO
+time and compare with the enqueue time. `args:KEY=VALUE` matches a keyword or
+dict argument by its JSON text. A bare word matches a job id exactly or a task
+name by substring. `task:` also matches by substring.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+from tq.models import STATES, Job
+from tq.serializer import dumps_json
+
+KEYS = ("task", "state", "queue", "args", "since", "before", "error", "id", "priority")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class FilterError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Filter:
+    states: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    args: tuple[tuple[str, str], ...] = ()
+    errors: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    since: float | None = None
+    before: float | None = None
+    priority: int | None = None
+    text: str = field(default="", compare=False)
+
+    def merged(self, **changes) -> "Filter":
+        return replace(self, **changes)
+
+    def is_empty(self) -> bool:
+        return not (self.states or self.queues or self.tasks or self.ids or self.args
+                    or self.errors or self.words or self.since or self.before
+                    or self.priority is not None)
+
+    def describe(self) -> str:
+        parts = [f"state:{','.join(self.states)}"] if self.states else []
+        parts += [f"queue:{','.join(self.queues)}"] if self.queues else []
+        if self.text:
+            parts.append(self.text)
+        return " ".join(parts) or "all jobs"
+
+
+def parse_time(value: str, now: float | None = None) -> float:
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", value.strip())
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"time {value!r}: use a duration like 30m, 2h, 7d or an ISO time") \
+            from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def parse(text: str, now: float | None = None) -> Filter:
+    try:
+        tokens = shlex.split(text or "")
+    except ValueError as exc:
+        raise FilterError(f"filter: {exc}") from None
+    values: dict[str, list] = {key: [] for key in ("states", "queues", "tasks", "ids", "args",
+                                                   "errors", "words")}
+    since = before = priority = None
+    for token in tokens:
+        key, sep, value = token.partition(":")
+        if not sep or key not in KEYS:
+            values["words"].append(token)
+            continue
+        if not value:
+            raise FilterError(f"filter term {token!r} has no value")
+        if key == "state":
+            for state in value.split(","):
+                if state not in STATES:
+                    raise FilterError(f"unknown state {state!r} (states: {', '.join(STATES)})")
+                values["states"].append(state)
+        elif key == "queue":
+            values["queues"] += value.split(",")
+        elif key == "task":
+            values["tasks"].append(value)
+        elif key == "id":
+            values["ids"] += value.split(",")
+        elif key == "error":
+            values["errors"].append(value)
+        elif key == "args":
+            name, eq, raw = value.partition("=")
+            if not eq or not name:
+                raise FilterError(f"args filter {value!r}: use args:KEY=VALUE")
+            values["args"].append((name, raw))
+        elif key == "since":
+            since = parse_time(value, now)
+        elif key == "before":
+            before = parse_time(value, now)
+        elif key == "priority":
+            try:
+                priority = int(value)
+            except ValueError:
+                raise FilterError(f"priority {value!r} is not a whole number") from None
+    return Filter(**{key: tuple(items) for key, items in values.items()}, since=since,
+                  before=before, priority=priority, text=text.strip())
+
+
+def _json_fragment(name: str, raw: str) -> str:
+    try:
+        value = int(raw)
+    except ValueError:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = {"true": True, "false": False, "null": None}.get(raw, raw)
+    return dumps_json({name: value})[1:-1]  # '"customer":42'
+
+
+def condition(flt: Filter):
+    """The filter as a peewee expression on Job (None for "everything")."""
+    terms = []
+    if flt.states:
+        terms.append(Job.state.in_(flt.states))
+    if flt.queues:
+        terms.append(Job.queue.in_(flt.queues))
+    for task in flt.tasks:
+        terms.append(Job.task.contains(task))
+    if flt.ids:
+        terms.append(Job.id.in_(flt.ids))
+    for name, raw in flt.args:
+        fragment = _json_fragment(name, raw)
+        terms.append(Job.kwargs.contains(fragment) | Job.args.contains(fragment))
+    for error in flt.errors:
+        terms.append(Job.error_type.contains(error) | Job.error_message.contains(error))
+    for word in flt.words:
+        terms.append((Job.id == word) | Job.task.contains(word))
+    if flt.since is not None:
+        terms.append(Job.enqueued_at >= flt.since)
+    if flt.before is not None:
+        terms.append(Job.enqueued_at < flt.before)
+    if flt.priority is not None:
+        terms.append(Job.priority == flt.priority)
+    if not terms:
+        return None
+    expression = terms[0]
+    for term in terms[1:]:
+        expression &= term
+    return expression
