@@ -110,7 +110,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
 OPEN_SECTIONS = ("queues", "routes", "periodic")
 SECRET_KEYS = {("history", "password")}
 DEFAULT_QUEUES = {"default": 0, "events": 0, "reports": 0}
-DEFAULT_ROUTES = {"*": "events:tq.tasks.events.store_event:0"}
+DEFAULT_ROUTE_TASK = "tq.tasks.events.store_event"
 PRIORITY_RANGE = (0, 1000)
 
 
@@ -298,8 +298,11 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             raise ConfigError(f"bad queue name [queues] {name!r}: use letters, digits, '_' and '-'")
         queues[name] = _parse_priority(f"[queues] {name}", str(raw) or "0")
 
-    routes = {key: parse_route(key, value) for key, value in
-              (merged["routes"] or DEFAULT_ROUTES).items()}
+    if merged["routes"]:
+        routes = {key: parse_route(key, value) for key, value in merged["routes"].items()}
+    else:  # built-in: every event is stored, on `events` if there is such a queue
+        routes = {"*": Route("events" if "events" in queues else next(iter(queues)),
+                             DEFAULT_ROUTE_TASK)}
     for key, route in routes.items():
         if route.queue not in queues:
             raise ConfigError(f"[routes] {key}: unknown queue {route.queue!r} "

@@ -13,6 +13,7 @@ from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy
                     IntegerField, Model, SqliteDatabase, TextField)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
 from playhouse.pool import PooledMySQLDatabase
+from playhouse.shortcuts import ReconnectMixin
 
 db = DatabaseProxy()
 
@@ -55,7 +56,7 @@ class Job(BaseModel):
     priority = IntegerField(null=True)
     state = CharField(max_length=16)
     seq = IntegerField(default=0)  # state_seq(): guards the idempotent upsert
-    attempts = IntegerField(default=0)
+    attempts = IntegerField(null=True, default=0)
     max_retries = IntegerField(null=True)
     enqueued_at = FloatField(null=True)
     eta = FloatField(null=True)
@@ -129,6 +130,11 @@ class Audit(BaseModel):
     count = IntegerField(default=0)
 
 
+class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
+    """Pooled, and reconnects a connection the server or network dropped
+    (outside a transaction), so a MariaDB restart needs no tq restart."""
+
+
 ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
 _extra_models: list[type[Model]] = []
 _init_lock = threading.Lock()
@@ -153,7 +159,7 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return SqliteDatabase(path, pragmas={"journal_mode": "wal", "synchronous": "normal",
                                              "busy_timeout": 10000}, timeout=10)
-    return PooledMySQLDatabase(
+    return HistoryMySQL(
         parts.path.strip("/"),
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 3306,

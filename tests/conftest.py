@@ -1,0 +1,172 @@
+"""Test fixtures: every test runs on real backends, isolated from every other test.
+
+`backend` is parametrized over:
+  - embedded: SQLite queue and SQLite history in the test's tmp folder;
+  - redis: Redis at 127.0.0.1:6379 with a key prefix of its own, and MariaDB at
+    127.0.0.1:3306 with a database of its own, both removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pymysql
+import pytest
+import redis
+
+from tq.config import load_config
+from tq.runtime import Runtime
+
+REDIS_URL = os.environ.get("TQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MYSQL_HOST = os.environ.get("TQ_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("TQ_TEST_MYSQL_PORT", "3306"))
+BACKENDS = ("embedded", "redis")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
+             message: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def _mysql(database: str | None = None):
+    return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", password="",
+                           database=database, autocommit=True)
+
+
+class Backend:
+    """Builds isolated settings for one test and removes its data afterwards."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.token = uuid.uuid4().hex[:10]
+        self.prefix = f"t{self.token}"
+        self.database_name = f"tq_t_{self.token}"
+        self.env: dict[str, str] = {"TQ_TQ_DATA_DIR": str(tmp_path / "data"),
+                                    "TQ_CONSUMER_HEARTBEAT": "0.5",
+                                    "TQ_CONSUMER_POLL_MAX": "0.1",
+                                    "TQ_CONSUMER_GRACE": "10"}
+        if kind == "redis":
+            with _mysql() as conn:
+                conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
+            self.env.update({"TQ_QUEUE_BACKEND": "redis", "TQ_QUEUE_URL": REDIS_URL,
+                             "TQ_QUEUE_PREFIX": self.prefix,
+                             "TQ_HISTORY_URL": f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/"
+                                               f"{self.database_name}"})
+        self.runtimes: list[Runtime] = []
+
+    def config(self, **env: str):
+        return load_config(env={**self.env, **env})
+
+    def runtime(self, **env: str) -> Runtime:
+        runtime = Runtime(self.config(**env))
+        self.runtimes.append(runtime)
+        return runtime
+
+    def cleanup(self) -> None:
+        for runtime in self.runtimes:
+            try:
+                runtime.close()
+            except Exception:
+                pass
+        if self.kind == "redis":
+            client = redis.Redis.from_url(REDIS_URL)
+            keys = list(client.scan_iter(f"*.{self.prefix}.*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start:start + 500])
+            client.close()
+            with _mysql() as conn:
+                conn.cursor().execute(f"DROP DATABASE IF EXISTS `{self.database_name}`")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path):
+    be = Backend(request.param, tmp_path)
+    yield be
+    be.cleanup()
+
+
+@pytest.fixture
+def redis_backend(tmp_path):
+    be = Backend("redis", tmp_path)
+    yield be
+    be.cleanup()
+
+
+@pytest.fixture
+def runtime(backend):
+    return backend.runtime()
+
+
+class RunningConsumer:
+    """A ConsumerGroup run in this process (no signal handlers), stopped at teardown."""
+
+    def __init__(self, runtime: Runtime, **options) -> None:
+        from tq.consumer import ConsumerGroup
+
+        self.group = ConsumerGroup(runtime, **options)
+        self.group.start()
+
+    def stop(self) -> None:
+        if not self.group.stopped.is_set():
+            self.group.stop()
+
+
+@pytest.fixture
+def start_consumer():
+    started: list[RunningConsumer] = []
+
+    def start(runtime: Runtime, **options) -> RunningConsumer:
+        consumer = RunningConsumer(runtime, **options)
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        consumer.stop()
+
+
+def job_states(runtime: Runtime, ids) -> dict[str, str]:
+    from tq.models import Job
+
+    runtime.database
+    ids = list(ids)
+    states = {}
+    for start in range(0, len(ids), 500):
+        for job_id, state in Job.select(Job.id, Job.state).where(
+                Job.id.in_(ids[start:start + 500])).tuples():
+            states[job_id] = state
+    return states
+
+
+def wait_for_states(runtime: Runtime, ids, states=("succeeded",), timeout: float = 30.0):
+    ids = list(ids)
+
+    def done():
+        runtime.flush_history(5)
+        current = job_states(runtime, ids)
+        return len(current) == len(ids) and all(s in states for s in current.values())
+    wait_for(done, timeout=timeout, interval=0.2, message=f"{len(ids)} jobs to reach {states}")
+    return job_states(runtime, ids)
+
+
+@pytest.fixture
+def tq_env(backend, monkeypatch):
+    """The backend's settings as TQ_* variables, for CLI tests (in process or not)."""
+    for key in list(os.environ):
+        if key.startswith("TQ_") and not key.startswith("TQ_TEST_"):
+            monkeypatch.delenv(key)
+    for key, value in backend.env.items():
+        monkeypatch.setenv(key, value)
+    return backend.env
+
