@@ -124,11 +124,12 @@ class TqHuey(Huey):
         return task
 
     # --- pause ----------------------------------------------------------------
-    def paused_targets(self) -> dict[str, dict]:
-        """Pause flags from the backend, re-read at most every half second so
-        every consumer honours a pause within a second."""
+    def paused_targets(self, fresh: bool = False) -> dict[str, dict]:
+        """Pause flags from the backend, re-read at most every half second: a
+        paused task type is set aside within a second on every consumer. (A
+        paused queue needs no cache: `claim` checks it atomically.)"""
         now = time.monotonic()
-        if now - self._paused_checked >= PAUSE_CACHE_SECONDS:
+        if fresh or now - self._paused_checked >= PAUSE_CACHE_SECONDS:
             self._paused = self.runtime.control.paused()
             self._paused_checked = now
         return self._paused
@@ -136,9 +137,7 @@ class TqHuey(Huey):
     # --- the worker's side ------------------------------------------------------
     def dequeue(self):
         try:
-            if self.queue in self.paused_targets():
-                return None
-            claimed = self.storage.claim(self.runtime.worker_name())
+            claimed = self.storage.claim(self.runtime.worker_name())  # None while paused
         except Exception as exc:
             if not self._outage_logged:
                 logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
@@ -159,7 +158,9 @@ class TqHuey(Huey):
             self.storage.quarantine(token, data, reason)
             return None
         name = self._registry.task_to_string(type(task))
-        if f"{self.queue}/{name}" in self.paused_targets():
+        target = f"{self.queue}/{name}"
+        # Re-read before setting a job aside: the cache may predate a resume.
+        if target in self.paused_targets() and target in self.paused_targets(fresh=True):
             self.storage.hold(token, name)
             return None
         task.tq_token = token

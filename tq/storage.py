@@ -37,7 +37,10 @@ class Inflight:
 
 # --- Redis --------------------------------------------------------------------
 
+# A paused queue is checked in the same step, so no job is handed out after
+# `tq pause` returns.
 _CLAIM = """
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return nil end
 local items = redis.call('ZPOPMIN', KEYS[1], 1)
 if #items == 0 then return nil end
 redis.call('HSET', KEYS[2], items[1], ARGV[1] .. '|' .. items[2] .. '|' .. ARGV[2])
@@ -124,8 +127,8 @@ class TqRedisStorage(PriorityRedisStorage):
         return bool(self.conn.zrem(self.schedule_key, raw))
 
     def claim(self, worker: str) -> tuple[bytes, bytes] | None:
-        items = self._claim(keys=[self.queue_key, self.inflight_key],
-                            args=[worker, repr(time.time())])
+        items = self._claim(keys=[self.queue_key, self.inflight_key, f"{self.ns}paused"],
+                            args=[worker, repr(time.time()), self.queue])
         if not items:
             return None
         member = items[0]
@@ -301,6 +304,9 @@ class TqSqliteStorage(SqliteStorage):
         if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
             return None
         with self.db(commit=True) as curs:
+            curs.execute("select 1 from tq_paused where target = ?", (self.queue,))
+            if curs.fetchone() is not None:
+                return None
             curs.execute("select id, data, priority from task where queue = ? "
                          "order by priority desc, id limit 1", (self.name,))
             row = curs.fetchone()
