@@ -25,7 +25,7 @@ RUN_PREFIX = "tqbench"
 
 PROFILES = {
     #            repeats  n_noop n_sleep enqueue_n latency_s
-    "default": dict(repeats=3, n_noop=600, n_sleep=200, enqueue_n=2000, latency_seconds=8.0),
+    "default": dict(repeats=3, n_noop=600, n_sleep=200, enqueue_n=2000, latency_seconds=6.0),
     "quick": dict(repeats=1, n_noop=200, n_sleep=80, enqueue_n=500, latency_seconds=3.0),
 }
 
@@ -48,7 +48,7 @@ def parse_args(argv=None):
                     help="workers for the latency test (default: the count with the best no-op throughput)")
     ap.add_argument("--latency-load", type=float, default=0.5,
                     help="offered load as a fraction of max no-op throughput (default %(default)s)")
-    ap.add_argument("--settle", type=float, default=0.2,
+    ap.add_argument("--settle", type=float, default=0.1,
                     help="seconds between 'all workers ready' and opening the gate")
     ap.add_argument("--run-timeout", type=float, default=120.0)
     ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", common.DEFAULT_REDIS_URL))

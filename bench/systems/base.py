@@ -113,7 +113,7 @@ class System:
         self._handles.append(handle)
         return handle
 
-    def stop_workers(self, handle: WorkerHandle, grace=0.5):
+    def stop_workers(self, handle: WorkerHandle, grace=0.3):
         """SIGTERM each worker's own process group (children: forked work
         horses, prefork pool), wait, then SIGKILL what is left."""
         for p in handle.procs:
