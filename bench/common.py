@@ -22,11 +22,12 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ENV_PREFIX = "BENCH_PREFIX"
 ENV_REDIS_URL = "BENCH_REDIS_URL"
 
-# KEYS: counter, target, done-list, [latency-list]
+# KEYS: counter, target, done-list, first-finish, [latency-list]
 # ARGV: finish time, [latency record]
 _DONE_LUA = """
-if ARGV[2] then redis.call('RPUSH', KEYS[4], ARGV[2]) end
+if ARGV[2] then redis.call('RPUSH', KEYS[5], ARGV[2]) end
 local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('SET', KEYS[4], ARGV[1]) end
 local t = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if n == t then redis.call('RPUSH', KEYS[3], ARGV[1]) end
 return n
@@ -42,12 +43,13 @@ class Keys:
         self.done = f"{base}:done"          # INCR'd by every finished job
         self.target = f"{base}:target"      # job count that completes a run
         self.done_list = f"{base}:donelist"  # finish time of the target-th job
+        self.first = f"{base}:first"        # finish time of the first job
         self.ready = f"{base}:ready"        # INCR'd by each worker when ready
         self.lat = f"{base}:lat"            # "enqueued_at,started_at" records
         self.gate = f"{base}:gate:"         # staging prefix for queue keys
 
     def all(self):
-        return [self.done, self.target, self.done_list, self.ready, self.lat]
+        return [self.done, self.target, self.done_list, self.first, self.ready, self.lat]
 
 
 # ---------------------------------------------------------------- job side --
@@ -72,7 +74,7 @@ def _job_side():
 def job_done():
     """Called at the end of every benchmark job (the whole body of a no-op)."""
     script, k = _job_side()
-    script(keys=[k.done, k.target, k.done_list], args=[repr(time.time())])
+    script(keys=[k.done, k.target, k.done_list, k.first], args=[repr(time.time())])
 
 
 def job_sleep(ms):
@@ -83,7 +85,7 @@ def job_sleep(ms):
 def job_record_start(enqueued_at):
     started = time.time()
     script, k = _job_side()
-    script(keys=[k.done, k.target, k.done_list, k.lat],
+    script(keys=[k.done, k.target, k.done_list, k.first, k.lat],
            args=[repr(time.time()), f"{enqueued_at!r},{started!r}"])
 
 

@@ -25,8 +25,8 @@ RUN_PREFIX = "tqbench"
 
 PROFILES = {
     #            repeats  n_noop n_sleep enqueue_n latency_s
-    "default": dict(repeats=3, n_noop=600, n_sleep=200, enqueue_n=2000, latency_seconds=6.0),
-    "quick": dict(repeats=1, n_noop=200, n_sleep=80, enqueue_n=500, latency_seconds=3.0),
+    "default": dict(repeats=3, n_noop=2000, n_sleep=400, enqueue_n=5000, latency_seconds=5.0),
+    "quick": dict(repeats=1, n_noop=400, n_sleep=100, enqueue_n=1000, latency_seconds=2.0),
 }
 
 
@@ -96,12 +96,18 @@ def throughput_run(s, workers, kind, n, args):
         s.wait_ready(h, timeout=args.run_timeout)
         time.sleep(args.settle)
         s.arm(n)
+        cpu0 = s.cpu_seconds(h)
         t0 = s.open_gate()
         t1 = s.wait_done(n, args.run_timeout, h)
+        cpu = s.cpu_seconds(h) - cpu0
+        first = float(s.r.get(s.keys.first))
+        lag = s.after_run(n, t1)
     finally:
         s.stop_workers(h)
         s.purge()
-    return {"rate": n / (t1 - t0), "seconds": t1 - t0, "startup": h.ready_at - h.spawned_at}
+    return {"rate": n / (t1 - t0), "steady": (n - 1) / (t1 - first), "pickup": first - t0,
+            "seconds": t1 - t0, "startup": h.ready_at - h.spawned_at, "history_lag": lag,
+            "cpu_us": cpu / n * 1e6}
 
 
 def latency_run(s, workers, rate, seconds, args):
@@ -144,7 +150,8 @@ def phase_throughput(systems, args, res):
         log(f"[throughput] run {rep + 1}/{args.repeats}: order {', '.join(s.name for s in order)}")
         for s in order:
             for w in args.workers:
-                for kind, n in kinds_rep:
+                for kind, n_all in kinds_rep:
+                    n = max(20, int(n_all * s.job_scale))
                     key = (s.name, kind, w)
                     try:
                         r = throughput_run(s, w, kind, n, args)
@@ -153,8 +160,10 @@ def phase_throughput(systems, args, res):
                         res.errors.append(f"throughput {s.name} {kind} x{w}: {e}")
                         continue
                     res.throughput.setdefault(key, []).append(r)
-                    log(f"  {s.name:15s} {kind:5s} x{w}: {r['rate']:8.1f} jobs/s "
-                        f"({r['seconds']:.2f}s, startup {r['startup']:.2f}s)")
+                    lag = "" if r["history_lag"] is None else f", history lag {r['history_lag']:.2f}s"
+                    log(f"  {s.name:15s} {kind:5s} x{w}: {r['rate']:8.1f} jobs/s, steady {r['steady']:8.1f} "
+                        f"({r['seconds']:.2f}s, cpu {r['cpu_us']:.0f} us/job, pickup {r['pickup'] * 1000:.0f} ms, "
+                        f"startup {r['startup']:.2f}s{lag})")
 
 
 def phase_enqueue(systems, args, res):

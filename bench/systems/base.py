@@ -39,6 +39,9 @@ class System:
     #: (variants of the same library share one enqueue path)
     do_enqueue = True
     do_latency = False
+    #: fraction of --n-noop/--n-sleep this system runs (slow systems: fewer
+    #: jobs, so a full run stays bounded; rates are per second either way)
+    job_scale = 1.0
 
     def __init__(self, run_id: str, redis_url: str, log_dir: str):
         self.redis_url = redis_url
@@ -87,6 +90,11 @@ class System:
     def queue_keys(self):
         """Redis keys that hold the pending jobs (renamed to close the gate)."""
         raise NotImplementedError
+
+    def after_run(self, n, t_last):
+        """After a throughput run's last job: wait for system-specific
+        bookkeeping (tq: history rows); returns its lag in s, or None."""
+        return None
 
     def extra_cleanup(self):
         """Remove shared keys that do not carry the prefix (registries...)."""
@@ -137,6 +145,11 @@ class System:
         for h in list(self._handles):
             self.stop_workers(h, grace=0.5)
 
+    def cpu_seconds(self, handle: WorkerHandle) -> float:
+        """User+system CPU used so far by the worker processes and their
+        children (forked work horses, prefork pool), from /proc."""
+        return sum(_proc_cpu(pid) for pid in _descendants({p.pid for p in handle.procs}))
+
     def _check_alive(self, handle):
         for p in handle.procs:
             if p.poll() is not None:
@@ -165,7 +178,7 @@ class System:
     def arm(self, n):
         """Reset the completion counter; the n-th finished job signals done."""
         p = self.r.pipeline()
-        p.delete(self.keys.done, self.keys.done_list, self.keys.lat)
+        p.delete(self.keys.done, self.keys.done_list, self.keys.first, self.keys.lat)
         p.set(self.keys.target, n)
         p.execute()
 
@@ -241,6 +254,37 @@ def _signal_group(p: subprocess.Popen, sig):
         os.killpg(p.pid, sig)  # the group this harness created for p
     except (ProcessLookupError, PermissionError):
         pass
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _descendants(roots):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
 
 
 def python_argv(*args):

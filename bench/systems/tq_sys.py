@@ -1,38 +1,35 @@
-"""tq slot.  ALL tq-specific code of the harness lives here (plus the three
-task functions in bench/tasks.py), so it is one file to fix when tq's real API
-lands.  Written against the *intended* API, none of it checked against a real
-tq yet:
+"""tq slot: ALL tq-specific code of the harness (plus the task functions in
+bench/tasks.py and the growth/memory phases in bench/tq_phases.py).
 
-* ``tq.configure(tq.config.load_config(env={...}))`` with the TQ_* variables
-  of ``tq_env()`` (Redis queue backend under our prefix, queue ``bench``);
-* ``tq.submit("bench.tasks.noop", queue="bench")`` for one job;
-  ``tq.submit("bench.tasks.record_start", args=[t], queue="bench")`` -- the
-  ``args=`` keyword is a GUESS (the brief only shows submit without args);
-* ``tq.submit_many([{"task": ..., "args": [...], "queue": "bench"}, ...])``;
-* workers: ``tq consumer --queue bench -w N -k thread`` with the same TQ_*
-  variables in its environment (N threads in one process).
-
-What the harness cannot know yet and therefore guesses:
-
-* readiness: tq has no worker-ready hook we know of, so the harness runs
-  2*N warm-up jobs before each measurement (``expected_ready`` -> None);
-* which Redis keys hold tq's pending jobs (needed for the start gate):
-  ``queue_keys()`` takes every list/zset key containing our prefix, minus
-  the harness's own "<prefix>:bench:*" keys;
-* job history in MariaDB (TQ_HISTORY_URL) is NOT cleaned up: its schema is
-  unknown.  TODO once tq has a purge API.
+* Configuration: TQ_* variables (``tq_env()``): Redis queue backend under our
+  prefix, one queue ``bench``, tasks from ``bench.tasks``, and job history in
+  a MariaDB database of this run's own (``tqbench_<prefix>``, created in
+  ``setup()``, dropped in ``cleanup()``), so no history leaks between runs.
+* Enqueue: ``tq.submit(task, *args, queue=..., runtime=...)`` for one job,
+  ``tq.submit_many(specs, runtime=...)`` for a batch (500 per call), and the
+  CLI ``tq submit --file`` for a JSON-lines file.
+* Workers: ``tq consumer --queue bench -w N -k thread`` (N threads in one
+  process) with the same TQ_* variables.
+* The start gate is tq's own pause (``tq.ops.pause/resume``): the claim script
+  checks the pause flag atomically, so no job is handed out before resume.
+* Ready signal: the consumer registers itself in ``tq.<prefix>.workers``
+  (``tq.queries.list_workers``) before its workers take jobs.
+* Each throughput run starts with empty ``job``/``attempt`` tables and, after
+  the last job's completion, waits until history holds all N jobs as
+  succeeded: the "history lag" the consumer's batched writer adds.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 from bench.systems.base import System, SkipSystem
 
 QUEUE = "bench"
-HISTORY_URL = "mysql://root@127.0.0.1:3306/test"
+MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
 CHUNK = 500
 
 
@@ -44,49 +41,67 @@ def _tq_cli():
     return shutil.which("tq")
 
 
+def mysql(database=None):
+    import pymysql
+    return pymysql.connect(database=database, autocommit=True, **MYSQL)
+
+
 class TQ(System):
     name = "tq"
-    worker_note = "tq: N = `tq consumer --queue bench -w N -k thread` (N threads in one process)"
+    worker_note = "tq: N = `tq consumer --queue bench -w N -k thread` (N threads in one process, history to MariaDB)"
     do_latency = True
 
     @classmethod
     def check(cls):
         try:
             import tq
-            import tq.config  # noqa: F401
+            import tq.ops  # noqa: F401
+            import tq.queries  # noqa: F401
         except Exception as e:  # ImportError, or a half-written package failing
             raise SkipSystem(f"`import tq` failed ({type(e).__name__}: {e}); "
                              f"install tq into this venv (pip install -e <tq checkout>) to bench it")
-        missing = [a for a in ("configure", "submit", "submit_many", "task") if not hasattr(tq, a)]
-        if not hasattr(tq.config, "load_config"):
-            missing.append("config.load_config")
-        if missing:
-            raise SkipSystem(f"tq imported from {getattr(tq, '__file__', '?')} but lacks {', '.join(missing)}")
         if not _tq_cli():
             raise SkipSystem("tq is importable but its `tq` command is not installed")
+        try:
+            mysql().close()
+        except Exception as e:
+            raise SkipSystem(f"MariaDB at {MYSQL['host']}:{MYSQL['port']} unreachable: {e}")
+
+    @property
+    def database_name(self):
+        return f"tqbench_{self.prefix}"[:64]
 
     def tq_env(self):
         return {
             "TQ_QUEUE_BACKEND": "redis",
             "TQ_QUEUE_URL": self.redis_url,
             "TQ_QUEUE_PREFIX": self.prefix,
-            "TQ_HISTORY_URL": HISTORY_URL,
+            "TQ_HISTORY_URL": f"mysql://{MYSQL['user']}@{MYSQL['host']}:{MYSQL['port']}/{self.database_name}",
             "TQ_QUEUES_BENCH": "0",
             "TQ_TASKS_MODULES": "bench.tasks",
+            "TQ_TQ_DATA_DIR": self.data_dir,
+            "TQ_TQ_LOG_LEVEL": "warning",
         }
 
     def setup(self):
-        import tq
-        import tq.config
-        tq.configure(tq.config.load_config(env=self.tq_env()))
-        import bench.tasks  # noqa: F401  (registers the @tq.task()s here too)
-        self.tq = tq
+        from tq.config import load_config
+        from tq.runtime import Runtime
+        self.data_dir = tempfile.mkdtemp(prefix=f"{self.prefix}-data-")
+        with mysql() as conn:
+            conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
+        self._db_created = True
+        self.runtime = Runtime(load_config(env=self.tq_env()))
+        self.runtime.database  # schema now, not inside the first timed call
+        self.storage = self.runtime.queue(QUEUE).storage
+        self.sql = mysql(self.database_name)
+        self.history_lag = []
 
     # -- enqueue
     def _submit_many(self, task, args, n):
+        import tq
         item = {"task": task, "args": list(args), "queue": QUEUE}
         for i in range(0, n, CHUNK):
-            self.tq.submit_many([dict(item) for _ in range(min(CHUNK, n - i))])
+            tq.submit_many([dict(item) for _ in range(min(CHUNK, n - i))], runtime=self.runtime)
 
     def enqueue_noop(self, n):
         self._submit_many("bench.tasks.noop", [], n)
@@ -95,13 +110,15 @@ class TQ(System):
         self._submit_many("bench.tasks.sleep_ms", [ms], n)
 
     def enqueue_record_start(self, enqueued_at):
-        self.tq.submit("bench.tasks.record_start", args=[enqueued_at], queue=QUEUE)
+        import tq
+        tq.submit("bench.tasks.record_start", enqueued_at, queue=QUEUE, runtime=self.runtime)
 
     def enqueue_loop_rate(self, n):
-        submit = self.tq.submit
+        import tq
+        submit, runtime = tq.submit, self.runtime
         t0 = time.perf_counter()
         for _ in range(n):
-            submit("bench.tasks.noop", queue=QUEUE)
+            submit("bench.tasks.noop", queue=QUEUE, runtime=runtime)
         dt = time.perf_counter() - t0
         self.purge()
         return n / dt
@@ -113,6 +130,30 @@ class TQ(System):
         self.purge()
         return n / dt
 
+    def submit_file_rate(self, n, tmp_dir):
+        """`tq submit --file` of n lines, wall time of the whole command
+        (process start-up included); returns (jobs/s, start-up s) where
+        start-up is the wall time of the same command on a 1-line file."""
+        import subprocess
+        line = '{"task": "bench.tasks.noop", "queue": "bench"}\n'
+        env = self.worker_env()
+        times = {}
+        for count in (1, n):
+            path = os.path.join(tmp_dir, f"{self.prefix}-jobs-{count}.jsonl")
+            with open(path, "w") as f:
+                f.write(line * count)
+            t0 = time.perf_counter()
+            out = subprocess.run([_tq_cli(), "submit", "--file", path], env=env, capture_output=True,
+                                 text=True)
+            times[count] = time.perf_counter() - t0
+            os.unlink(path)
+            if out.returncode != 0 or f"submitted {count} job" not in out.stdout:
+                raise RuntimeError(f"tq submit --file failed ({out.returncode}): {out.stdout} {out.stderr}")
+            if self.storage.queue_size() != count:
+                raise RuntimeError(f"tq submit --file: {self.storage.queue_size()} jobs queued, expected {count}")
+            self.purge()
+        return n / times[n], times[1]
+
     # -- workers
     def worker_env(self):
         env = super().worker_env()
@@ -120,17 +161,75 @@ class TQ(System):
         return env
 
     def worker_commands(self, n):
-        return [[_tq_cli(), "consumer", "--queue", QUEUE, "-w", str(n), "-k", "thread"]]
+        return [[_tq_cli(), "consumer", "--queue", QUEUE, "-w", str(n), "-k", "thread", "--no-periodic"]]
 
-    def expected_ready(self, n):
-        return None  # no known ready hook: warm-up jobs instead
+    def wait_ready(self, handle, timeout=60.0):
+        """Ready = the consumer process is registered in tq's workers hash
+        (it registers before its workers take the first job)."""
+        from tq.queries import list_workers
+        pids = {p.pid for p in handle.procs}
+        deadline = time.time() + timeout
+        while not pids <= {w["pid"] for w in list_workers(self.runtime) if w["alive"]}:
+            self._check_alive(handle)
+            if time.time() > deadline:
+                raise TimeoutError(f"{self.name}: consumer not registered after {timeout}s")
+            time.sleep(0.01)
+        handle.ready_at = time.time()
+
+    def stop_workers(self, handle, grace=0.3):
+        # A graceful stop flushes history and deregisters; give it the time.
+        super().stop_workers(handle, grace=max(grace, 5.0))
+
+    # -- the gate: tq's pause, checked atomically inside the claim
+    def close_gate(self):
+        from tq import ops
+        if self.storage.queue_size() == 0:
+            raise RuntimeError("tq: nothing queued to gate")
+        ops.pause(self.runtime, QUEUE)
+        self._gated = {"paused": QUEUE}
+
+    def open_gate(self):
+        from tq import ops
+        t0 = time.time()
+        ops.resume(self.runtime, QUEUE)
+        self._gated = {}
+        return t0
+
+    def after_run(self, n, t_last):
+        """Wait until history shows all n jobs succeeded; returns the lag (s)
+        from the last job's completion, or None if not within 30 s."""
+        deadline = time.time() + 30
+        cur = self.sql.cursor()
+        while time.time() < deadline:
+            cur.execute("SELECT COUNT(*) FROM job WHERE state = 'succeeded'")
+            if cur.fetchone()[0] >= n:
+                lag = max(0.0, time.time() - t_last)
+                self.history_lag.append(lag)
+                return lag
+            time.sleep(0.01)
+        return None
 
     def queue_keys(self):
-        own = f"{self.prefix}:bench:".encode()
-        keys = []
-        for key in self.r.scan_iter(match=f"*{self.prefix}*", count=1000):
-            if key.startswith(own):
-                continue
-            if self.r.type(key) in (b"list", b"zset"):
-                keys.append(key)
-        return keys
+        return [self.storage.queue_key]
+
+    def purge(self):
+        s = self.storage
+        ns = s.ns
+        self.r.delete(s.queue_key, s.schedule_key, s.inflight_key, f"{ns}paused", f"{ns}workers")
+        self._gated = {}
+        if getattr(self, "sql", None) is not None:
+            cur = self.sql.cursor()
+            cur.execute("TRUNCATE TABLE job")
+            cur.execute("TRUNCATE TABLE attempt")
+
+    def cleanup(self):
+        super().cleanup()
+        if getattr(self, "runtime", None) is not None:
+            self.runtime.close()
+        if getattr(self, "sql", None) is not None:
+            self.sql.close()
+        if getattr(self, "_db_created", False):
+            with mysql() as conn:
+                conn.cursor().execute(f"DROP DATABASE IF EXISTS `{self.database_name}`")
+        if getattr(self, "data_dir", None):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
