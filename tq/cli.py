@@ -133,7 +133,6 @@ def _submit_file(runtime, path, prepare, enqueue, parse_spec_line, SubmitError) 
         raise CliError(f"--file {path}: no such file")
     submitted, bad = 0, []
     batch = []
-    now = time.time()
     for number, raw in _lines(path):
         if not raw.strip():
             continue
@@ -143,7 +142,7 @@ def _submit_file(runtime, path, prepare, enqueue, parse_spec_line, SubmitError) 
             bad.append((number, "not UTF-8 text"))
             continue
         try:
-            batch.append(prepare(runtime, parse_spec_line(line), now=now))
+            batch.append(prepare(runtime, parse_spec_line(line)))
         except SubmitError as exc:
             bad.append((number, str(exc)))
             continue

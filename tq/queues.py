@@ -169,11 +169,12 @@ class TqHuey(Huey):
 
     def execute(self, task, timestamp=None):
         registry._current.job_id = task.id
+        registry._current.task = task
         registry._current.checker = self.runtime.cancel_checker
         try:
             return super().execute(task, timestamp)
         finally:
-            registry._current.job_id = None
+            registry._current.job_id = registry._current.task = None
             token = getattr(task, "tq_token", None)
             if token is not None:
                 self._release(task, token)
