@@ -102,7 +102,7 @@ def cmd_submit(args) -> int:
                 spec[key] = json.loads(raw)
             except ValueError as exc:
                 raise CliError(f"--{key} is not valid JSON: {exc}") from None
-    for key in ("queue", "priority", "delay", "eta", "expires", "retries", "id"):
+    for key in ("queue", "priority", "delay", "eta", "expires", "retries", "timeout", "id"):
         value = getattr(args, key)
         if value is not None:
             spec[key] = value
@@ -211,12 +211,14 @@ def cmd_jobs(args) -> int:
         print_json(rows)
         return 0
     table = Table(box=None, header_style="bold")
-    for column in ("id", "queue", "task", "state", "tries", "enqueued", "finished", "error"):
+    for column in ("id", "queue", "task", "state", "tries", "enqueued", "eta", "finished",
+                   "error"):
         table.add_column(column, overflow="fold" if column == "id" else "ellipsis")
     for row in rows:
         error = f"{row['error_type']}: {row['error_message']}" if row.get("error_type") else ""
+        eta = fmt_time(row["eta"]) if row["state"] in ("scheduled", "retrying") else ""
         table.add_row(row["id"], row["queue"] or "", row["task"] or "", row["state"],
-                      str(row["attempts"]), fmt_time(row["enqueued_at"]),
+                      str(row["attempts"] or 0), fmt_time(row["enqueued_at"]), eta,
                       fmt_time(row["finished_at"]), error[:60])
     out.print(table)
     return 0
@@ -470,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--eta", help="ISO 8601 time (naive means UTC)")
     p.add_argument("--expires", type=float, help="seconds after which it must not start")
     p.add_argument("--retries", type=int)
+    p.add_argument("--timeout", type=float, help="seconds before the job is stopped")
     p.add_argument("--id", help="job id (default: a new UUID)")
     p.add_argument("--file", help="JSON lines file of jobs ('-' for stdin)")
     p.add_argument("--json", action="store_true")

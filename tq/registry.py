@@ -116,6 +116,11 @@ def cancel_requested() -> bool:
 
 
 def check_cancel() -> None:
-    """Raise Huey's CancelExecution (no retry) if the running job was cancelled."""
+    """Raise Huey's CancelExecution (no retry) if the running job was cancelled,
+    or TaskTimeout if it has run past its timeout: thread workers cannot be
+    interrupted, so this is how they stop an overdue job."""
+    task = getattr(_current, "task", None)
+    if task is not None:
+        task.check_timeout()
     if cancel_requested():
         raise CancelExecution(retry=False)
