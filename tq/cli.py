@@ -46,6 +46,14 @@ def fmt_age(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
+def new_table(*columns: str, right: tuple[str, ...] = ()) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left",
+                         overflow="fold" if column == "id" else "ellipsis")
+    return table
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -210,10 +218,8 @@ def cmd_jobs(args) -> int:
                 row[key] = json.loads(row[key]) if row.get(key) else None
         print_json(rows)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("id", "queue", "task", "state", "tries", "enqueued", "eta", "finished",
-                   "error"):
-        table.add_column(column, overflow="fold" if column == "id" else "ellipsis")
+    table = new_table("id", "queue", "task", "state", "tries", "enqueued", "eta", "finished",
+                      "error")
     for row in rows:
         error = f"{row['error_type']}: {row['error_message']}" if row.get("error_type") else ""
         eta = fmt_time(row["eta"]) if row["state"] in ("scheduled", "retrying") else ""
@@ -264,10 +270,9 @@ def cmd_status(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("queue", "state", "queued", "scheduled", "running", "retrying", "failed",
-                   "ok/1m", "ok/1h", "oldest", "err/1h"):
-        table.add_column(column, justify="left" if column in ("queue", "state") else "right")
+    numbers = ("queued", "scheduled", "running", "retrying", "failed", "ok/1m", "ok/1h",
+               "oldest", "err/1h")
+    table = new_table("queue", "state", *numbers, right=numbers)
     for name, entry in data["queues"].items():
         state = "[yellow]paused[/]" if entry["paused"] else "running"
         if entry["paused_tasks"]:
@@ -291,9 +296,7 @@ def cmd_workers(args) -> int:
     if args.json:
         print_json(workers)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("consumer", "host", "pid", "queues", "workers", "heartbeat", "running"):
-        table.add_column(column)
+    table = new_table("consumer", "host", "pid", "queues", "workers", "heartbeat", "running")
     for worker in workers:
         beat = fmt_age(worker["heartbeat_age"]) + " ago"
         table.add_row(worker["id"], worker["host"], str(worker["pid"]),
@@ -312,9 +315,7 @@ def cmd_periodic(args) -> int:
     if args.json:
         print_json(rows)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("name", "schedule", "task", "queue", "next run", "last run", "outcome"):
-        table.add_column(column)
+    table = new_table("name", "schedule", "task", "queue", "next run", "last run", "outcome")
     for row in rows:
         table.add_row(row["name"], row["schedule"], row["task"], row["queue"],
                       fmt_time(row["next_run"]), fmt_time(row["last_run"]),

@@ -25,7 +25,8 @@ from tq.cli import main
 from tq.models import Attempt, Job
 from tq.queries import queue_depths, status
 
-from conftest import MYSQL_HOST, MYSQL_PORT, Backend, job_states, wait_for, wait_for_states
+from conftest import (MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for,
+                      wait_for_states)
 from proxy import CuttableProxy
 
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
@@ -59,14 +60,8 @@ def env(redis_backend, tq_env_redis):
 
 @pytest.fixture
 def tq_env_redis(redis_backend, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("TQ_") and not key.startswith("TQ_TEST_"):
-            monkeypatch.delenv(key)
-    for key, value in redis_backend.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("TQ_CONSUMER_LEASE", "3")
     redis_backend.env["TQ_CONSUMER_LEASE"] = "3"
-    return redis_backend.env
+    return use_env(monkeypatch, redis_backend.env)
 
 
 def test_worker_crash_every_job_succeeds(redis_backend, env, start_consumer, capsys):
@@ -203,8 +198,7 @@ def test_redis_restart_consumers_reconnect(tmp_path, private_redis, start_consum
     backend.env["TQ_QUEUE_CONNECT_TIMEOUT"] = "1"
     try:
         runtime = backend.runtime()
-        for key, value in backend.env.items():
-            monkeypatch.setenv(key, value)
+        use_env(monkeypatch, backend.env)
         start_consumer(runtime, workers=2, queues=["default"])
         first = tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [i]}
                                 for i in range(20)], runtime=runtime)
@@ -241,13 +235,8 @@ def test_eta_in_the_past_runs_at_once(redis_backend, start_consumer):
 ])
 def test_unreachable_server_is_a_quick_clear_error_without_the_password(
         tmp_path, monkeypatch, capsys, url_env):
-    for key in list(os.environ):
-        if key.startswith("TQ_") and not key.startswith("TQ_TEST_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TQ_TQ_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TQ_QUEUE_CONNECT_TIMEOUT", "2")
-    for key, value in url_env.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, {"TQ_TQ_DATA_DIR": str(tmp_path), "TQ_QUEUE_CONNECT_TIMEOUT": "2",
+                          **url_env})
     started = time.monotonic()
     code = main(["jobs"])
     captured = capsys.readouterr()
