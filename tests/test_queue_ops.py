@@ -305,3 +305,24 @@ def test_purge_deletes_only_dead_letters(backend, start_consumer, tq_env, capsys
     assert "dead letters only" in capsys.readouterr().err
     assert main(["purge", "--state", "failed"]) == 0
     assert job_states(runtime, [bad, good]) == {good: "succeeded"}
+
+
+def test_timeout_in_thread_worker_stops_a_cooperative_job(backend, start_consumer):
+    runtime = backend.runtime()
+    job_id = tq.submit("tq.tasks.demo.sleep", 30.0, timeout=1, runtime=runtime)
+    start_consumer(runtime, workers=1, queues=["default"])
+    wait_for_states(runtime, [job_id], states=("failed",), timeout=15)
+    assert job_detail(runtime, job_id)["error_type"] == "TaskTimeout"
+
+
+def test_shutdown_while_paused_is_prompt(backend):
+    runtime = backend.runtime()
+    ops.pause(runtime, "default")
+    tq.submit("tq.tasks.demo.echo", runtime=runtime)
+    consumer = consumer_process(backend, "-w", "2")
+    wait_for(lambda: list_workers(runtime), message="consumer to register")
+    started = time.monotonic()
+    consumer.send_signal(signal.SIGTERM)
+    assert consumer.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert queue_depths(runtime, "default")["queued"] == 1

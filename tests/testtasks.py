@@ -34,3 +34,10 @@ def always_fail() -> None:
 @tq.task()
 def record_start(index: int) -> int:
     return index
+
+
+@tq.task(retries=2)
+def fail_first_attempt_if(fail: bool) -> None:
+    """Load test: a chosen share of jobs fails once, then succeeds on retry."""
+    if fail and tq.current_attempt() == 1:
+        raise RuntimeError("planned first-attempt failure")
