@@ -19,6 +19,10 @@ from rich.table import Table
 
 EXIT_USAGE = 2
 BATCH = 1000
+# A batch also goes out once its first job is this old: a job's enqueue time is
+# stamped when its line is read, so it must reach the queue soon after, or a
+# slow file would make later-stamped jobs of other submitters run first.
+BATCH_SECONDS = 0.2
 MAX_LINE_ERRORS_SHOWN = 20
 
 # Piped output keeps whole ids and rows on one line for grep and scripts.
@@ -154,7 +158,7 @@ def _submit_file(runtime, path, prepare, enqueue, parse_spec_line, SubmitError) 
         except SubmitError as exc:
             bad.append((number, str(exc)))
             continue
-        if len(batch) >= BATCH:
+        if len(batch) >= BATCH or time.time() - batch[0].record["enqueued_at"] >= BATCH_SECONDS:
             submitted += len(enqueue(runtime, batch))
             batch = []
     if batch:
