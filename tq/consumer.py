@@ -45,9 +45,13 @@ class TqWorker(Worker):
     def initialize(self) -> None:
         if os.getpid() != self.huey.runtime.consumer_pid:
             _die_with_parent()
+        self.huey.settle_with_claims()
         super().initialize()
 
     def shutdown(self) -> None:
+        # Before the group puts back what is still in flight: a finished job
+        # must not be put back and run again.
+        self.huey.settle_finished()
         super().shutdown()
         if os.getpid() != self.huey.runtime.consumer_pid:
             self.huey.runtime.flush_history(timeout=10)

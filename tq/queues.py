@@ -4,7 +4,8 @@ TqHuey changes four things about Huey and nothing else:
   - messages are JSON (signed when TQ_SECRET is set), never pickle;
   - `dequeue` claims a message with a durable in-flight record, honours pause,
     and moves aside a message it cannot read instead of crashing a worker;
-  - `execute` releases the in-flight record once the job has an outcome;
+  - `execute` releases the in-flight record once the job has an outcome (in a
+    consumer worker: together with its next claim, see `settle_with_claims`);
   - every state change is sent to the history writer through Huey's signals.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from huey.registry import Message, Registry
 from tq import registry
 from tq.models import state_seq
 from tq.serializer import JsonSerializer, MessageRefused, dumps_json
+from tq.storage import Finished
 
 if TYPE_CHECKING:
     from tq.runtime import Runtime
@@ -101,6 +103,7 @@ class TqHuey(Huey):
         self._paused_checked = 0.0
         self._paused: dict[str, dict] = {}
         self._outage_logged = False
+        self._worker = threading.local()  # per worker thread: its unsettled Finished
         self.signal()(self._record_signal)
 
     # --- messages -----------------------------------------------------------
@@ -136,9 +139,32 @@ class TqHuey(Huey):
         return self._paused
 
     # --- the worker's side ------------------------------------------------------
-    def dequeue(self):
+    def settle_with_claims(self) -> None:
+        """From now on, in this worker thread (or process), a finished job is
+        settled -- in-flight record dropped, outcome records to the outbox,
+        its revocation flag cleared -- in the same atomic step as the next
+        claim, which follows at once in a worker's loop (or at its shutdown:
+        `settle_finished`). Outside a consumer each job is released at once."""
+        self._worker.finished = Finished()
+
+    def settle_finished(self) -> None:
+        finished = getattr(self._worker, "finished", None)
+        if not finished:
+            return
         try:
-            claimed = self.storage.claim(self.runtime.worker_name())  # None while paused
+            self.storage.settle(self.runtime.worker_name(), finished)
+        except Exception:
+            # As in _release: recovery puts the jobs back; outcomes from memory.
+            logger.exception("queue %s: could not release finished jobs", self.queue)
+            for record in finished.records:
+                self.runtime.writer.record(json.loads(record))
+        finished.clear()
+
+    def dequeue(self):
+        finished = getattr(self._worker, "finished", None)
+        try:
+            # None while paused; settles `finished` even then.
+            claimed = self.storage.claim(self.runtime.worker_name(), finished)
         except Exception as exc:
             if not self._outage_logged:
                 logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
@@ -148,9 +174,11 @@ class TqHuey(Huey):
         if self._outage_logged:
             logger.warning("queue %s: queue backend reachable again", self.queue)
             self._outage_logged = False
+        if finished:
+            finished.clear()
         if claimed is None:
             return None
-        token, data = claimed
+        token, data = claimed.token, claimed.data
         try:
             task = self.deserialize_task(data)
         except Exception as exc:
@@ -165,16 +193,42 @@ class TqHuey(Huey):
             self.storage.hold(token, name)
             return None
         task.tq_token = token
+        task.tq_no_flags = not claimed.flags
         return task
+
+    def is_revoked(self, task, timestamp=None, peek=True) -> bool:
+        # The claim that handed out this task saw no flag at all: no lookup.
+        if getattr(task, "tq_no_flags", False):
+            task.tq_no_flags = False
+            return False
+        return super().is_revoked(task, timestamp, peek)
+
+    def delete(self, key):
+        finished = getattr(self._worker, "finished", None)
+        if finished is not None and key == getattr(self._worker, "revoke_id", None):
+            finished.flags.append(key)  # cleared with the next claim
+            return True
+        return super().delete(key)
+
+    def _requeue_task(self, task, timestamp, retry_eta=None):
+        # A retry must not meet the revocation flag of the attempt that just ran.
+        finished = getattr(self._worker, "finished", None)
+        if finished is not None and finished.flags:
+            for key in finished.flags:
+                super().delete(key)
+            finished.flags.clear()
+        return super()._requeue_task(task, timestamp, retry_eta)
 
     def execute(self, task, timestamp=None):
         registry._current.job_id = task.id
         registry._current.task = task
         registry._current.checker = self.runtime.cancel_checker
+        self._worker.revoke_id = task.revoke_id
         try:
             return super().execute(task, timestamp)
         finally:
             registry._current.job_id = registry._current.task = None
+            self._worker.revoke_id = None
             token = getattr(task, "tq_token", None)
             if token is not None:
                 self._release(task, token)
@@ -183,6 +237,11 @@ class TqHuey(Huey):
         records = getattr(task, "tq_outbox", [])
         task.tq_outbox = []
         encoded = [json.dumps(record) for record in records]
+        finished = getattr(self._worker, "finished", None)
+        if finished is not None and not getattr(task, "tq_interrupted", False):
+            finished.tokens.append(token)
+            finished.records += encoded
+            return
         owner = self.runtime.worker_name()
         try:
             if getattr(task, "tq_interrupted", False):
