@@ -216,16 +216,19 @@ class HistoryWriter:
             with self._lock:
                 batch, self._pending = self._pending, []
             for record in batch:
-                key = _key(record)
-                self._kept[key] = merge(self._kept.get(key), record)
+                self._keep(record)
             try:
+                taken, drained_all = self._take_outboxes()
                 if self._kept or self._spill_files():
                     database = self._database_factory()
                     self._replay_spill(database)
                     if self._kept:
                         self.written += write_records(database, self._kept.values())
                     self._kept.clear()
-                drained_all = self._drain_outboxes()
+                for owner, marker in taken:
+                    self._control.outbox_done(owner, marker)
+                if not drained_all:
+                    self._wake.set()  # more waiting in an outbox: go on at once
                 if self._down_since is not None:
                     logger.warning("history database is back after %.0fs; kept records written",
                                    time.monotonic() - self._down_since)
@@ -247,27 +250,33 @@ class HistoryWriter:
                 delay = min(2.0, max(delay * 2, 0.5))
                 self._wake.clear()
 
-    def _drain_outboxes(self) -> bool:
-        """Write what workers left in the durable outboxes; True when all are empty."""
-        if not self._outboxes:
-            return True
+    def _keep(self, record: dict) -> None:
+        key = _key(record)
+        self._kept[key] = merge(self._kept.get(key), record)
+
+    def _take_outboxes(self) -> tuple[list[tuple[str, Any]], bool]:
+        """Merge the oldest records of each outbox into the kept ones, so a job's
+        `running` row (from memory) and its outcome (from the outbox) become one
+        upsert. Returns what to trim from the outboxes once written, and whether
+        every outbox was read to its end. Until trimmed, records stay in their
+        outbox: after a failed write they are read (and merged) again."""
+        taken, drained = [], True
         for owner in list(self._outboxes):
-            while True:
-                try:
-                    raw, marker = self._control.outbox_read(owner, OUTBOX_BATCH)
-                except Exception as exc:
-                    logger.debug("outbox %s unreadable now: %s", owner, exc)
-                    return False
-                if not raw:
-                    if owner != self._outboxes[0]:
-                        self._outboxes.remove(owner)  # an adopted outbox, now empty
-                    break
-                self.written += write_records(self._database_factory(),
-                                              [json.loads(item) for item in raw])
-                self._control.outbox_done(owner, marker)
-                if len(raw) < OUTBOX_BATCH:
-                    break
-        return True
+            try:
+                raw, marker = self._control.outbox_read(owner, OUTBOX_BATCH)
+            except Exception as exc:
+                logger.debug("outbox %s unreadable now: %s", owner, exc)
+                drained = False
+                continue
+            if not raw:
+                if owner != self._outboxes[0]:
+                    self._outboxes.remove(owner)  # an adopted outbox, now empty
+                continue
+            for item in raw:
+                self._keep(json.loads(item))
+            taken.append((owner, marker))
+            drained = drained and len(raw) < OUTBOX_BATCH
+        return taken, drained
 
     def _close_quietly(self) -> None:
         try:
