@@ -14,10 +14,12 @@ The two classes below implement the same methods; `Control` names them.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -362,6 +364,15 @@ _SQLITE_DDL = [
 ]
 
 
+def _reset_after_fork(ref: "weakref.ref[TqSqliteStorage]") -> None:
+    storage = ref()
+    if storage is not None:
+        storage.lock = threading.Lock()
+        # The parent's connection object is kept, unused: closing it here could
+        # disturb the parent's use of the same SQLite file.
+        storage._parent_conn, storage._conn = storage._conn, None
+
+
 class TqSqliteStorage(SqliteStorage):
     """One queue in the embedded SQLite file; all queues share the file."""
 
@@ -370,6 +381,12 @@ class TqSqliteStorage(SqliteStorage):
     def __init__(self, name: str, queue: str, filename: str, **kwargs) -> None:
         super().__init__(name=name, filename=filename, **kwargs)
         self.queue = queue
+        # Process workers are forked while other threads (history writer,
+        # heartbeat) may hold this lock or have reopened the connection Huey
+        # closed before forking: the child starts with a lock and connection
+        # of its own, or it can wait forever on a lock no thread will release.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
 
     def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
                      ) -> list[bool]:
