@@ -125,9 +125,15 @@ def write_records(database, records: Iterable[dict]) -> int:
                  '"job_id", "attempt"', False)):
             for start in range(0, len(rows), CHUNK):
                 chunk = rows[start:start + CHUNK]
-                sql = _upsert_sql(database, table, columns, len(chunk), keep, latest,
-                                  conflict, guarded)
-                params = [_clip(column, row.get(column)) for row in chunk for column in columns]
+                # A column no row carries is left out: the upsert keeps the stored
+                # value for a NULL anyway, and a new row gets NULL from its default.
+                # A `queued` row carries 14 of the 22 job columns.
+                present = tuple(c for c in columns if any(row.get(c) is not None
+                                                          for row in chunk))
+                sql = _upsert_sql(database, table, present, len(chunk),
+                                  tuple(c for c in keep if c in present),
+                                  tuple(c for c in latest if c in present), conflict, guarded)
+                params = [_clip(column, row.get(column)) for row in chunk for column in present]
                 database.execute_sql(sql, params)
     return len(merged)
 

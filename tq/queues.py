@@ -258,10 +258,13 @@ class TqHuey(Huey):
     # --- history ----------------------------------------------------------------
     def job_record(self, task, state: str, **columns: Any) -> dict:
         attempt = getattr(task, "tq_attempt", 0)
+        encoded = getattr(task, "tq_encoded", None)
+        if encoded is None:  # once per job, not once per record
+            encoded = task.tq_encoded = (dumps_json(list(task.args)), dumps_json(task.kwargs))
         record = {
             "kind": "job", "id": task.id, "state": state, "seq": state_seq(state, attempt),
             "queue": self.queue, "task": self._registry.task_to_string(type(task)),
-            "args": dumps_json(list(task.args)), "kwargs": dumps_json(task.kwargs),
+            "args": encoded[0], "kwargs": encoded[1],
             "priority": task.priority or 0,
             "max_retries": getattr(task, "tq_max_retries", task.retries),
             "enqueued_at": getattr(task, "tq_enqueued_at", None),

@@ -29,15 +29,12 @@ def dumps_json(value: Any) -> str:
 
 
 def _encode(value: Any) -> Any:
+    """json's `default` hook: called only for what JSON has no type for."""
     if isinstance(value, dt.datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, dt.timedelta):
         return {"$td": value.total_seconds()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _encode(item) for key, item in value.items()}
-    return value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _decode_hook(obj: dict) -> Any:
@@ -55,7 +52,8 @@ class JsonSerializer(Serializer):
         self._key = hashlib.sha256(b"tq-queue:" + secret.encode()).digest() if secret else None
 
     def _serialize(self, data: Any) -> bytes:
-        payload = json.dumps(_encode(data), separators=(",", ":"), allow_nan=False).encode()
+        payload = json.dumps(data, separators=(",", ":"), allow_nan=False,
+                             default=_encode).encode()
         if self._key is None:
             return payload
         signature = hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode()

@@ -146,23 +146,25 @@ class TqRedisStorage(PriorityRedisStorage):
         self._unhold = self.conn.register_script(_UNHOLD)
 
     @staticmethod
-    def _member(data: bytes) -> bytes:
+    def _member(data: bytes, offset: int = 0) -> bytes:
         # Same layout as PriorityRedisStorage.enqueue: a time prefix keeps FIFO
-        # order within a priority.
-        return struct.pack(">Q", int(time.time() * 1e6)) + data
+        # order within a priority (`offset` keeps it strict within a batch).
+        return struct.pack(">Q", int(time.time() * 1e6) + offset) + data
 
     # queue
     def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
                      ) -> list[bool]:
         if dedupe_ids is None:
-            pipe = self.conn.pipeline(transaction=True)
-            for data, priority in items:
-                pipe.zadd(self.queue_key, {self._member(data): -(priority or 0)})
-            pipe.execute()
+            # One ZADD for the batch (atomic, as the MULTI of one ZADD per job was).
+            if items:
+                base = int(time.time() * 1e6)
+                self.conn.zadd(self.queue_key, {struct.pack(">Q", base + index) + data:
+                                                -(priority or 0)
+                                                for index, (data, priority) in enumerate(items)})
             return [True] * len(items)
         args: list = []
-        for job_id, (data, priority) in zip(dedupe_ids, items):
-            args += [job_id, -(priority or 0), self._member(data)]
+        for index, (job_id, (data, priority)) in enumerate(zip(dedupe_ids, items)):
+            args += [job_id, -(priority or 0), self._member(data, index)]
         added = {raw.decode() for raw in self._enqueue_once(
             keys=[self.queue_key, f"{self.ns}dedupe."], args=args)}
         return [job_id in added for job_id in dedupe_ids]

@@ -170,10 +170,10 @@ def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Pr
     task.tq_enqueued_at = now
     task.tq_max_retries = task.retries
     task.tq_requeued_from = spec.get("requeued_from")
+    task.tq_encoded = (encoded_args, encoded_kwargs)
     scheduled = eta is not None and eta > datetime.utcnow()
     record = huey.job_record(task, "scheduled" if scheduled else "queued",
                              eta=eta.replace(tzinfo=timezone.utc).timestamp() if eta else None)
-    record["args"], record["kwargs"] = encoded_args, encoded_kwargs
     return Prepared(job_id, queue, priority, huey.serialize_task(task),
                     eta if scheduled else None, record)
 
