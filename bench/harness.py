@@ -24,10 +24,14 @@ from bench.systems.base import SkipSystem
 RUN_PREFIX = "tqbench"
 
 PROFILES = {
-    #            repeats  n_noop n_sleep enqueue_n latency_s
-    "default": dict(repeats=3, n_noop=2000, n_sleep=400, enqueue_n=5000, latency_seconds=5.0),
-    "quick": dict(repeats=1, n_noop=400, n_sleep=100, enqueue_n=1000, latency_seconds=2.0),
+    "default": dict(repeats=3, n_noop=2000, n_sleep=400, enqueue_n=5000, batch_n=20000,
+                    latency_seconds=5.0, growth_sizes="10000,100000,1000000", growth_queries=50,
+                    memory_jobs=100000),
+    "quick": dict(repeats=1, n_noop=400, n_sleep=100, enqueue_n=1000, batch_n=5000,
+                  latency_seconds=2.0, growth_sizes="10000,100000", growth_queries=15,
+                  memory_jobs=10000),
 }
+PHASES = ("throughput", "enqueue", "latency", "growth", "memory")
 
 
 def parse_args(argv=None):
@@ -35,15 +39,21 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="small N, 1 repeat (under a minute)")
     ap.add_argument("--systems", default=",".join(c.name for c in ALL),
                     help="comma list, default: %(default)s")
-    ap.add_argument("--only", default="throughput,enqueue,latency",
-                    help="benchmarks to run (comma list of throughput,enqueue,latency)")
+    ap.add_argument("--only", default=",".join(PHASES),
+                    help="benchmarks to run (comma list of %(default)s)")
     ap.add_argument("--workers", default="1,2,4", help="worker counts, default %(default)s")
     ap.add_argument("--repeats", type=int, help="runs per figure (median); default 3, quick 1")
     ap.add_argument("--n-noop", type=int, help="no-op jobs per throughput run")
     ap.add_argument("--n-sleep", type=int, help="sleep jobs per throughput run")
     ap.add_argument("--sleep-ms", type=float, default=5.0)
     ap.add_argument("--enqueue-n", type=int, help="jobs per enqueue-rate run")
+    ap.add_argument("--batch-n", type=int, help="lines of the `tq submit --file` batch")
     ap.add_argument("--latency-seconds", type=float, help="duration of the steady load")
+    ap.add_argument("--growth-sizes", help="history rows to grow through (tq), comma list")
+    ap.add_argument("--growth-queries", type=int, help="calls per console query and size")
+    ap.add_argument("--growth-workers", type=int, default=2,
+                    help="workers of the throughput run at each size (default %(default)s)")
+    ap.add_argument("--memory-jobs", type=int, help="jobs through `-w 4` before reading peak RSS")
     ap.add_argument("--latency-workers", type=int,
                     help="workers for the latency test (default: the count with the best no-op throughput)")
     ap.add_argument("--latency-load", type=float, default=0.5,
@@ -66,7 +76,10 @@ def parse_args(argv=None):
     if unknown:
         ap.error(f"unknown systems {unknown}; known: {list(BY_NAME)}")
     a.only = {s.strip() for s in a.only.split(",") if s.strip()}
+    if a.only - set(PHASES):
+        ap.error(f"unknown benchmarks {sorted(a.only - set(PHASES))}; known: {', '.join(PHASES)}")
     a.workers = [int(w) for w in a.workers.split(",")]
+    a.growth_sizes = sorted(int(n) for n in str(a.growth_sizes).split(",") if n.strip())
     return a
 
 
@@ -184,6 +197,16 @@ def phase_enqueue(systems, args, res):
             if batch is not None:
                 res.enqueue.setdefault((s.name, "batch"), []).append(batch)
             log(f"  {s.name:15s} loop {loop:8.0f}/s" + (f"  batch {batch:8.0f}/s" if batch else ""))
+            if hasattr(s, "submit_file_rate"):
+                try:
+                    rate, startup = s.submit_file_rate(args.batch_n, s.log_dir)
+                except Exception as e:
+                    log(f"  {s.name} submit --file: FAILED: {e}")
+                    res.errors.append(f"enqueue {s.name} submit --file: {e}")
+                    continue
+                res.enqueue.setdefault((s.name, "file"), []).append(rate)
+                res.file_startup.append(startup)
+                log(f"  {s.name:15s} submit --file {args.batch_n}: {rate:8.0f}/s (start-up {startup:.2f}s)")
 
 
 def phase_latency(systems, args, res):
@@ -216,10 +239,74 @@ def phase_latency(systems, args, res):
         log(f"  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  (achieved {r['achieved']:.0f}/s)")
 
 
+def phase_growth(systems, args, res):
+    """tq only: bulk-load history to each size; time the console's queries and
+    one throughput run there."""
+    from bench import growth
+    tq = next((s for s in systems if s.name == "tq"), None)
+    if tq is None:
+        return
+    loaded, now = 0, time.time()
+    tq.purge()
+    tq.truncate = False  # from here on, runs leave the loaded history in place
+    for size in args.growth_sizes:
+        t0 = time.time()
+        growth.bulk_load(tq.sql, loaded, size, args.growth_sizes[-1], now)
+        loaded = size
+        load_s = time.time() - t0
+        log(f"[growth] {size:,} rows loaded in {load_s:.1f}s; timing queries")
+        entry = {"size": size, "load_s": load_s}
+        try:
+            entry["queries"] = growth.time_queries(tq.runtime, args.growth_queries, size)
+            for name, q in entry["queries"].items():
+                log(f"  {name}: p50 {q['p50']:.1f} ms, p99 {q['p99']:.1f} ms")
+            entry["throughput"] = throughput_run(tq, args.growth_workers, "noop", args.n_noop, args)
+            log(f"  throughput x{args.growth_workers}: {entry['throughput']['rate']:.0f} jobs/s")
+        except Exception as e:
+            log(f"  growth {size}: FAILED: {e}")
+            res.errors.append(f"growth {size}: {e}")
+        res.growth.append(entry)
+    tq.truncate = True
+    tq.purge()
+
+
+def memory_run(s, workers, n, args):
+    s.purge()
+    s.enqueue_noop(n)
+    h = s.start_workers(workers)
+    try:
+        s.wait_ready(h, timeout=args.run_timeout)
+        s.arm(n)
+        t0 = time.time()
+        t1 = s.wait_done(n, max(args.run_timeout, n / 50), h)
+        lag = s.after_run(n, t1)
+        peak = s.peak_rss_mb(h)
+    finally:
+        s.stop_workers(h)
+        s.purge()
+    return {"jobs": n, "workers": workers, "peak_mb": peak, "rate": n / (t1 - t0), "history_lag": lag}
+
+
+def phase_memory(systems, args, res):
+    for s in [s for s in systems if s.name in ("huey", "tq")]:
+        log(f"[memory] {s.name}: {args.memory_jobs:,} no-op jobs through 4 workers")
+        try:
+            r = memory_run(s, 4, args.memory_jobs, args)
+        except Exception as e:
+            log(f"  {s.name}: FAILED: {e}")
+            res.errors.append(f"memory {s.name}: {e}")
+            continue
+        res.memory[s.name] = r
+        log(f"  peak RSS {r['peak_mb']:.0f} MB ({r['rate']:.0f} jobs/s)")
+
+
 class Results:
     def __init__(self):
         self.throughput = {}   # (system, kind, workers) -> [run dicts]
-        self.enqueue = {}      # (system, "loop"|"batch") -> [rates]
+        self.enqueue = {}      # (system, "loop"|"batch"|"file") -> [rates]
+        self.file_startup = []  # s: `tq submit --file` of one line
+        self.growth = []       # [{size, load_s, queries, throughput}]
+        self.memory = {}       # system -> dict
         self.latency = {}      # system -> dict
         self.skipped = {}      # system -> reason
         self.errors = []
@@ -254,6 +341,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
 
+    report.LOAD_AT_START = os.getloadavg()
     run_id = f"{RUN_PREFIX}_{os.getpid()}_{secrets.token_hex(2)}"
     log_dir = tempfile.mkdtemp(prefix=f"{run_id}-logs-")
     res = Results()
@@ -285,6 +373,10 @@ def main(argv=None):
             phase_enqueue(systems, args, res)
         if "latency" in args.only:
             phase_latency(systems, args, res)
+        if "growth" in args.only:
+            phase_growth(systems, args, res)
+        if "memory" in args.only:
+            phase_memory(systems, args, res)
     except KeyboardInterrupt:
         interrupted = True
         log("\ninterrupted: stopping workers and deleting keys...")

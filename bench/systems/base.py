@@ -150,6 +150,17 @@ class System:
         children (forked work horses, prefork pool), from /proc."""
         return sum(_proc_cpu(pid) for pid in _descendants({p.pid for p in handle.procs}))
 
+    def peak_rss_mb(self, handle: WorkerHandle) -> float:
+        """Sum of the peak RSS (VmHWM) of the worker processes and children."""
+        total = 0
+        for pid in _descendants({p.pid for p in handle.procs}):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), 0)
+            except OSError:
+                pass
+        return total / 1024
+
     def _check_alive(self, handle):
         for p in handle.procs:
             if p.poll() is not None:

@@ -31,6 +31,7 @@ from bench.systems.base import System, SkipSystem
 QUEUE = "bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
 CHUNK = 500
+BENCH_TASKS = "('bench.tasks.noop', 'bench.tasks.sleep_ms', 'bench.tasks.record_start')"
 
 
 def _tq_cli():
@@ -94,7 +95,7 @@ class TQ(System):
         self.runtime.database  # schema now, not inside the first timed call
         self.storage = self.runtime.queue(QUEUE).storage
         self.sql = mysql(self.database_name)
-        self.history_lag = []
+        self.truncate = True  # growth sets False: keep the loaded history between runs
 
     # -- enqueue
     def _submit_many(self, task, args, n):
@@ -197,15 +198,13 @@ class TQ(System):
 
     def after_run(self, n, t_last):
         """Wait until history shows all n jobs succeeded; returns the lag (s)
-        from the last job's completion, or None if not within 30 s."""
-        deadline = time.time() + 30
+        from the last job's completion, or None if not within 60 s."""
+        deadline = time.time() + 60
         cur = self.sql.cursor()
         while time.time() < deadline:
-            cur.execute("SELECT COUNT(*) FROM job WHERE state = 'succeeded'")
+            cur.execute(f"SELECT COUNT(*) FROM job WHERE task IN {BENCH_TASKS} AND state = 'succeeded'")
             if cur.fetchone()[0] >= n:
-                lag = max(0.0, time.time() - t_last)
-                self.history_lag.append(lag)
-                return lag
+                return max(0.0, time.time() - t_last)
             time.sleep(0.01)
         return None
 
@@ -219,8 +218,13 @@ class TQ(System):
         self._gated = {}
         if getattr(self, "sql", None) is not None:
             cur = self.sql.cursor()
-            cur.execute("TRUNCATE TABLE job")
-            cur.execute("TRUNCATE TABLE attempt")
+            if self.truncate:
+                cur.execute("TRUNCATE TABLE job")
+                cur.execute("TRUNCATE TABLE attempt")
+            else:  # only the benchmark's own jobs, not the loaded history
+                cur.execute(f"DELETE attempt FROM attempt JOIN job ON attempt.job_id = job.id "
+                            f"WHERE job.task IN {BENCH_TASKS}")
+                cur.execute(f"DELETE FROM job WHERE task IN {BENCH_TASKS}")
 
     def cleanup(self):
         super().cleanup()
