@@ -160,13 +160,18 @@ def wait_for_states(runtime: Runtime, ids, states=("succeeded",), timeout: float
     return job_states(runtime, ids)
 
 
-@pytest.fixture
-def tq_env(backend, monkeypatch):
-    """The backend's settings as TQ_* variables, for CLI tests (in process or not)."""
+def use_env(monkeypatch, env: dict[str, str]) -> dict[str, str]:
+    """Make `env` the only TQ_* settings of this process, for in-process CLI calls."""
     for key in list(os.environ):
         if key.startswith("TQ_") and not key.startswith("TQ_TEST_"):
             monkeypatch.delenv(key)
-    for key, value in backend.env.items():
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return backend.env
+    return env
+
+
+@pytest.fixture
+def tq_env(backend, monkeypatch):
+    """The backend's settings as TQ_* variables, for CLI tests (in process or not)."""
+    return use_env(monkeypatch, backend.env)
 

@@ -46,6 +46,14 @@ def fmt_age(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
+def new_table(*columns: str, right: tuple[str, ...] = ()) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left",
+                         overflow="fold" if column == "id" else "ellipsis")
+    return table
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -102,7 +110,7 @@ def cmd_submit(args) -> int:
                 spec[key] = json.loads(raw)
             except ValueError as exc:
                 raise CliError(f"--{key} is not valid JSON: {exc}") from None
-    for key in ("queue", "priority", "delay", "eta", "expires", "retries", "id"):
+    for key in ("queue", "priority", "delay", "eta", "expires", "retries", "timeout", "id"):
         value = getattr(args, key)
         if value is not None:
             spec[key] = value
@@ -133,7 +141,6 @@ def _submit_file(runtime, path, prepare, enqueue, parse_spec_line, SubmitError) 
         raise CliError(f"--file {path}: no such file")
     submitted, bad = 0, []
     batch = []
-    now = time.time()
     for number, raw in _lines(path):
         if not raw.strip():
             continue
@@ -143,7 +150,7 @@ def _submit_file(runtime, path, prepare, enqueue, parse_spec_line, SubmitError) 
             bad.append((number, "not UTF-8 text"))
             continue
         try:
-            batch.append(prepare(runtime, parse_spec_line(line), now=now))
+            batch.append(prepare(runtime, parse_spec_line(line)))
         except SubmitError as exc:
             bad.append((number, str(exc)))
             continue
@@ -211,13 +218,13 @@ def cmd_jobs(args) -> int:
                 row[key] = json.loads(row[key]) if row.get(key) else None
         print_json(rows)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("id", "queue", "task", "state", "tries", "enqueued", "finished", "error"):
-        table.add_column(column, overflow="fold" if column == "id" else "ellipsis")
+    table = new_table("id", "queue", "task", "state", "tries", "enqueued", "eta", "finished",
+                      "error")
     for row in rows:
         error = f"{row['error_type']}: {row['error_message']}" if row.get("error_type") else ""
+        eta = fmt_time(row["eta"]) if row["state"] in ("scheduled", "retrying") else ""
         table.add_row(row["id"], row["queue"] or "", row["task"] or "", row["state"],
-                      str(row["attempts"]), fmt_time(row["enqueued_at"]),
+                      str(row["attempts"] or 0), fmt_time(row["enqueued_at"]), eta,
                       fmt_time(row["finished_at"]), error[:60])
     out.print(table)
     return 0
@@ -263,10 +270,9 @@ def cmd_status(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("queue", "state", "queued", "scheduled", "running", "retrying", "failed",
-                   "ok/1m", "ok/1h", "oldest", "err/1h"):
-        table.add_column(column, justify="left" if column in ("queue", "state") else "right")
+    numbers = ("queued", "scheduled", "running", "retrying", "failed", "ok/1m", "ok/1h",
+               "oldest", "err/1h")
+    table = new_table("queue", "state", *numbers, right=numbers)
     for name, entry in data["queues"].items():
         state = "[yellow]paused[/]" if entry["paused"] else "running"
         if entry["paused_tasks"]:
@@ -290,9 +296,7 @@ def cmd_workers(args) -> int:
     if args.json:
         print_json(workers)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("consumer", "host", "pid", "queues", "workers", "heartbeat", "running"):
-        table.add_column(column)
+    table = new_table("consumer", "host", "pid", "queues", "workers", "heartbeat", "running")
     for worker in workers:
         beat = fmt_age(worker["heartbeat_age"]) + " ago"
         table.add_row(worker["id"], worker["host"], str(worker["pid"]),
@@ -311,9 +315,7 @@ def cmd_periodic(args) -> int:
     if args.json:
         print_json(rows)
         return 0
-    table = Table(box=None, header_style="bold")
-    for column in ("name", "schedule", "task", "queue", "next run", "last run", "outcome"):
-        table.add_column(column)
+    table = new_table("name", "schedule", "task", "queue", "next run", "last run", "outcome")
     for row in rows:
         table.add_row(row["name"], row["schedule"], row["task"], row["queue"],
                       fmt_time(row["next_run"]), fmt_time(row["last_run"]),
@@ -471,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--eta", help="ISO 8601 time (naive means UTC)")
     p.add_argument("--expires", type=float, help="seconds after which it must not start")
     p.add_argument("--retries", type=int)
+    p.add_argument("--timeout", type=float, help="seconds before the job is stopped")
     p.add_argument("--id", help="job id (default: a new UUID)")
     p.add_argument("--file", help="JSON lines file of jobs ('-' for stdin)")
     p.add_argument("--json", action="store_true")

@@ -88,6 +88,7 @@ class ConsumerGroup:
         runtime = self.runtime
         runtime.set_worker_name(self.name)
         runtime.consumer_pid = os.getpid()
+        runtime.writer.attach_outbox(runtime.control, self.name)
         self.beat()  # registered before the first job is claimed
         for name in self.queues:
             consumer = TqConsumer(runtime.queues[name], workers=self.workers, periodic=False,

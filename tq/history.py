@@ -34,6 +34,7 @@ ATTEMPT_LATEST = ("finished_at", "outcome", "error_type", "error_message", "trac
 ATTEMPT_COLUMNS = ("job_id", "attempt") + ATTEMPT_KEEP + ATTEMPT_LATEST
 TRACEBACK_LIMIT = 60_000
 CHUNK = 500
+OUTBOX_BATCH = 1000
 
 
 def _key(record: dict) -> tuple:
@@ -164,6 +165,8 @@ class HistoryWriter:
         self._idle.set()
         self._stop = False
         self._down_since: float | None = None
+        self._control = None
+        self._outboxes: list[str] = []
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="tq-history-writer", daemon=True)
         self._thread.start()
@@ -193,6 +196,18 @@ class HistoryWriter:
             self._spill(list(self._kept.values()) + self._pending)
         return done
 
+    def attach_outbox(self, control, owner: str) -> None:
+        """Also drain `owner`'s durable outbox in the queue backend (consumer
+        main process only: one reader per outbox)."""
+        self._control = control
+        self._outboxes = [owner]
+        self._wake.set()
+
+    def adopt_outbox(self, owner: str) -> None:
+        self._outboxes.append(owner)
+        self._idle.clear()
+        self._wake.set()
+
     def _run(self) -> None:
         delay = self.flush_interval
         while not self._stop:
@@ -203,23 +218,22 @@ class HistoryWriter:
             for record in batch:
                 key = _key(record)
                 self._kept[key] = merge(self._kept.get(key), record)
-            if not self._kept and not self._spill_files():
-                with self._lock:
-                    if not self._pending:
-                        self._idle.set()
-                delay = self.flush_interval
-                continue
             try:
-                database = self._database_factory()
-                self._replay_spill(database)
-                if self._kept:
-                    self.written += write_records(database, self._kept.values())
-                self._kept.clear()
+                if self._kept or self._spill_files():
+                    database = self._database_factory()
+                    self._replay_spill(database)
+                    if self._kept:
+                        self.written += write_records(database, self._kept.values())
+                    self._kept.clear()
+                drained_all = self._drain_outboxes()
                 if self._down_since is not None:
                     logger.warning("history database is back after %.0fs; kept records written",
                                    time.monotonic() - self._down_since)
                     self._down_since = None
                 delay = self.flush_interval
+                with self._lock:
+                    if not self._pending and drained_all:
+                        self._idle.set()
             except Exception as exc:
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -232,6 +246,28 @@ class HistoryWriter:
                     self._kept.clear()
                 delay = min(2.0, max(delay * 2, 0.5))
                 self._wake.clear()
+
+    def _drain_outboxes(self) -> bool:
+        """Write what workers left in the durable outboxes; True when all are empty."""
+        if not self._outboxes:
+            return True
+        for owner in list(self._outboxes):
+            while True:
+                try:
+                    raw, marker = self._control.outbox_read(owner, OUTBOX_BATCH)
+                except Exception as exc:
+                    logger.debug("outbox %s unreadable now: %s", owner, exc)
+                    return False
+                if not raw:
+                    if owner != self._outboxes[0]:
+                        self._outboxes.remove(owner)  # an adopted outbox, now empty
+                    break
+                self.written += write_records(self._database_factory(),
+                                              [json.loads(item) for item in raw])
+                self._control.outbox_done(owner, marker)
+                if len(raw) < OUTBOX_BATCH:
+                    break
+        return True
 
     def _close_quietly(self) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import unquote, urlsplit
 
-from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, FloatField,
+from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, DoubleField,
                     IntegerField, Model, SqliteDatabase, TextField)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
 from playhouse.pool import PooledMySQLDatabase
@@ -58,11 +58,11 @@ class Job(BaseModel):
     seq = IntegerField(default=0)  # state_seq(): guards the idempotent upsert
     attempts = IntegerField(null=True, default=0)
     max_retries = IntegerField(null=True)
-    enqueued_at = FloatField(null=True)
-    eta = FloatField(null=True)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True)
-    updated_at = FloatField(null=True)
+    enqueued_at = DoubleField(null=True)
+    eta = DoubleField(null=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    updated_at = DoubleField(null=True)
     worker = CharField(max_length=128, null=True)
     error_type = CharField(max_length=200, null=True)
     error_message = TextField(null=True)
@@ -84,8 +84,8 @@ class Attempt(BaseModel):
     job_id = CharField(max_length=64)
     attempt = IntegerField()
     worker = CharField(max_length=128, null=True)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
     outcome = CharField(max_length=16, null=True)  # succeeded/failed/retrying/canceled/lost/...
     error_type = CharField(max_length=200, null=True)
     error_message = TextField(null=True)
@@ -102,7 +102,7 @@ class Event(BaseModel):
     type = CharField(max_length=200, index=True)
     payload = LongText()
     source = CharField(max_length=255, null=True)
-    received_at = FloatField(index=True)
+    received_at = DoubleField(index=True)
 
 
 class IngestedFile(BaseModel):
@@ -114,15 +114,15 @@ class IngestedFile(BaseModel):
     accepted = IntegerField(default=0)
     rejected = IntegerField(default=0)
     checkpoint = BigIntegerField(default=0)  # events enqueued so far (crash resume)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True, index=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True, index=True)
     outcome = CharField(max_length=16, default="processing")  # processing/done/rejected/duplicate
     reason = TextField(null=True)
 
 
 class Audit(BaseModel):
     id = BigAutoField()
-    at = FloatField(index=True)
+    at = DoubleField(index=True)
     user = CharField(max_length=64)
     host = CharField(max_length=128)
     action = CharField(max_length=32)

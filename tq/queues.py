@@ -9,6 +9,7 @@ TqHuey changes four things about Huey and nothing else:
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -124,11 +125,12 @@ class TqHuey(Huey):
         return task
 
     # --- pause ----------------------------------------------------------------
-    def paused_targets(self) -> dict[str, dict]:
-        """Pause flags from the backend, re-read at most every half second so
-        every consumer honours a pause within a second."""
+    def paused_targets(self, fresh: bool = False) -> dict[str, dict]:
+        """Pause flags from the backend, re-read at most every half second: a
+        paused task type is set aside within a second on every consumer. (A
+        paused queue needs no cache: `claim` checks it atomically.)"""
         now = time.monotonic()
-        if now - self._paused_checked >= PAUSE_CACHE_SECONDS:
+        if fresh or now - self._paused_checked >= PAUSE_CACHE_SECONDS:
             self._paused = self.runtime.control.paused()
             self._paused_checked = now
         return self._paused
@@ -136,9 +138,7 @@ class TqHuey(Huey):
     # --- the worker's side ------------------------------------------------------
     def dequeue(self):
         try:
-            if self.queue in self.paused_targets():
-                return None
-            claimed = self.storage.claim(self.runtime.worker_name())
+            claimed = self.storage.claim(self.runtime.worker_name())  # None while paused
         except Exception as exc:
             if not self._outage_logged:
                 logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
@@ -159,7 +159,9 @@ class TqHuey(Huey):
             self.storage.quarantine(token, data, reason)
             return None
         name = self._registry.task_to_string(type(task))
-        if f"{self.queue}/{name}" in self.paused_targets():
+        target = f"{self.queue}/{name}"
+        # Re-read before setting a job aside: the cache may predate a resume.
+        if target in self.paused_targets() and target in self.paused_targets(fresh=True):
             self.storage.hold(token, name)
             return None
         task.tq_token = token
@@ -167,21 +169,32 @@ class TqHuey(Huey):
 
     def execute(self, task, timestamp=None):
         registry._current.job_id = task.id
+        registry._current.task = task
         registry._current.checker = self.runtime.cancel_checker
         try:
             return super().execute(task, timestamp)
         finally:
-            registry._current.job_id = None
+            registry._current.job_id = registry._current.task = None
             token = getattr(task, "tq_token", None)
             if token is not None:
-                try:
-                    if getattr(task, "tq_interrupted", False):
-                        self.storage.put_back(token)
-                    else:
-                        self.storage.release(token)
-                except Exception:
-                    # The record stays; recovery puts the job back later.
-                    logger.exception("queue %s: could not release job %s", self.queue, task.id)
+                self._release(task, token)
+
+    def _release(self, task, token) -> None:
+        records = getattr(task, "tq_outbox", [])
+        task.tq_outbox = []
+        encoded = [json.dumps(record) for record in records]
+        owner = self.runtime.worker_name()
+        try:
+            if getattr(task, "tq_interrupted", False):
+                self.storage.put_back(token, outbox=owner, records=encoded)
+            else:
+                self.storage.release(token, outbox=owner, records=encoded)
+        except Exception:
+            # The in-flight record stays, so recovery puts the job back later;
+            # the outcome is still worth recording from memory.
+            logger.exception("queue %s: could not release job %s", self.queue, task.id)
+            for record in records:
+                self.runtime.writer.record(record)
 
     # --- history ----------------------------------------------------------------
     def job_record(self, task, state: str, **columns: Any) -> dict:
@@ -204,6 +217,11 @@ class TqHuey(Huey):
             records = self._records_for(signal, task, *args)
         except Exception:
             logger.exception("could not build history record for %s", task.id)
+            return
+        if signal != S.SIGNAL_EXECUTING and getattr(task, "tq_token", None) is not None:
+            # An outcome of a claimed job: handed over durably when the claim is
+            # released (see execute), not kept in this process's memory.
+            task.tq_outbox = getattr(task, "tq_outbox", []) + records
             return
         writer = self.runtime.writer
         for record in records:

@@ -14,6 +14,7 @@ the defaults) of its consumer's death.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -43,9 +44,11 @@ def recover_lost(runtime, now: float | None = None) -> int:
                 continue  # a claimer we have not heard of yet: give it one lease
             recovered += _recover(runtime, huey, record, now, reason=(
                 f"consumer {record.worker} stopped heartbeating"))
-        for name, info in workers.items():
-            if now - info["beat"] > 3600:
-                runtime.control.forget_worker(name)
+    for name, info in workers.items():
+        if now - info["beat"] > 3600:
+            runtime.control.forget_worker(name)
+    if runtime.consumer_pid is not None:
+        adopt_outboxes(runtime, alive | {runtime.worker_name()})
     return recovered
 
 
@@ -72,23 +75,39 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
     attempt = task.tq_attempt + 1  # the attempt that was running when the worker died
     losses = runtime.control.count_loss(task.id) if counts_as_loss else 0
     give_up = counts_as_loss and losses > runtime.config.consumer["lost_retries"]
-    if give_up:
-        if not storage.put_back(record.token, drop=True):
-            return 0
-        state, message = "failed", f"worker lost {losses} times; last: {reason}"
-    else:
-        task.tq_attempt = attempt
-        if not storage.put_back(record.token, data=huey.serialize_task(task),
-                                priority=record.priority):
-            return 0
-        state, message = "retrying", reason
-    logger.warning("job %s (%s): %s; %s", task.id, huey.queue, reason,
-                   "ended failed" if give_up else "put back on the queue")
+    state = "failed" if give_up else "retrying"
+    message = f"worker lost {losses} times; last: {reason}" if give_up else reason
     error = {"error_type": "WorkerLost", "error_message": message, "traceback": ""}
     job = huey.job_record(task, state, **error, finished_at=now if give_up else None)
     job["attempts"], job["seq"] = attempt, state_seq(state, attempt)
-    runtime.writer.record(job)
-    runtime.writer.record({"kind": "attempt", "job_id": task.id, "attempt": attempt,
-                           "worker": record.worker, "started_at": record.taken,
-                           "finished_at": now, "outcome": "lost", **error})
-    return 1
+    lost = {"kind": "attempt", "job_id": task.id, "attempt": attempt, "worker": record.worker,
+            "started_at": record.taken, "finished_at": now, "outcome": "lost", **error}
+    # The records travel with the put-back, into this consumer's durable outbox.
+    records = [json.dumps(job), json.dumps(lost)]
+    owner = runtime.worker_name()
+    if give_up:
+        done = storage.put_back(record.token, drop=True, outbox=owner, records=records)
+    else:
+        task.tq_attempt = attempt
+        done = storage.put_back(record.token, data=huey.serialize_task(task),
+                                priority=record.priority, outbox=owner, records=records)
+    if done:
+        logger.warning("job %s (%s): %s; %s", task.id, huey.queue, reason,
+                       "ended failed" if give_up else "put back on the queue")
+    return int(done)
+
+
+def adopt_outboxes(runtime, alive: set[str]) -> int:
+    """History records a dead consumer had not yet written: this consumer takes
+    its outbox over and writes them."""
+    adopted = 0
+    me = runtime.worker_name()
+    for owner in runtime.control.outbox_owners():
+        base = owner.split("+")[0]  # an adopted outbox is named "<adopter>+<tag>"
+        if base in alive or base == me:
+            continue
+        new_name = runtime.control.outbox_adopt(owner, me)
+        if new_name is not None:
+            runtime.writer.adopt_outbox(new_name)
+            adopted += 1
+    return adopted

@@ -99,6 +99,12 @@ def current_job_id() -> str | None:
     return getattr(_current, "job_id", None)
 
 
+def current_attempt() -> int:
+    """The running job's attempt number (1 on the first run), or 0 outside a job."""
+    task = getattr(_current, "task", None)
+    return getattr(task, "tq_attempt", 0) if task is not None else 0
+
+
 def cancel_requested() -> bool:
     """True once an operator has asked to cancel the running job.
 
@@ -110,6 +116,11 @@ def cancel_requested() -> bool:
 
 
 def check_cancel() -> None:
-    """Raise Huey's CancelExecution (no retry) if the running job was cancelled."""
+    """Raise Huey's CancelExecution (no retry) if the running job was cancelled,
+    or TaskTimeout if it has run past its timeout: thread workers cannot be
+    interrupted, so this is how they stop an overdue job."""
+    task = getattr(_current, "task", None)
+    if task is not None:
+        task.check_timeout()
     if cancel_requested():
         raise CancelExecution(retry=False)

@@ -37,7 +37,10 @@ class Inflight:
 
 # --- Redis --------------------------------------------------------------------
 
+# A paused queue is checked in the same step, so no job is handed out after
+# `tq pause` returns.
 _CLAIM = """
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return nil end
 local items = redis.call('ZPOPMIN', KEYS[1], 1)
 if #items == 0 then return nil end
 redis.call('HSET', KEYS[2], items[1], ARGV[1] .. '|' .. items[2] .. '|' .. ARGV[2])
@@ -48,9 +51,18 @@ return items
 _PUT_BACK = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
   if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+  for i = 4, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
   return 1
 end
 return 0
+"""
+# The job's outcome records go to the consumer's outbox in the same step that
+# drops its in-flight record: an outcome is durable the moment the job stops
+# being "in flight", even if the consumer dies before its history writer runs.
+_RELEASE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return 1
 """
 _HOLD = """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
@@ -88,6 +100,7 @@ class TqRedisStorage(PriorityRedisStorage):
         self.inflight_key = f"{self.ns}inflight.{queue}"
         self._claim = self.conn.register_script(_CLAIM)
         self._put_back = self.conn.register_script(_PUT_BACK)
+        self._release = self.conn.register_script(_RELEASE)
         self._enqueue_once = self.conn.register_script(_ENQUEUE_ONCE)
         self._hold = self.conn.register_script(_HOLD)
         self._unhold = self.conn.register_script(_UNHOLD)
@@ -124,18 +137,25 @@ class TqRedisStorage(PriorityRedisStorage):
         return bool(self.conn.zrem(self.schedule_key, raw))
 
     def claim(self, worker: str) -> tuple[bytes, bytes] | None:
-        items = self._claim(keys=[self.queue_key, self.inflight_key],
-                            args=[worker, repr(time.time())])
+        items = self._claim(keys=[self.queue_key, self.inflight_key, f"{self.ns}paused"],
+                            args=[worker, repr(time.time()), self.queue])
         if not items:
             return None
         member = items[0]
         return member, member[8:]
 
-    def release(self, token: bytes) -> None:
-        self.conn.hdel(self.inflight_key, token)
+    def release(self, token: bytes, outbox: str | None = None, records: list[str] = ()) -> None:
+        """Drop the in-flight record, handing the job's outcome `records` (JSON)
+        to the `outbox` owner in the same step."""
+        if records:
+            self._release(keys=[self.inflight_key, f"{self.ns}outbox.{outbox}"],
+                          args=[token, *records])
+        else:
+            self.conn.hdel(self.inflight_key, token)
 
     def put_back(self, token: bytes, data: bytes | None = None, priority: int | None = None,
-                 drop: bool = False) -> bool:
+                 drop: bool = False, outbox: str | None = None, records: list[str] = ()
+                 ) -> bool:
         """Return an in-flight message to the queue (a replacement `data` if
         given). With drop=True the record is removed and nothing re-queued."""
         if priority is None:
@@ -144,8 +164,9 @@ class TqRedisStorage(PriorityRedisStorage):
                 return False
             priority = -int(float(value.decode().split("|")[1]))
         member = b"" if drop else (token if data is None else self._member(data))
-        return bool(self._put_back(keys=[self.inflight_key, self.queue_key],
-                                   args=[token, member, -priority]))
+        return bool(self._put_back(keys=[self.inflight_key, self.queue_key,
+                                         f"{self.ns}outbox.{outbox}"],
+                                   args=[token, member, -priority, *records]))
 
     def inflight(self) -> list[Inflight]:
         records = []
@@ -237,6 +258,35 @@ class RedisControl:
     def quarantined(self, limit: int = 100) -> list[dict]:
         return [json.loads(raw) for raw in self.conn.lrange(f"{self.ns}quarantine", 0, limit - 1)]
 
+    # outboxes: durable history records waiting for the history database
+    def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int]:
+        """The oldest records of an outbox and a marker for outbox_done."""
+        records = [raw.decode() for raw in self.conn.lrange(f"{self.ns}outbox.{owner}", 0,
+                                                            limit - 1)]
+        return records, len(records)
+
+    def outbox_done(self, owner: str, marker: int) -> None:
+        # Only the owner reads its outbox and workers only append, so trimming
+        # the first `marker` records removes exactly what was written.
+        self.conn.ltrim(f"{self.ns}outbox.{owner}", marker, -1)
+
+    def outbox_owners(self) -> list[str]:
+        prefix = f"{self.ns}outbox."
+        return [key.decode()[len(prefix):] for key in self.conn.scan_iter(prefix + "*",
+                                                                          count=1000)]
+
+    def outbox_adopt(self, dead: str, owner: str) -> str | None:
+        """Take over a dead consumer's outbox; returns the new owner name."""
+        adopted = f"{owner}+{uuid.uuid4().hex[:8]}"
+        try:
+            self.conn.rename(f"{self.ns}outbox.{dead}", f"{self.ns}outbox.{adopted}")
+        except Exception:  # gone already: another consumer adopted it
+            return None
+        return adopted
+
+    def outbox_size(self) -> int:
+        return sum(self.conn.llen(f"{self.ns}outbox.{owner}") for owner in self.outbox_owners())
+
 
 # --- SQLite -------------------------------------------------------------------
 
@@ -256,6 +306,9 @@ _SQLITE_DDL = [
     "create table if not exists tq_periodic (name text primary key, info text not null)",
     "create table if not exists tq_lost (job_id text primary key, n integer not null)",
     "create table if not exists tq_dedupe (id text primary key, at real not null)",
+    "create table if not exists tq_outbox (id integer primary key, owner text not null, "
+    "record text not null)",
+    "create index if not exists tq_outbox_owner on tq_outbox (owner, id)",
 ]
 
 
@@ -301,6 +354,9 @@ class TqSqliteStorage(SqliteStorage):
         if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
             return None
         with self.db(commit=True) as curs:
+            curs.execute("select 1 from tq_paused where target = ?", (self.queue,))
+            if curs.fetchone() is not None:
+                return None
             curs.execute("select id, data, priority from task where queue = ? "
                          "order by priority desc, id limit 1", (self.name,))
             row = curs.fetchone()
@@ -314,17 +370,23 @@ class TqSqliteStorage(SqliteStorage):
                          (token, self.queue, data, priority, worker, time.time()))
             return token, bytes(data)
 
-    def release(self, token: str) -> None:
-        self.sql("delete from tq_inflight where token = ?", (token,), commit=True)
+    def release(self, token: str, outbox: str | None = None, records: list[str] = ()) -> None:
+        with self.db(commit=True) as curs:
+            curs.execute("delete from tq_inflight where token = ?", (token,))
+            curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
+                             [(outbox, record) for record in records])
 
     def put_back(self, token: str, data: bytes | None = None, priority: int | None = None,
-                 drop: bool = False) -> bool:
+                 drop: bool = False, outbox: str | None = None, records: list[str] = ()
+                 ) -> bool:
         with self.db(commit=True) as curs:
             curs.execute("select data, priority from tq_inflight where token = ?", (token,))
             row = curs.fetchone()
             if row is None:
                 return False
             curs.execute("delete from tq_inflight where token = ?", (token,))
+            curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
+                             [(outbox, record) for record in records])
             if not drop:
                 curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
                              (self.name, self.to_blob(data) if data is not None else row[0],
@@ -435,6 +497,29 @@ class SqliteControl:
                          "on conflict(job_id) do update set n = n + 1", (job_id,))
             curs.execute("select n from tq_lost where job_id = ?", (job_id,))
             return curs.fetchone()[0]
+
+    def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int | None]:
+        rows = self._sql("select id, record from tq_outbox where owner = ? order by id limit ?",
+                         (owner, limit), results=True)
+        return [record for _, record in rows], (rows[-1][0] if rows else None)
+
+    def outbox_done(self, owner: str, marker: int | None) -> None:
+        if marker is not None:
+            self._sql("delete from tq_outbox where owner = ? and id <= ?", (owner, marker),
+                      commit=True)
+
+    def outbox_owners(self) -> list[str]:
+        return [owner for owner, in self._sql("select distinct owner from tq_outbox",
+                                              results=True)]
+
+    def outbox_adopt(self, dead: str, owner: str) -> str | None:
+        adopted = f"{owner}+{uuid.uuid4().hex[:8]}"
+        with self.storage.db(commit=True) as curs:
+            curs.execute("update tq_outbox set owner = ? where owner = ?", (adopted, dead))
+            return adopted if curs.rowcount else None
+
+    def outbox_size(self) -> int:
+        return self._sql("select count(*) from tq_outbox", results=True)[0][0]
 
     def quarantined(self, limit: int = 100) -> list[dict]:
         rows = self._sql("select queue, at, reason, data from tq_quarantine "

@@ -26,7 +26,7 @@ from tq.serializer import dumps_json
 
 logger = logging.getLogger("tq.submit")
 SPEC_KEYS = {"task", "args", "kwargs", "queue", "priority", "delay", "eta", "expires",
-             "retries", "retry_delay", "id", "requeued_from"}
+             "retries", "retry_delay", "timeout", "id", "requeued_from"}
 _SIMPLE_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,),
                  dict: (dict,)}
 _SIMPLE_TYPES_BY_NAME = {kind.__name__: accepted for kind, accepted in _SIMPLE_TYPES.items()}
@@ -153,6 +153,9 @@ def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Pr
     retry_delay = spec.get("retry_delay")
     if retry_delay is not None:
         retry_delay = _number("retry_delay", retry_delay)
+    timeout = spec.get("timeout")
+    if timeout is not None:
+        timeout = _number("timeout", timeout, minimum=0.001)
 
     job_id = spec.get("id") or str(uuid.uuid4())
     if not isinstance(job_id, str) or len(job_id) > 64:
@@ -160,7 +163,7 @@ def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Pr
     task_class = huey._registry.string_to_task(name)
     task = task_class(args=tuple(args), kwargs=dict(kwargs), id=job_id, eta=eta,
                       retries=retries, retry_delay=retry_delay, priority=priority,
-                      expires=expires)
+                      expires=expires, timeout=timeout)
     if task.expires:
         task.resolve_expires(True)
     now = time.time() if now is None else now
@@ -209,8 +212,8 @@ def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepare
 def submit(task: str | Any, *args: Any, queue: str | None = None, priority: int | None = None,
            delay: float | None = None, eta: datetime | str | None = None,
            expires: float | None = None, retries: int | None = None,
-           retry_delay: float | None = None, job_id: str | None = None, runtime=None,
-           **kwargs: Any) -> str:
+           retry_delay: float | None = None, timeout: float | None = None,
+           job_id: str | None = None, runtime=None, **kwargs: Any) -> str:
     """Enqueue one job; returns its id. `task` is a dotted name or a @tq.task function."""
     from tq.runtime import current
 
@@ -218,7 +221,7 @@ def submit(task: str | Any, *args: Any, queue: str | None = None, priority: int 
     name = getattr(task, "tq_name", task)
     spec = {"task": name, "args": list(args), "kwargs": kwargs, "queue": queue,
             "priority": priority, "delay": delay, "eta": eta, "expires": expires,
-            "retries": retries, "retry_delay": retry_delay, "id": job_id}
+            "retries": retries, "retry_delay": retry_delay, "timeout": timeout, "id": job_id}
     return enqueue(runtime, [prepare(runtime, {k: v for k, v in spec.items()
                                                if v is not None})])[0].job_id
 

@@ -1,0 +1,43 @@
+"""Tasks used by the tests (listed in [tasks] modules by the tests that need them)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import tq
+
+_calls: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def calls(job_id: str) -> int:
+    with _lock:
+        return _calls.get(job_id, 0)
+
+
+@tq.task(retries=3)
+def fail_twice_then_succeed() -> str:
+    job_id = tq.current_job_id()
+    with _lock:
+        _calls[job_id] = _calls.get(job_id, 0) + 1
+        count = _calls[job_id]
+    if count <= 2:
+        raise ValueError(f"failure number {count}")
+    return "ok"
+
+
+@tq.task(retries=1)
+def always_fail() -> None:
+    raise ValueError("always")
+
+
+@tq.task()
+def record_start(index: int) -> int:
+    return index
+
+
+@tq.task(retries=2)
+def fail_first_attempt_if(fail: bool) -> None:
+    """Load test: a chosen share of jobs fails once, then succeeds on retry."""
+    if fail and tq.current_attempt() == 1:
+        raise RuntimeError("planned first-attempt failure")
