@@ -75,6 +75,20 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 # --- tables ------------------------------------------------------------------------------
 
+class Table(DataTable):
+    """A DataTable that redraws once its column widths are measured.
+
+    Textual 8.2 measures new rows' widths on idle but keeps lines it drew before
+    that in its caches, so a frame drawn in between could stay on screen with
+    cells cut to the header's width until a cell changed."""
+
+    async def _on_idle(self, event) -> None:
+        widths = [column.content_width for column in self.columns.values()]
+        await super()._on_idle(event)
+        if widths != [column.content_width for column in self.columns.values()]:
+            self.notify_style_update()
+
+
 def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
     """Replace a table's rows, keeping the cursor on the same row key if it is still
     there (a refresh must not throw the operator's cursor back to the top)."""
@@ -88,7 +102,7 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]]) -> N
         for key, cells in rows:
             for column, cell in zip(columns, cells):
                 if table.get_cell(key, column) != cell:
-                    table.update_cell(key, column, cell)
+                    table.update_cell(key, column, cell, update_width=True)
         return
     column = table.cursor_column
     table.clear()
@@ -228,7 +242,7 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        table: DataTable = DataTable(id="help-keys", cursor_type="none", show_header=False)
+        table = Table(id="help-keys", cursor_type="none", show_header=False)
         table.add_columns("key", "action")
         for key, description in self.keys:
             table.add_row(Text(key, style="bold"), description)

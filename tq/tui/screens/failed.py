@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import (FilterInput, StatusLine, cursor_key, fill_table, fmt_count,
+from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
                             fmt_time, shorten)
 
 
@@ -29,7 +29,7 @@ class FailedScreen(TqScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(id="status")
-        table: DataTable = DataTable(id="groups", cursor_type="row", zebra_stripes=True)
+        table = Table(id="groups", cursor_type="row", zebra_stripes=True)
         for name in ("count", "error", "message", "queues", "first seen", "last seen"):
             table.add_column(name, key=name)
         yield table

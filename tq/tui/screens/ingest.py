@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable
 
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import StatusLine, fill_table, fmt_count, fmt_time, shorten
+from tq.tui.widgets import StatusLine, Table, fill_table, fmt_count, fmt_time, shorten
 
 OUTCOME_STYLE = {"rejected": "bold red", "duplicate": "yellow", "processing": "cyan",
                  "done": "green"}
@@ -21,7 +21,7 @@ class IngestScreen(TqScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(id="status")
-        table: DataTable = DataTable(id="ingest", cursor_type="row", zebra_stripes=True)
+        table = Table(id="ingest", cursor_type="row", zebra_stripes=True)
         for name in ("file", "outcome", "accepted", "rejected", "size", "started", "finished",
                      "reason", "sha256"):
             table.add_column(name, key=name)

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
@@ -36,13 +36,12 @@ class JobDetailScreen(TqScreen):
         self.loaded = False
 
     def compose_body(self) -> ComposeResult:
+        # Narrow: one column, the traceback right after the summary. Wide: a 2x2 grid.
         with VerticalScroll(id="detail"):
-            with Vertical(id="detail-left"):
-                yield Static(id="summary")
-                yield Static(id="args", classes="section")
-                yield Static(id="attempts", classes="section")
-            with Vertical(id="detail-right"):
-                yield Static(id="traceback", classes="section")
+            yield Static(id="summary")
+            yield Static(id="traceback", classes="section")
+            yield Static(id="attempts", classes="section")
+            yield Static(id="args", classes="section")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -78,8 +77,8 @@ class JobDetailScreen(TqScreen):
                 ("error", Text(f"{job['error_type']}: {job['error_message']}", style="red")
                  if job.get("error_type") else ""),
                 ("requeued from", job["requeued_from"] and f"{job['requeued_from']}  (f)"),
-                ("requeued to", job["requeued_to"] and
-                 f"{', '.join(job['requeued_to'])}  (n)")]
+                ("requeued to", f"{', '.join(job['requeued_to'])}  (n)"
+                 if job["requeued_to"] else None)]
         for label, value in rows:
             if value not in (None, ""):
                 summary.add_row(label, value if isinstance(value, Text) else str(value))
@@ -90,8 +89,9 @@ class JobDetailScreen(TqScreen):
             Syntax(json.dumps(arguments, indent=2, ensure_ascii=False), "json", theme=THEME,
                    background_color="default", word_wrap=True)))
         attempts = Table(box=None, header_style="bold", expand=True)
-        for column in ("#", "outcome", "started", "finished", "took", "worker", "error"):
-            attempts.add_column(column, overflow="fold")
+        for column in ("#", "outcome", "started", "finished", "took", "worker"):
+            attempts.add_column(column, no_wrap=True)
+        attempts.add_column("error", overflow="fold", ratio=1)
         for attempt in job["attempt_log"]:
             error = (f"{attempt['error_type']}: {attempt['error_message']}"
                      if attempt.get("error_type") else "")

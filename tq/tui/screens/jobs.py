@@ -10,14 +10,15 @@ from textual.widgets import DataTable
 
 from tq.tui.data import Filter, SORTABLE
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, cursor_key, fill_table,
+from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
                             fmt_count, fmt_duration, fmt_time, shorten)
 
 TABS = ("all", "queued", "scheduled", "running", "retrying", "failed", "canceled",
         "succeeded")
 PAGE = 40
-COLUMNS = ("✓", "id", "task", "state", "args", "prio", "tries", "enqueued", "started",
-           "finished", "duration", "error")
+# What an operator reads first comes first: an 80-column terminal shows up to the error.
+COLUMNS = ("✓", "id", "task", "state", "enqueued", "duration", "error", "args", "prio",
+           "tries", "started", "finished")
 # Shift+letter sorts by a column; again reverses it.
 SORT_KEYS = {"E": "enqueued_at", "S": "started_at", "F": "finished_at", "P": "priority",
              "A": "attempts", "T": "task", "I": "id"}
@@ -25,7 +26,7 @@ STATE_STYLE = {"failed": "red", "succeeded": "green", "running": "cyan", "retryi
                "canceled": "magenta", "expired": "magenta", "scheduled": "blue"}
 
 
-class JobsTable(DataTable):
+class JobsTable(Table):
     # Left/right switch state tabs here rather than scroll columns.
     BINDINGS = [Binding("left,h", "screen.tab(-1)", "Prev tab", show=False),
                 Binding("right,l", "screen.tab(1)", "Next tab", show=False)]
@@ -162,11 +163,11 @@ class JobsScreen(TqScreen):
             shorten(row["id"], 12),
             shorten(row["task"], 32),
             Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
-            shorten(args, 24),
+            fmt_time(row["enqueued_at"], now), fmt_duration(row["started_at"], end),
+            Text(shorten(error, 50), style="red"),
+            shorten(args, 30),
             str(row["priority"] or 0), str(row["attempts"] or 0),
-            fmt_time(row["enqueued_at"], now), fmt_time(row["started_at"], now),
-            fmt_time(row["finished_at"], now), fmt_duration(row["started_at"], end),
-            Text(shorten(error, 60), style="red"),
+            fmt_time(row["started_at"], now), fmt_time(row["finished_at"], now),
         )
 
     def update_status(self) -> None:

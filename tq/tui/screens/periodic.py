@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import StatusLine, cursor_key, fill_table, fmt_time
+from tq.tui.widgets import StatusLine, Table, cursor_key, fill_table, fmt_time
 
 OUTCOME_STYLE = {"failed": "red", "succeeded": "green"}
 
@@ -22,7 +22,7 @@ class PeriodicScreen(TqScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(id="status")
-        table: DataTable = DataTable(id="periodic", cursor_type="row", zebra_stripes=True)
+        table = Table(id="periodic", cursor_type="row", zebra_stripes=True)
         for name in ("name", "schedule", "task", "queue", "next run", "last run", "outcome",
                      "last job"):
             table.add_column(name, key=name)

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 
 from tq.tui.data import Filter
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import (PromptDialog, StatusLine, cursor_key, fill_table, fmt_age,
+from tq.tui.widgets import (PromptDialog, StatusLine, Table, cursor_key, fill_table, fmt_age,
                             fmt_count, sparkline)
 
 # Short headers: through err% fits 80 columns; a wide terminal shows the rest.
@@ -41,12 +41,12 @@ class QueuesScreen(TqScreen):
         self._last_done: dict[str, tuple[float, int]] = {}
 
     def compose_body(self) -> ComposeResult:
-        table: DataTable = DataTable(id="queues", cursor_type="row", zebra_stripes=True)
+        table = Table(id="queues", cursor_type="row", zebra_stripes=True)
         for name in COLUMNS:
             table.add_column(name, key=name)
         yield table
         yield StatusLine(id="status")
-        workers: DataTable = DataTable(id="queue-workers", cursor_type="none")
+        workers = Table(id="queue-workers", cursor_type="none")
         workers.add_columns("consumer", "queues", "workers", "heartbeat", "running now")
         yield workers
 

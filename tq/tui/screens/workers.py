@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable
 
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import StatusLine, fill_table, fmt_age, fmt_time, shorten
+from tq.tui.widgets import StatusLine, Table, fill_table, fmt_age, fmt_time, shorten
 
 
 class WorkersScreen(TqScreen):
@@ -18,7 +18,7 @@ class WorkersScreen(TqScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(id="status")
-        table: DataTable = DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+        table = Table(id="workers", cursor_type="row", zebra_stripes=True)
         for name in ("consumer", "host", "pid", "queues", "workers", "heartbeat", "started",
                      "running", "running jobs"):
             table.add_column(name, key=name)
