@@ -2,14 +2,15 @@
 
 The same models run on SQLite (embedded) and MySQL/MariaDB (production).
 Times are stored as epoch seconds (DOUBLE): indexable, sortable and free of
-time-zone surprises on either engine.
+time-zone surprises on either engine. DoubleField, not FloatField: on MySQL a
+FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 """
 from __future__ import annotations
 
 import threading
 from urllib.parse import unquote, urlsplit
 
-from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, FloatField,
+from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, DoubleField,
                     IntegerField, Model, SqliteDatabase, TextField)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
 from playhouse.pool import PooledMySQLDatabase
@@ -58,11 +59,11 @@ class Job(BaseModel):
     seq = IntegerField(default=0)  # state_seq(): guards the idempotent upsert
     attempts = IntegerField(null=True, default=0)
     max_retries = IntegerField(null=True)
-    enqueued_at = FloatField(null=True)
-    eta = FloatField(null=True)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True)
-    updated_at = FloatField(null=True)
+    enqueued_at = DoubleField(null=True)
+    eta = DoubleField(null=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    updated_at = DoubleField(null=True)
     worker = CharField(max_length=128, null=True)
     error_type = CharField(max_length=200, null=True)
     error_message = TextField(null=True)
@@ -76,6 +77,9 @@ class Job(BaseModel):
             (("state", "finished_at"), False),
             (("task", "enqueued_at"), False),
             (("finished_at",), False),
+            # Summaries: what changed since the last roll-up, and each minute's arrivals.
+            (("updated_at",), False),
+            (("enqueued_at",), False),
         )
 
 
@@ -84,15 +88,18 @@ class Attempt(BaseModel):
     job_id = CharField(max_length=64)
     attempt = IntegerField()
     worker = CharField(max_length=128, null=True)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
     outcome = CharField(max_length=16, null=True)  # succeeded/failed/retrying/canceled/lost/...
     error_type = CharField(max_length=200, null=True)
     error_message = TextField(null=True)
     traceback = LongText(null=True)
 
     class Meta:
-        indexes = ((("job_id", "attempt"), True),)
+        indexes = ((("job_id", "attempt"), True),
+                   # Summaries recompute a minute's starts and finishes by these.
+                   (("started_at",), False),
+                   (("finished_at",), False))
 
 
 class Event(BaseModel):
@@ -102,7 +109,7 @@ class Event(BaseModel):
     type = CharField(max_length=200, index=True)
     payload = LongText()
     source = CharField(max_length=255, null=True)
-    received_at = FloatField(index=True)
+    received_at = DoubleField(index=True)
 
 
 class IngestedFile(BaseModel):
@@ -114,15 +121,15 @@ class IngestedFile(BaseModel):
     accepted = IntegerField(default=0)
     rejected = IntegerField(default=0)
     checkpoint = BigIntegerField(default=0)  # events enqueued so far (crash resume)
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True, index=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True, index=True)
     outcome = CharField(max_length=16, default="processing")  # processing/done/rejected/duplicate
     reason = TextField(null=True)
 
 
 class Audit(BaseModel):
     id = BigAutoField()
-    at = FloatField(index=True)
+    at = DoubleField(index=True)
     user = CharField(max_length=64)
     host = CharField(max_length=128)
     action = CharField(max_length=32)
