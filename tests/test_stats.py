@@ -359,14 +359,21 @@ def test_rollup_schedule_off_and_bad_values(backend):
     assert "[history] rollup_every" in str(info.value) and "\n" not in str(info.value)
 
 
+def summarised(backend, age: float, event_type: str, **jobs: int):
+    """A runtime whose history holds synthetic jobs `age` seconds old and one event,
+    rolled up."""
+    runtime = backend.runtime()
+    synthetic_history(runtime.database, time.time() - age, **jobs)
+    Event.insert(job_id="e1", type=event_type, payload="{}",
+                 received_at=time.time() - 10).execute()
+    summaries.rollup(runtime)
+    return runtime
+
+
 # --- the verbs ---------------------------------------------------------------------------
 
 def test_stats_json_and_table(tq_env, backend, capsys):
-    runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 900, ok=8, failed=2, retried=1)
-    Event.insert(job_id="e1", type="order.created", payload="{}",
-                 received_at=time.time() - 100).execute()
-    summaries.rollup(runtime)
+    summarised(backend, age=900, ok=8, failed=2, retried=1, event_type="order.created")
 
     assert main(["stats", "--json", "--since", "1h"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -398,11 +405,8 @@ def test_sparkline_scales_to_the_largest_value():
 
 
 def test_metrics_exposition_is_strict_prometheus_text(tq_env, backend, capsys):
-    runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 120, ok=3, failed=1, retried=1)
-    Event.insert(job_id="e1", type='odd "type" \\ here', payload="{}",
-                 received_at=time.time() - 10).execute()
-    summaries.rollup(runtime)
+    runtime = summarised(backend, age=120, ok=3, failed=1, retried=1,
+                         event_type='odd "type" \\ here')
     tq.submit_many([{"task": "tq.tasks.demo.echo"}] * 2, runtime=runtime)
 
     assert main(["metrics"]) == 0

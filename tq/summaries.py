@@ -397,16 +397,21 @@ def compute_task_minutes(database, lo: int, hi: int) -> dict[tuple[int, str, str
     return {key: entry.row(*key) for key, entry in accs.items()}
 
 
+def _replace_span(database, model, lo: int, hi: int, rows: list[dict]) -> list[dict]:
+    """Within the caller's transaction: swap the span's rows for `rows`; return the old."""
+    in_span = (model.minute >= lo) & (model.minute < hi)
+    query = model.select().where(in_span)
+    old = list((query if _is_sqlite(database) else query.for_update()).dicts())
+    model.delete().where(in_span).execute()
+    for start in range(0, len(rows), 500):
+        model.insert_many(rows[start:start + 500]).execute()
+    return old
+
+
 def _replace_task_minutes(database, lo: int, hi: int) -> None:
-    new = compute_task_minutes(database, lo, hi)
-    in_span = (TaskMinute.minute >= lo) & (TaskMinute.minute < hi)
+    rows = list(compute_task_minutes(database, lo, hi).values())
     with _write_transaction(database):
-        query = TaskMinute.select().where(in_span)
-        old = list((query if _is_sqlite(database) else query.for_update()).dicts())
-        TaskMinute.delete().where(in_span).execute()
-        rows = list(new.values())
-        for start in range(0, len(rows), 500):
-            TaskMinute.insert_many(rows[start:start + 500]).execute()
+        old = _replace_span(database, TaskMinute, lo, hi, rows)
         deltas: dict[tuple[str, str], Counter] = {}
         for sign, source in ((-1, old), (1, rows)):
             for row in source:
@@ -441,15 +446,9 @@ def compute_event_minutes(database, lo: int, hi: int) -> dict[tuple[int, str], d
 
 
 def _replace_event_minutes(database, lo: int, hi: int) -> None:
-    new = compute_event_minutes(database, lo, hi)
-    in_span = (EventMinute.minute >= lo) & (EventMinute.minute < hi)
+    rows = list(compute_event_minutes(database, lo, hi).values())
     with _write_transaction(database):
-        query = EventMinute.select().where(in_span)
-        old = list((query if _is_sqlite(database) else query.for_update()).dicts())
-        EventMinute.delete().where(in_span).execute()
-        rows = list(new.values())
-        for start in range(0, len(rows), 500):
-            EventMinute.insert_many(rows[start:start + 500]).execute()
+        old = _replace_span(database, EventMinute, lo, hi, rows)
         deltas: Counter = Counter()
         seen: dict[str, tuple[float, float]] = {}
         for row in old:
