@@ -374,20 +374,23 @@ def compute_task_minutes(database, lo: int, hi: int) -> dict[tuple[int, str, str
             .group_by(finished, Job.queue, Job.task, Job.state).tuples()):
         entry = acc(minute, queue, task)
         setattr(entry, state, getattr(entry, state) + count)
-    for started_at, attempt, queue, task, enqueued_at in (
-            Attempt.select(Attempt.started_at, Attempt.attempt, Job.queue, Job.task,
-                           Job.enqueued_at)
-            .join(Job, on=(Attempt.job_id == Job.id))
-            .where((Attempt.started_at >= lo) & (Attempt.started_at < hi)).tuples()):
+    # Raw cursors for the per-attempt rows: the drivers already return floats and
+    # strings, and peewee's per-value conversion was a third of a busy minute's cost.
+    starts = (Attempt.select(Attempt.started_at, Attempt.attempt, Job.queue, Job.task,
+                             Job.enqueued_at)
+              .join(Job, on=(Attempt.job_id == Job.id))
+              .where((Attempt.started_at >= lo) & (Attempt.started_at < hi)))
+    for started_at, attempt, queue, task, enqueued_at in database.execute(starts):
         entry = acc(_minute_of(started_at), queue, task)
         entry.started += 1
         if attempt == 1 and enqueued_at is not None:
             entry.add_wait(max(0.0, started_at - enqueued_at))
-    for started_at, finished_at, attempt, outcome, queue, task, state, attempts in (
-            Attempt.select(Attempt.started_at, Attempt.finished_at, Attempt.attempt,
-                           Attempt.outcome, Job.queue, Job.task, Job.state, Job.attempts)
-            .join(Job, on=(Attempt.job_id == Job.id))
-            .where((Attempt.finished_at >= lo) & (Attempt.finished_at < hi)).tuples()):
+    finishes = (Attempt.select(Attempt.started_at, Attempt.finished_at, Attempt.attempt,
+                               Attempt.outcome, Job.queue, Job.task, Job.state, Job.attempts)
+                .join(Job, on=(Attempt.job_id == Job.id))
+                .where((Attempt.finished_at >= lo) & (Attempt.finished_at < hi)))
+    for (started_at, finished_at, attempt, outcome, queue, task, state,
+         attempts) in database.execute(finishes):
         entry = acc(_minute_of(finished_at), queue, task)
         if outcome in RUN_OUTCOMES and started_at is not None:
             entry.add_run(max(0.0, finished_at - started_at))
