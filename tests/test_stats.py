@@ -260,6 +260,18 @@ def test_racing_rollups_count_once(backend):
     assert snapshot() == expected
 
 
+def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
+    runtime = backend.runtime()
+    synthetic_history(runtime.database, time.time() - 300)
+    SummaryState.insert(name="rollup", holder="a consumer that died",
+                        lease_until=time.time() + 60).execute()
+    assert summaries.rollup(runtime).skipped and TaskMinute.select().count() == 0
+    SummaryState.update(lease_until=time.time() - 1).execute()
+    assert not summaries.rollup(runtime).skipped
+    assert sums_by_task()["app.work"]["succeeded"] == 6
+    assert SummaryState.get_by_id("rollup").holder is None  # released
+
+
 def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
     monkeypatch.setattr(summaries, "LATE_SECONDS", 0.2)
     runtime = backend.runtime()

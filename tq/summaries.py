@@ -53,7 +53,7 @@ from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
 logger = logging.getLogger("tq.summaries")
 
 LATE_SECONDS = 120.0  # a row written this long before our read may commit after it
-LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this
+LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this (renewed per span)
 SPAN_MINUTES = 30  # minutes recomputed per query and transaction
 PRUNE_CHUNK = 1000  # ids per DELETE: short row locks, no long table lock on MySQL
 COUNTS = ("enqueued", "started", "succeeded", "failed", "retried", "canceled", "expired")
@@ -233,6 +233,12 @@ class _Lease:
                .execute())
         return won == 1
 
+    def renew(self) -> None:
+        # A first roll-up over months of history takes longer than one lease.
+        (SummaryState.update(lease_until=time.time() + LEASE_SECONDS)
+         .where((SummaryState.name == self.name) & (SummaryState.holder == self.holder))
+         .execute())
+
     def release(self) -> None:
         (SummaryState.update(holder=None, lease_until=None)
          .where((SummaryState.name == self.name) & (SummaryState.holder == self.holder))
@@ -255,10 +261,12 @@ def rollup(runtime, now: float | None = None) -> RollupResult:
         result.minutes = [m for m in _changed_job_minutes(database, since) if m >= horizon]
         for lo, hi in _spans(result.minutes):
             _replace_task_minutes(database, lo, hi)
+            lease.renew()
         result.event_minutes = [m for m in _changed_event_minutes(database, since)
                                 if m >= horizon]
         for lo, hi in _spans(result.event_minutes):
             _replace_event_minutes(database, lo, hi)
+            lease.renew()
         (SummaryState.update(watermark=now)
          .where((SummaryState.name == "rollup")
                 & (SummaryState.watermark.is_null() | (SummaryState.watermark < now)))
