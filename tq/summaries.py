@@ -220,8 +220,8 @@ def _write_transaction(database):
 
 
 class _Lease:
-    def __init__(self, database, name: str = "rollup") -> None:
-        self.database, self.name = database, name
+    def __init__(self, name: str = "rollup") -> None:
+        self.name = name
         self.holder = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
 
     def acquire(self) -> bool:
@@ -250,7 +250,7 @@ def rollup(runtime, now: float | None = None) -> RollupResult:
     started = time.monotonic()
     now = time.time() if now is None else now
     database = runtime.database
-    lease = _Lease(database)
+    lease = _Lease()
     if not lease.acquire():
         return RollupResult(skipped=True)
     try:
