@@ -145,7 +145,7 @@ def cmd_stats(args) -> int:
     for row, cell in zip(rows, cells):
         table.add_row(*(cell + ([sparkline(row["series"])] if spark else [])))
     if not rows:
-        out.print(f"no summaries since {fmt_time(since)} UTC (the roll-up runs every "
+        out.print(f"no summaries since {fmt_time(since)} UTC (roll-up schedule: "
                   f"{runtime.config.history['rollup_every']})")
         return 0
     out.print(table)
@@ -158,6 +158,8 @@ def cmd_metrics(args) -> int:
     from tq.cli import CliError, err, make_runtime
     from tq.metrics import exposition, make_server
 
+    if args.serve is not None and not 0 <= args.serve <= 65535:
+        raise CliError(f"--serve {args.serve}: a port is 0 to 65535")
     runtime = make_runtime(args)
     if args.serve is None:
         sys.stdout.write(exposition(runtime))
