@@ -2,7 +2,8 @@
 
 The same models run on SQLite (embedded) and MySQL/MariaDB (production).
 Times are stored as epoch seconds (DOUBLE): indexable, sortable and free of
-time-zone surprises on either engine.
+time-zone surprises on either engine. DoubleField, not FloatField: on MySQL a
+FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ class Job(BaseModel):
             (("state", "finished_at"), False),
             (("task", "enqueued_at"), False),
             (("finished_at",), False),
+            # Summaries: what changed since the last roll-up, and each minute's arrivals.
+            (("updated_at",), False),
+            (("enqueued_at",), False),
         )
 
 
@@ -92,7 +96,10 @@ class Attempt(BaseModel):
     traceback = LongText(null=True)
 
     class Meta:
-        indexes = ((("job_id", "attempt"), True),)
+        indexes = ((("job_id", "attempt"), True),
+                   # Summaries recompute a minute's starts and finishes by these.
+                   (("started_at",), False),
+                   (("finished_at",), False))
 
 
 class Event(BaseModel):
