@@ -16,7 +16,7 @@ from tq.runtime import Runtime
 from tq.tui.app import TqApp
 from tq.tui.data import Data
 
-NOW = 1_795_000_000.0  # 2026-11-18 07:33:20 UTC
+NOW = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
 TRACEBACK = """Traceback (most recent call last):
   File "/srv/app/.venv/lib/python3.11/site-packages/huey/api.py", line 412, in _execute
     task_value = task.execute()

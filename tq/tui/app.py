@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 from textual.app import App
@@ -32,16 +33,23 @@ DEFAULT_INTERVAL = 1.5
 
 
 def tq_bindings(screen) -> list[tuple[Binding, object]]:
-    """The keys tq defines that work on `screen` now (not Textual's own focus and
-    copy keys, not those hidden by --readonly), screen keys first."""
-    found = []
-    for active in screen.active_bindings.values():
-        node, binding = active.node, active.binding
-        ours = {b.action for b in getattr(type(node), "BINDINGS", ())
-                if isinstance(b, Binding)} if type(node).__module__.startswith("tq.") else ()
-        if active.enabled and binding.description and binding.action in ours:
+    """The keys tq defines that work on `screen` now, from the classes that declare
+    them (focused tq widget, screen, app): not Textual's own cursor and focus keys,
+    not the actions a --readonly console hides."""
+    app = screen.app
+    sources = [(screen, type(screen).__dict__.get("BINDINGS", ())), (app, TqApp.BINDINGS)]
+    focused = screen.focused
+    if focused is not None and type(focused).__module__.startswith("tq."):
+        sources.insert(0, (focused, type(focused).__dict__.get("BINDINGS", ())))
+    found, keys = [], set()
+    for node, bindings in sources:
+        for binding in Binding.make_bindings(bindings):
+            action = binding.action.removeprefix("screen.").split("(")[0]
+            if not binding.description or binding.key in keys or \
+                    not screen.check_action(action, ()):
+                continue
+            keys.add(binding.key)
             found.append((binding, node))
-    found.sort(key=lambda item: item[1] is screen.app)
     return found
 
 
@@ -75,7 +83,7 @@ class TqCommands(Provider):
 
 class TqApp(App):
     TITLE = "tq"
-    CSS_PATH = "tq.tcss"
+    CSS_PATH = Path(__file__).with_name("tq.tcss")  # absolute: subclasses live elsewhere
     MODES = SCREENS
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {TqCommands}

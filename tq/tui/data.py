@@ -100,7 +100,8 @@ class Data:
 
     # --- reading --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return queries.status(self.runtime, now=self.now())
+        # No per-state totals: counting every history row each refresh grows with history.
+        return queries.status(self.runtime, now=self.now(), totals=False)
 
     def jobs_page(self, flt: Filter | None, sort: str, descending: bool,
                   after: tuple[Any, str] | None, limit: int) -> list[dict]:

@@ -2,6 +2,7 @@
 tq.tui.data in workers, read-only enforcement and confirm-then-act."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from textual.app import ComposeResult
@@ -10,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from tq.tui.data import Filter, FilterError, Preview, fetch, is_connection_error, running
-from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, TopBar
+from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
 
 # Actions that change anything: hidden and refused in a --readonly console.
 WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge"})
@@ -29,6 +30,9 @@ class TqScreen(Screen):
     TITLE = ""
     MAIN = "DataTable"  # what has the focus when no dialog or filter line does
     user_filter: Filter | None = None
+    loaded = False  # set once the screen has shown its first data (tests and bench wait on it)
+    MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
+    _last_tick = 0.0
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")
@@ -59,8 +63,10 @@ class TqScreen(Screen):
     def tick(self) -> None:
         """The app's refresh timer: skipped while the previous refresh still runs, so a
         slow server gets fewer queries, not a pile of them."""
-        if not running(self, "refresh"):
-            self.refresh_data()
+        if running(self, "refresh") or time.monotonic() - self._last_tick < self.MIN_TICK_SECONDS:
+            return
+        self._last_tick = time.monotonic()
+        self.refresh_data()
 
     def load(self, call: Callable[[], Any], done: Callable[[Any], None], *,
              group: str = "refresh", exclusive: bool = False) -> None:
@@ -212,3 +218,26 @@ class TqScreen(Screen):
 
     def action_purge(self) -> None:
         self.act("purge")
+
+
+class TableScreen(TqScreen):
+    """A status line over one table, filled from one Data method on every refresh."""
+    COLUMNS: tuple[str, ...] = ()
+    SOURCE = ""  # the Data method that returns what the table shows
+
+    def compose_body(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        table = Table(id="table", cursor_type="row", zebra_stripes=True)
+        for name in self.COLUMNS:
+            table.add_column(name, key=name)
+        yield table
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.focus_main()
+
+    def refresh_data(self) -> None:
+        self.load(getattr(self.data, self.SOURCE), self.show)
+
+    def show(self, rows: Any) -> None:
+        raise NotImplementedError

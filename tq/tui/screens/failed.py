@@ -6,13 +6,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tq.tui.screens.base import TqScreen
+from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
                             fmt_time, shorten)
 
 
-class FailedScreen(TqScreen):
+class FailedScreen(TableScreen):
     TITLE = "Failed"
+    COLUMNS = ("count", "error", "message", "queues", "first seen", "last seen")
+    # Grouping reads up to 100,000 failures: live, but not every 1.5 s.
+    MIN_TICK_SECONDS = 30.0
     BINDINGS = [
         Binding("enter", "open_group", "Jobs", show=False),
         Binding("R", "requeue", "Requeue group"),
@@ -25,21 +28,11 @@ class FailedScreen(TqScreen):
     def __init__(self) -> None:
         super().__init__()
         self.groups: list[dict] = []
-        self.loaded = False
 
     def compose_body(self) -> ComposeResult:
-        yield StatusLine(id="status")
-        table = Table(id="groups", cursor_type="row", zebra_stripes=True)
-        for name in ("count", "error", "message", "queues", "first seen", "last seen"):
-            table.add_column(name, key=name)
-        yield table
+        yield from super().compose_body()
         yield FilterInput(placeholder="narrow the failures: queue:q task:x since:1h "
                           "(Enter applies, Esc clears)", id="filter")
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#filter").display = False
-        self.focus_main()
 
     def refresh_data(self, exclusive: bool = False) -> None:
         flt = self.user_filter
@@ -49,7 +42,7 @@ class FailedScreen(TqScreen):
         self.groups = groups
         now = self.data.now()
         width = max(30, self.size.width - 70)
-        fill_table(self.query_one("#groups", DataTable), [
+        fill_table(self.query_one(Table), [
             (self.group_key(group), (
                 Text(fmt_count(group["count"]), style="bold red"),
                 group["error_type"] or "?", shorten(group["message"], width),
@@ -60,7 +53,8 @@ class FailedScreen(TqScreen):
         text = f"[b]{fmt_count(total)}[/b] failed jobs in [b]{len(groups)}[/b] groups"
         if self.user_filter is not None:
             text += f"  ·  filter [b]{self.user_filter.text}[/b]"
-        self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs")
+        self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs  ·  "
+                                          "refreshed every 30 s")
         self.loaded = True
 
     @staticmethod
@@ -68,7 +62,7 @@ class FailedScreen(TqScreen):
         return f"{group['error_type']}\x00{group['message']}"
 
     def current_group(self) -> dict | None:
-        key = cursor_key(self.query_one("#groups", DataTable))
+        key = cursor_key(self.query_one(Table))
         return next((g for g in self.groups if self.group_key(g) == key), None)
 
     # --- keys ----------------------------------------------------------------------------

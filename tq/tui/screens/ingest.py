@@ -2,41 +2,23 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.widgets import DataTable
 
-from tq.tui.screens.base import TqScreen
+from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import StatusLine, Table, fill_table, fmt_count, fmt_time, shorten
 
 OUTCOME_STYLE = {"rejected": "bold red", "duplicate": "yellow", "processing": "cyan",
                  "done": "green"}
 
 
-class IngestScreen(TqScreen):
+class IngestScreen(TableScreen):
     TITLE = "Ingest"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded = False
-
-    def compose_body(self) -> ComposeResult:
-        yield StatusLine(id="status")
-        table = Table(id="ingest", cursor_type="row", zebra_stripes=True)
-        for name in ("file", "outcome", "accepted", "rejected", "size", "started", "finished",
-                     "reason", "sha256"):
-            table.add_column(name, key=name)
-        yield table
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.focus_main()
-
-    def refresh_data(self) -> None:
-        self.load(self.data.ingested, self.show)
+    COLUMNS = ("file", "outcome", "accepted", "rejected", "size", "started", "finished", "reason",
+               "sha256")
+    SOURCE = "ingested"
 
     def show(self, files: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(DataTable), [
+        fill_table(self.query_one(Table), [
             (str(f["id"]), (
                 shorten(f["name"], 40), Text(f["outcome"] or "",
                                              style=OUTCOME_STYLE.get(f["outcome"] or "", "")),

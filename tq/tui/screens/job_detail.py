@@ -33,7 +33,6 @@ class JobDetailScreen(TqScreen):
         super().__init__()
         self.job_id = job_id
         self.job: dict | None = None
-        self.loaded = False
 
     def compose_body(self) -> ComposeResult:
         # Narrow: one column, the traceback right after the summary. Wide: a 2x2 grid.

@@ -61,7 +61,6 @@ class JobsScreen(TqScreen):
         self.total: int | None = None
         self.marked: set[str] = set()
         self.all_marked = False
-        self.loaded = False
 
     def compose_body(self) -> ComposeResult:
         yield StateTabs(id="tabs")
@@ -75,7 +74,6 @@ class JobsScreen(TqScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#filter").display = False
         self.query_one(JobsTable).focus()
         self.query_one(StateTabs).show(TABS, self.tab)
 

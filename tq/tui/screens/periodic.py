@@ -2,42 +2,23 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
 
-from tq.tui.screens.base import TqScreen
+from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import StatusLine, Table, cursor_key, fill_table, fmt_time
 
 OUTCOME_STYLE = {"failed": "red", "succeeded": "green"}
 
 
-class PeriodicScreen(TqScreen):
+class PeriodicScreen(TableScreen):
     TITLE = "Periodic"
+    COLUMNS = ("name", "schedule", "task", "queue", "next run", "last run", "outcome", "last job")
+    SOURCE = "periodic"
     BINDINGS = [Binding("r", "run_now", "Run now")]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded = False
-
-    def compose_body(self) -> ComposeResult:
-        yield StatusLine(id="status")
-        table = Table(id="periodic", cursor_type="row", zebra_stripes=True)
-        for name in ("name", "schedule", "task", "queue", "next run", "last run", "outcome",
-                     "last job"):
-            table.add_column(name, key=name)
-        yield table
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.focus_main()
-
-    def refresh_data(self) -> None:
-        self.load(self.data.periodic, self.show)
 
     def show(self, rows: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(DataTable), [
+        fill_table(self.query_one(Table), [
             (row["name"], (row["name"], row["schedule"], row["task"], row["queue"],
                            fmt_time(row["next_run"], now), fmt_time(row["last_run"], now),
                            Text(row["last_outcome"] or "",
@@ -50,7 +31,7 @@ class PeriodicScreen(TqScreen):
         self.loaded = True
 
     def action_run_now(self) -> None:
-        name = cursor_key(self.query_one(DataTable))
+        name = cursor_key(self.query_one(Table))
         if self.refuse_if_readonly() or not name:
             return
         self.confirm_then(f"Run periodic task {name} now (1 job, outside its schedule)?",

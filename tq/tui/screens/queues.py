@@ -1,7 +1,6 @@
 """Home: one row per queue, live, with a throughput sparkline; workers below on a tall terminal."""
 from __future__ import annotations
 
-import time
 from collections import deque
 
 from rich.text import Text
@@ -16,7 +15,7 @@ from tq.tui.widgets import (PromptDialog, StatusLine, Table, cursor_key, fill_ta
 
 # Short headers: through err% fits 80 columns; a wide terminal shows the rest.
 COLUMNS = ("queue", "state", "queued", "sched", "run", "retry", "fail", "ok/1m", "ok/1h",
-           "oldest", "err%", "throughput (jobs/s)", "held", "paused tasks")
+           "oldest", "err%", "done/s (1 min)", "held", "paused tasks")
 SAMPLES = 120
 
 
@@ -35,10 +34,8 @@ class QueuesScreen(TqScreen):
     def __init__(self) -> None:
         super().__init__()
         self.status: dict | None = None
-        self.loaded = False
-        # queue -> jobs finished per second, one sample per refresh (kept across refreshes).
+        # queue -> jobs finished per second over the last minute, one sample per refresh.
         self.throughput: dict[str, deque[float]] = {}
-        self._last_done: dict[str, tuple[float, int]] = {}
 
     def compose_body(self) -> ComposeResult:
         table = Table(id="queues", cursor_type="row", zebra_stripes=True)
@@ -68,14 +65,9 @@ class QueuesScreen(TqScreen):
 
     def show(self, status: dict) -> None:
         self.status = status
-        now = time.monotonic()
         for name, entry in status["queues"].items():
-            done = entry["history"]["succeeded"] + entry["history"]["failed"]
-            samples = self.throughput.setdefault(name, deque(maxlen=SAMPLES))
-            previous = self._last_done.get(name)
-            if previous is not None and now > previous[0]:
-                samples.append(max(0, done - previous[1]) / (now - previous[0]))
-            self._last_done[name] = (now, done)
+            done = entry["succeeded_last_minute"] + entry["failed_last_minute"]
+            self.throughput.setdefault(name, deque(maxlen=SAMPLES)).append(done / 60)
         width = max(8, min(40, self.size.width // 5))
         fill_table(self.query_one("#queues", DataTable),
                    [(name, self.row(name, entry, width))
@@ -108,7 +100,7 @@ class QueuesScreen(TqScreen):
             Text(fmt_age(entry["oldest_queued_age"]), justify="right"),
             Text(f"{rate:.1%}", style="red" if rate >= 0.05 else "", justify="right"),
             Text(sparkline(samples, width).ljust(width), style="cyan")
-            + Text(f" {samples[-1]:.1f}" if samples else ""),
+            + Text(f" {samples[-1]:.2f}" if samples else ""),
             number(entry["held"]),
             ", ".join(entry["paused_tasks"]),
         )

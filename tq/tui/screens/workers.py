@@ -2,38 +2,20 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.widgets import DataTable
 
-from tq.tui.screens.base import TqScreen
+from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import StatusLine, Table, fill_table, fmt_age, fmt_time, shorten
 
 
-class WorkersScreen(TqScreen):
+class WorkersScreen(TableScreen):
     TITLE = "Workers"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded = False
-
-    def compose_body(self) -> ComposeResult:
-        yield StatusLine(id="status")
-        table = Table(id="workers", cursor_type="row", zebra_stripes=True)
-        for name in ("consumer", "host", "pid", "queues", "workers", "heartbeat", "started",
-                     "running", "running jobs"):
-            table.add_column(name, key=name)
-        yield table
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.focus_main()
-
-    def refresh_data(self) -> None:
-        self.load(self.data.workers, self.show)
+    COLUMNS = ("consumer", "host", "pid", "queues", "workers", "heartbeat", "started", "running",
+               "running jobs")
+    SOURCE = "workers"
 
     def show(self, workers: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(DataTable), [
+        fill_table(self.query_one(Table), [
             (w["id"], (
                 w["id"], w["host"], str(w["pid"]), ",".join(w["queues"]),
                 f"{w['workers']} {w.get('worker_type', '')}".strip(),
