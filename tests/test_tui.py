@@ -394,3 +394,18 @@ async def test_palette_jump_help_and_refresh_keys(backend):
 def rendered_table(table) -> str:
     return "\n".join(" ".join(str(cell) for cell in table.get_row_at(index))
                      for index in range(table.row_count))
+
+
+@pilot_test
+async def test_of_n_is_recounted_when_a_refresh_shows_more_rows_than_it(backend):
+    runtime = backend.runtime()
+    write_records(runtime.database, failed_records([f"f-{n}" for n in range(3)]))
+    app = make_app(runtime)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_jobs_tab(pilot, "failed")
+        await until(pilot, lambda: screen.total == 3)
+        write_records(runtime.database, failed_records([f"g-{n}" for n in range(2)]))
+        screen.refresh_data()  # what the live timer does
+        await until(pilot, lambda: len(screen.rows) == 5 and screen.total == 5,
+                    message="rows and count to catch up")
+        assert "1–5 of 5" in rendered(screen.query_one("#status"))

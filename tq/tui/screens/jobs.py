@@ -1,6 +1,7 @@
 """Jobs by state, one page of 40 at a time from history (keyset paging, never a whole table)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -8,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tq.tui.data import Filter, SORTABLE
+from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
 from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
                             fmt_count, fmt_duration, fmt_time, shorten)
@@ -16,6 +17,7 @@ from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_ke
 TABS = ("all", "queued", "scheduled", "running", "retrying", "failed", "canceled",
         "succeeded")
 PAGE = 40
+RECOUNT_SECONDS = 15.0
 # What an operator reads first comes first: an 80-column terminal shows up to the error.
 COLUMNS = ("✓", "id", "task", "state", "enqueued", "duration", "error", "args", "prio",
            "tries", "started", "finished")
@@ -60,6 +62,7 @@ class JobsScreen(TqScreen):
         self.rows: list[dict] = []
         self.total: int | None = None
         self.marked: set[str] = set()
+        self._counted_at = 0.0
         self.all_marked = False
 
     def compose_body(self) -> ComposeResult:
@@ -121,6 +124,15 @@ class JobsScreen(TqScreen):
 
     def refresh_data(self) -> None:
         self.load_page()
+        # "of N" is counted when the filter changes, not per page or refresh (on a big
+        # history a count is the costly query); while live it is redone now and then,
+        # and at once when a page shows it is out of date (show_rows).
+        if self.total is not None and time.monotonic() - self._counted_at > RECOUNT_SECONDS:
+            self.recount()
+
+    def recount(self) -> None:
+        if not running(self, "count"):
+            self.load_count()
 
     def load_page(self, exclusive: bool = False, back_if_empty: bool = False) -> None:
         """The page starting after page_starts[-1]. The timer's refreshes and the
@@ -140,6 +152,7 @@ class JobsScreen(TqScreen):
 
     def show_total(self, total: int) -> None:
         self.total = total
+        self._counted_at = time.monotonic()
         self.update_status()
 
     def show_rows(self, rows: list[dict]) -> None:
@@ -149,6 +162,8 @@ class JobsScreen(TqScreen):
                                                for row in rows])
         self.update_status()
         self.loaded = True
+        if self.total is not None and self.total < (len(self.page_starts) - 1) * PAGE + len(rows):
+            self.recount()
 
     def cells(self, row: dict, now: float) -> tuple:
         error = f"{row['error_type']}: {row['error_message'] or ''}" if row["error_type"] else ""
