@@ -31,10 +31,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from tq.config import ConfigError
 from tq.ingest.claims import Folders, OrphanFinder, ignored
 from tq.ingest.pipeline import Result, check_routes, ingest_file, resume_claim
 
 logger = logging.getLogger("tq.ingest")
+# watchdog logs a harmless race in its own shutdown as an error; keep it out of our logs.
+logging.getLogger("watchdog.observers.inotify").addFilter(
+    lambda record: "thread is inactive" not in record.getMessage())
 ORPHAN_SCAN = 10.0
 RETRY_AFTER = 30.0  # a file that could not be claimed (e.g. no permission) is retried after
 
@@ -72,6 +76,11 @@ class Watcher:
     def run(self, stop: threading.Event) -> None:
         self.folders.create()
         check_routes(self.runtime)
+        if os.stat(self.folders.inbox).st_dev != os.stat(self.folders.processing).st_dev:
+            # A claim must be one rename; across filesystems it would be a copy that
+            # two watchers could both make.
+            raise ConfigError(f"[ingest] processing ({self.folders.processing}) must be on the "
+                              f"same filesystem as the inbox ({self.folders.inbox})")
         observer = self._start_observer()
         try:
             resumed = self._resume(stop)
