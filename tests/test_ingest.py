@@ -453,3 +453,27 @@ def test_tq_up_runs_the_watcher_and_stores_events(backend, start_consumer, tmp_p
     wait_for_states(runtime, ids)
     stored = sorted((e.type, e.source, json.loads(e.payload)["user"]) for e in Event.select())
     assert stored == [("signup", "e.jsonl", n) for n in range(5)]
+
+
+def test_orphaned_claims_are_found_only_when_their_owner_is_gone(tmp_path, monkeypatch):
+    from tq.ingest import claims
+
+    place = Folders(*(tmp_path / name for name in ("inbox", "processing", "history",
+                                                   "rejected")))
+    place.create()
+    host = claims.owner_tag().split("~")[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = place.processing / f"{host}~1~{'a' * 32}~live.jsonl"  # pid 1 is always running
+    gone = place.processing / f"{host}~{dead.pid}~{'b' * 32}~gone.jsonl"
+    remote = place.processing / f"elsewhere~{dead.pid}~{'c' * 32}~remote.jsonl"
+    for path in (live, gone, remote):
+        path.write_text('{"type": "t"}\n')
+    finder = OrphanFinder(place)
+    monkeypatch.setattr(claims, "ORPHAN_AFTER", 0.3)
+    assert finder.find() == [gone]  # another host's claim: not until it goes untouched
+    time.sleep(0.4)
+    assert sorted(finder.find()) == sorted([gone, live, remote])  # untouched too long
+    os.utime(remote, ns=(time.time_ns(), time.time_ns() + 10**9))  # its owner touches it
+    time.sleep(0.4)
+    assert remote not in finder.find()

@@ -29,13 +29,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tq.history import _alive  # is a process of this host still running
 from tq.ingest.formats import split_format
 
 TOUCH_EVERY = 10.0
 ORPHAN_AFTER = 300.0
 IGNORED_SUFFIXES = (".tmp", ".part")
-_NAME_LIMIT = 180  # bytes of the original name kept in a claim name (the filesystem allows 255)
-_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:60] or "host"
+# A claim name is HOST (<= 40) ~ PID ~ TOKEN (32) ~ NAME (<= 140 bytes, its end kept), so
+# it and its hidden copy name stay under the usual 255-byte limit of a file name.
+_NAME_LIMIT = 140
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "host"
 
 
 @dataclass(frozen=True)
@@ -216,16 +219,6 @@ class OrphanFinder:
                 found.append((mtime, Path(entry.path)))
         self._seen = seen
         return [path for _, path in sorted(found)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- leaving processing/ ----------------------------------------------------------

@@ -38,7 +38,10 @@ def cmd_ingest(args) -> int:
         elif os.path.isdir(name) and not os.path.islink(name):
             results.append(Result(name, "missing", reason="a folder, not a file"))
         else:
-            results.append(ingest_file(runtime, name, again=args.again))
+            try:
+                results.append(ingest_file(runtime, name, again=args.again))
+            except OSError as exc:  # e.g. no permission to move it
+                results.append(Result(name, "failed", reason=f"{exc.strerror or exc}"))
     if args.json:
         print_json([result.as_dict() for result in results])
     else:
@@ -47,7 +50,7 @@ def cmd_ingest(args) -> int:
             where = result.errors_path if result.rejected else result.path
             if where:
                 line += f" -> {where}"
-            (err if result.outcome in ("missing", "rejected", "taken") else out).print(
+            (err if result.outcome in ("missing", "failed", "rejected", "taken") else out).print(
                 line.replace("\n", "\\n"), markup=False)
     if any(result.outcome not in ("done", "duplicate") or result.rejected
            for result in results):

@@ -137,7 +137,7 @@ def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
         if row.outcome != "processing":
             return _file_away(folders, row, path, errors)
     elif row.checkpoint:
-        logger.info("%s: resuming after line %d", name, row.checkpoint)
+        logger.info("%s: resuming after line (or item) %d", name, row.checkpoint)
     return _read(runtime, folders, row, path, errors, stop)
 
 
@@ -165,11 +165,10 @@ def _new_row(path: Path, name: str, token: str, again: bool) -> IngestedFile:
                 **fields, outcome="duplicate", finished_at=now,
                 reason=f"same content as {earlier.name!r} (file #{earlier.id}); "
                        "tq ingest --again to ingest it anyway")
-    row = IngestedFile.create(**fields, job_prefix=f"ev-{fields['sha256'][:24]}")
-    if again:  # new ids, so dedupe lets this run's events through as new jobs
-        row.job_prefix = f"ev-{fields['sha256'][:24]}-r{row.id}"
-        row.save(only=[IngestedFile.job_prefix])
-    return row
+    prefix = f"ev-{fields['sha256'][:24]}"
+    if again:  # new ids (the claim token survives a take-over), so dedupe lets them through
+        prefix += f"-{token[:8]}"
+    return IngestedFile.create(**fields, job_prefix=prefix)
 
 
 class _Router:

@@ -34,12 +34,14 @@ from watchdog.observers.polling import PollingObserver
 from tq.config import ConfigError
 from tq.ingest.claims import Folders, OrphanFinder, ignored
 from tq.ingest.pipeline import Result, check_routes, ingest_file, resume_claim
+from tq.runtime import _first_line
 
 logger = logging.getLogger("tq.ingest")
 # watchdog logs a harmless race in its own shutdown as an error; keep it out of our logs.
 logging.getLogger("watchdog.observers.inotify").addFilter(
     lambda record: "thread is inactive" not in record.getMessage())
 ORPHAN_SCAN = 10.0
+STALE_WRITER = 300.0
 RETRY_AFTER = 30.0  # a file that could not be claimed (e.g. no permission) is retried after
 
 
@@ -66,7 +68,7 @@ class Watcher:
         self.close_events = False  # set once we know the observer reports closes
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime, unchanged since
-        self._writing: set[str] = set()
+        self._writing: dict[str, float] = {}  # name -> last open/write event (monotonic)
         self._complete: set[str] = set()
         self._retry: dict[str, float] = {}
         self._orphans = OrphanFinder(self.folders)
@@ -159,17 +161,17 @@ class Watcher:
         elif name is None or not self.close_events:
             return  # polling: the scan's size/mtime check decides
         elif kind in ("opened", "modified"):
-            self._writing.add(name)
+            self._writing[name] = time.monotonic()
         elif kind == "closed":
-            self._writing.discard(name)
+            self._writing.pop(name, None)
             self._complete.add(name)
         elif kind == "closed_no_write":
-            self._writing.discard(name)
+            self._writing.pop(name, None)
 
     def _forget(self, name: str | None) -> None:
         if name is not None:
             self._seen.pop(name, None)
-            self._writing.discard(name)
+            self._writing.pop(name, None)
             self._complete.discard(name)
 
     def _scan(self) -> None:
@@ -194,7 +196,7 @@ class Watcher:
             unchanged = previous and previous[:2] == (info.st_size, info.st_mtime_ns)
             seen[entry.name] = (info.st_size, info.st_mtime_ns, previous[2] if unchanged else now)
         self._seen = seen
-        for name in list(self._complete | self._writing):
+        for name in list(self._complete | self._writing.keys()):
             if name not in seen:
                 self._forget(name)
 
@@ -203,7 +205,8 @@ class Watcher:
         now = time.monotonic()
         names = set(self._complete)
         names.update(name for name, (_, _, since) in self._seen.items()
-                     if now - since >= self.settle and name not in self._writing)
+                     if now - since >= self.settle
+                     and now - self._writing.get(name, -STALE_WRITER) >= STALE_WRITER)
         ready = []
         for name in names:
             if self._retry.get(name, 0) > now:
@@ -251,11 +254,6 @@ def _log(result: Result) -> None:
         return  # another watcher has it: not news
     level = logging.WARNING if result.outcome == "rejected" or result.rejected else logging.INFO
     logger.log(level, "%s", result.summary().replace("\n", "\\n"))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def watch_service(runtime) -> Callable[[threading.Event], None]:
