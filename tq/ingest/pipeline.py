@@ -103,7 +103,7 @@ def ingest_file(runtime, path: str | os.PathLike, again: bool = False,
         claimed = claim(source, folders, token)
         if claimed is None:
             return Result(source.name, "taken", reason="another watcher took it first")
-        return _ingest_claim(runtime, claimed, folders, again, stop)
+        return _ingest_claim(runtime, claimed, folders, again, stop, source.name)
 
 
 def resume_claim(runtime, path: Path, folders: Folders,
@@ -123,9 +123,9 @@ def ingest_claim(runtime, path: Path, folders: Folders, again: bool = False,
 
 
 def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
-                  stop: threading.Event | None) -> Result:
+                  stop: threading.Event | None, name: str | None = None) -> Result:
     runtime.database  # binds the models to this runtime's history database
-    name = original_name(path.name)
+    name = name or original_name(path.name)  # a claim keeps only the end of a long name
     token = claim_token(path.name)
     errors = folders.processing / f".errors-{token}.jsonl"
     row = (IngestedFile.select().where(IngestedFile.claim == token)
