@@ -104,7 +104,7 @@ def bench_watcher(events: int, batch: int, source: Path) -> tuple[float, tuple[i
             row = IngestedFile.select().where(IngestedFile.outcome == "done").first()
             if row is not None:
                 break
-            time.sleep(0.01)
+            time.sleep(0.05)  # a light poll: the watcher thread needs the CPU
         elapsed = time.perf_counter() - started
         stop.set()
         thread.join(10)
@@ -153,33 +153,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500, help="[ingest] batch_size")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="the three runs are interleaved this many times; best kept")
     args = parser.parse_args()
+    n = args.events
     folder = Path(tempfile.mkdtemp(prefix="tq-bench-source-"))
+    best = {"huey": float("inf"), "watch": float("inf"), "direct": float("inf")}
     try:
         source = folder / "events.jsonl"
-        write_file(source, args.events)
+        write_file(source, n)
         size_mb = source.stat().st_size / 1e6
-        huey_s = bench_huey_loop(args.events, source)
-        watch_s, (watch_q, watch_rows) = bench_watcher(args.events, args.batch, source)
-        direct_s, (direct_q, direct_rows) = bench_ingest_file(args.events, args.batch, source)
+        for _ in range(args.rounds):  # interleaved, so load from elsewhere hits all alike
+            best["huey"] = min(best["huey"], bench_huey_loop(n, source))
+            for key, run in (("watch", bench_watcher), ("direct", bench_ingest_file)):
+                seconds, counts = run(n, args.batch, source)
+                assert counts == (n, n), (key, counts)  # on the queues, rows in MariaDB
+                best[key] = min(best[key], seconds)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    assert (watch_q, watch_rows, direct_q, direct_rows) == (args.events,) * 4, \
-        (watch_q, watch_rows, direct_q, direct_rows)
-    n = args.events
-    print(f"\n{n:,} events ({size_mb:.1f} MB JSON lines, 3 types), batch_size {args.batch}; "
-          f"Redis {REDIS_URL.split('@')[-1]}, MariaDB {MYSQL_HOST}:{MYSQL_PORT}; "
-          f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
-    print("| path | what is done at the end | seconds | events/s | vs huey loop |")
+    print(f"\n{n:,} events ({size_mb:.1f} MB JSON lines, 3 types), batch_size {args.batch}, "
+          f"best of {args.rounds}; Redis {REDIS_URL.rsplit('@', 1)[-1]}, MariaDB "
+          f"{MYSQL_HOST}:{MYSQL_PORT}; Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+    print("| path | done at the end | seconds | events/s | vs huey loop |")
     print("|---|---|---:|---:|---:|")
-    rows = [("plain huey: loop of `task(event)` (PriorityRedisHuey)", "on the queue", huey_s),
-            ("tq: file dropped in the watched inbox", "on the queues + `queued` rows", watch_s),
-            ("tq: `ingest_file()` (as `tq ingest`)", "on the queues + `queued` rows", direct_s)]
-    for label, done, seconds in rows:
-        print(f"| {label} | {done} | {seconds:.2f} | {n / seconds:,.0f} | "
-              f"{huey_s / seconds:.2f}x |")
-    print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
-          " MB (includes the huey loop's pre-parsed events)")
+    rows = [("plain huey: loop of `task(event)` (PriorityRedisHuey)", "on the queue", "huey"),
+            ("tq: file dropped in the watched inbox", "on the queues + `queued` rows", "watch"),
+            ("tq: `ingest_file()` (as `tq ingest`)", "on the queues + `queued` rows", "direct")]
+    for label, done, key in rows:
+        print(f"| {label} | {done} | {best[key]:.2f} | {n / best[key]:,.0f} | "
+              f"{n / best[key] / (n / best['huey']):.2f}x |")
+    print(f"\npeak RSS of this process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+          "(includes the huey loop's pre-parsed events)")
 
 
 if __name__ == "__main__":
