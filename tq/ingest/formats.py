@@ -36,9 +36,6 @@ MAX_DEPTH = 100  # JSON nesting accepted in one event
 SNIFF_BYTES = 65536
 CHUNK = 1 << 20
 _BOM = codecs.BOM_UTF8
-# Tagged values of the queue message format (tq.serializer): an event object made of
-# only such a key would be turned into a datetime on the worker.
-_RESERVED_KEYS = ("$dt", "$td")
 
 
 class Unreadable(Exception):
@@ -154,8 +151,6 @@ def check_event(value: Any) -> str | None:
         if depth > MAX_DEPTH:
             return f"nested deeper than {MAX_DEPTH} levels"
         if isinstance(item, dict):
-            if len(item) == 1 and next(iter(item)) in _RESERVED_KEYS:
-                return f"an object whose only key is {next(iter(item))!r} is reserved"
             stack.extend((child, depth + 1) for child in item.values()
                          if isinstance(child, (dict, list)))
         else:
@@ -174,9 +169,8 @@ def _no_constants(name: str) -> Any:
 
 
 def _suspicious(raw: bytes) -> bool:
-    """Cheap byte test for what check_event walks for: deep nesting or reserved keys."""
-    return (raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or b'"$dt"' in raw
-            or b'"$td"' in raw or b"\\u0024" in raw.lower())
+    """Cheap byte test for what check_event walks for: deep nesting."""
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
 def parse_json_event(raw: bytes) -> Any:
