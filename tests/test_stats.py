@@ -12,7 +12,6 @@ import urllib.request
 import pytest
 
 import tq
-import tq.runtime
 from tq import ops, summaries
 from tq.cli import main
 from tq.config import ConfigError, load_config
@@ -351,9 +350,8 @@ def test_prune_keeps_new_rows_and_summaries(backend):
 
 # --- the built-in periodic task ------------------------------------------------------------
 
-def test_builtin_rollup_runs_on_its_schedule(backend, start_consumer, monkeypatch):
+def test_builtin_rollup_runs_on_its_schedule(backend, start_consumer):
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 60s")
-    monkeypatch.setattr(tq.runtime, "_current", runtime)  # the task's tq.current()
     synthetic_history(runtime.database, time.time() - 300)
     assert [p["task"] for p in list_periodic(runtime) if p["name"] == ROLLUP_NAME] == [
         ROLLUP_TASK]

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 

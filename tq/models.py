@@ -128,6 +128,9 @@ class IngestedFile(BaseModel):
     finished_at = DoubleField(null=True, index=True)
     outcome = CharField(max_length=16, default="processing")  # processing/done/rejected/duplicate
     reason = TextField(null=True)
+    claim = CharField(max_length=32, null=True, index=True)  # token in the processing/ name
+    job_prefix = CharField(max_length=48, null=True)  # job ids are f"{job_prefix}-{position}"
+    errors_path = CharField(max_length=1024, null=True)  # rejected/<name>.errors.jsonl
 
 
 class Audit(BaseModel):

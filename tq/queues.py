@@ -170,11 +170,13 @@ class TqHuey(Huey):
     def execute(self, task, timestamp=None):
         registry._current.job_id = task.id
         registry._current.task = task
+        registry._current.runtime = self.runtime
         registry._current.checker = self.runtime.cancel_checker
         try:
             return super().execute(task, timestamp)
         finally:
             registry._current.job_id = registry._current.task = None
+            registry._current.runtime = None
             token = getattr(task, "tq_token", None)
             if token is not None:
                 self._release(task, token)

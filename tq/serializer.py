@@ -17,6 +17,7 @@ from typing import Any
 from huey.serializer import Serializer
 
 SIGNED_MARK = b"tq1:"
+_TAGS = ("$dt", "$td", "$esc")
 
 
 class MessageRefused(ValueError):
@@ -36,12 +37,20 @@ def _encode(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_encode(item) for item in value]
     if isinstance(value, dict):
-        return {key: _encode(item) for key, item in value.items()}
+        encoded = {key: _encode(item) for key, item in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _TAGS:
+            # User data that looks like a tag travels escaped, so it arrives as sent.
+            [(key, item)] = encoded.items()
+            return {"$esc": [key, item]}
+        return encoded
     return value
 
 
 def _decode_hook(obj: dict) -> Any:
     if len(obj) == 1:
+        if "$esc" in obj:
+            key, item = obj["$esc"]
+            return {key: item}
         if "$dt" in obj:
             return dt.datetime.fromisoformat(obj["$dt"])
         if "$td" in obj:
