@@ -13,7 +13,7 @@ OUTCOME_STYLE = {"rejected": "bold red", "duplicate": "yellow", "processing": "c
 class IngestScreen(TableScreen):
     TITLE = "Ingest"
     COLUMNS = ("file", "outcome", "accepted", "rejected", "size", "started", "finished", "reason",
-               "sha256")
+               "sha256", "errors file")
     SOURCE = "ingested"
 
     def show(self, files: list[dict]) -> None:
@@ -26,7 +26,7 @@ class IngestScreen(TableScreen):
                 Text(fmt_count(f["rejected"]), style="red" if f["rejected"] else ""),
                 fmt_count(f["size"]), fmt_time(f["started_at"], now),
                 fmt_time(f["finished_at"], now), shorten(f["reason"], 60),
-                (f["sha256"] or "")[:12]))
+                (f["sha256"] or "")[:12], f.get("errors_path") or ""))
             for f in files])
         accepted = sum(f["accepted"] or 0 for f in files)
         rejected = sum(f["rejected"] or 0 for f in files)
