@@ -200,3 +200,19 @@ def test_history_outage_loses_no_record(redis_backend, start_consumer):
 def test_example_ini_documents_only_real_settings():
     config = load_config("tq.example.ini", env={})
     assert config.queue["backend"] == "sqlite" and config.consumer["lease"] == 15.0
+
+
+def test_arguments_that_look_like_message_tags_arrive_as_sent(backend):
+    from tq.serializer import JsonSerializer
+    from datetime import datetime
+
+    value = {"when": {"$dt": "2020-01-01"}, "esc": {"$esc": [1, 2]}, "td": {"$td": 5},
+             "real": datetime(2026, 1, 2, 3, 4, 5)}
+    for secret in ("", "k"):
+        serializer = JsonSerializer(secret)
+        assert serializer.deserialize(serializer.serialize(value)) == value
+    runtime = backend.runtime()
+    job_id = tq.submit("tq.tasks.demo.echo", payload={"$dt": "not a date"}, runtime=runtime)
+    huey = runtime.queue("default")
+    [task] = [huey.deserialize_task(raw) for raw in huey.storage.enqueued_items()]
+    assert (task.id, task.kwargs) == (job_id, {"payload": {"$dt": "not a date"}})

@@ -52,6 +52,16 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _schedule_or_off(value: str) -> str:
+    from tq.schedule import parse_schedule  # local: schedule imports nothing of ours
+
+    value = " ".join(value.split())
+    if value.lower() == "off":
+        return "off"
+    parse_schedule(value)  # its ValueError says what is wrong
+    return value
+
+
 def _names(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -78,7 +88,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "buffer_rows": (_positive_int, 100_000),
         "keep_days": (_positive_int, 30),
         "keep_summary_days": (_positive_int, 400),
-        "rollup_every": (str, "@every 60s"),
+        "rollup_every": (_schedule_or_off, "@every 60s"),
     },
     "consumer": {
         "workers": (_positive_int, 2),
@@ -91,7 +101,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "on_shutdown": (_choice("finish", "requeue"), "finish"),
     },
     "tasks": {
-        "modules": (_names, ["tq.tasks.demo", "tq.tasks.events"]),
+        "modules": (_names, ["tq.tasks.demo", "tq.tasks.events", "tq.tasks.maintenance"]),
     },
     "ingest": {
         "inbox": (str, None),

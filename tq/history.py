@@ -116,7 +116,11 @@ def _upsert_sql(database, table: str, columns: tuple[str, ...], rows: int, keep:
 def write_records(database, records: Iterable[dict]) -> int:
     """Upsert records into the history database in chunked multi-row statements."""
     merged = coalesce(records)
-    jobs = [r for r in merged if r["kind"] == "job"]
+    # updated_at says when the row last changed in THIS database, not when the
+    # state happened: summaries find what changed since their last roll-up by
+    # it, so records replayed late (after an outage) are still summarised.
+    written = time.time()
+    jobs = [dict(r, updated_at=written) for r in merged if r["kind"] == "job"]
     attempts = [r for r in merged if r["kind"] == "attempt"]
     with database.atomic():
         for table, rows, columns, keep, latest, conflict, guarded in (

@@ -2,7 +2,8 @@
 
 The same models run on SQLite (embedded) and MySQL/MariaDB (production).
 Times are stored as epoch seconds (DOUBLE): indexable, sortable and free of
-time-zone surprises on either engine.
+time-zone surprises on either engine. DoubleField, not FloatField: on MySQL a
+FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 """
 from __future__ import annotations
 
@@ -72,10 +73,16 @@ class Job(BaseModel):
     class Meta:
         indexes = (
             (("state", "queue", "enqueued_at"), False),
+            # A state across all queues, newest first (the console's state tabs): without
+            # it a failed tab walks every newer queued job to find 40 failed ones.
+            (("state", "enqueued_at"), False),
             (("queue", "state", "finished_at"), False),
             (("state", "finished_at"), False),
             (("task", "enqueued_at"), False),
             (("finished_at",), False),
+            # Summaries: what changed since the last roll-up, and each minute's arrivals.
+            (("updated_at",), False),
+            (("enqueued_at",), False),
         )
 
 
@@ -92,7 +99,10 @@ class Attempt(BaseModel):
     traceback = LongText(null=True)
 
     class Meta:
-        indexes = ((("job_id", "attempt"), True),)
+        indexes = ((("job_id", "attempt"), True),
+                   # Summaries recompute a minute's starts and finishes by these.
+                   (("started_at",), False),
+                   (("finished_at",), False))
 
 
 class Event(BaseModel):
@@ -118,6 +128,9 @@ class IngestedFile(BaseModel):
     finished_at = DoubleField(null=True, index=True)
     outcome = CharField(max_length=16, default="processing")  # processing/done/rejected/duplicate
     reason = TextField(null=True)
+    claim = CharField(max_length=32, null=True, index=True)  # token in the processing/ name
+    job_prefix = CharField(max_length=48, null=True)  # job ids are f"{job_prefix}-{position}"
+    errors_path = CharField(max_length=1024, null=True)  # rejected/<name>.errors.jsonl
 
 
 class Audit(BaseModel):

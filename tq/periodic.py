@@ -26,9 +26,17 @@ class PeriodicSpec:
     queue: str | None
 
 
+ROLLUP_NAME, ROLLUP_TASK = "tq-rollup", "tq.tasks.maintenance.rollup"
+
+
 def periodic_specs(runtime) -> list[PeriodicSpec]:
     specs = {name: PeriodicSpec(name, parse_schedule(schedule), task, queue)
              for name, (schedule, task, queue) in registry.PERIODIC_FROM_CODE.items()}
+    # Built in: summaries and retention ([history] rollup_every), while its module is loaded.
+    rollup_every = runtime.config.history["rollup_every"]
+    if rollup_every != "off" and ROLLUP_TASK in registry.TASKS:
+        specs[ROLLUP_NAME] = PeriodicSpec(ROLLUP_NAME, parse_schedule(rollup_every),
+                                          ROLLUP_TASK, None)
     for name, entry in runtime.config.periodic.items():
         specs[name] = PeriodicSpec(name, parse_schedule(entry.schedule), entry.task, entry.queue)
     return sorted(specs.values(), key=lambda spec: spec.name)

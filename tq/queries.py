@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from peewee import fn
+from peewee import SQL, SqliteDatabase, fn
 
 from tq.models import Attempt, Job, STATES
 from tq.periodic import periodic_specs
@@ -21,6 +21,8 @@ from tq.where import Filter, condition
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
               "max_retries", "enqueued_at", "eta", "started_at", "finished_at", "worker",
               "error_type", "error_message", "requeued_from")
+# Single-column indexes of sort columns (models.Job.Meta): see list_jobs.
+BARE_SORT_INDEXES = {"enqueued_at": "job_enqueued_at", "finished_at": "job_finished_at"}
 SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
 
 
@@ -30,8 +32,12 @@ def queue_depths(runtime, queue: str) -> dict[str, int]:
             "running": storage.inflight_count(), "held": storage.held_count()}
 
 
-def status(runtime, now: float | None = None) -> dict[str, Any]:
-    """Per queue: paused, depths from the backend, outcomes from history; workers alive."""
+def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, Any]:
+    """Per queue: paused, depths from the backend, outcomes from history; workers alive.
+
+    With totals=False (the console's live refresh) there is no per-state "history"
+    count: that counts every row of the queue, a cost that grows with the history;
+    the failed and retrying counts then come from index ranges of those states."""
     now = time.time() if now is None else now
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
@@ -42,9 +48,13 @@ def status(runtime, now: float | None = None) -> dict[str, Any]:
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
         entry.update(queue_depths(runtime, name))
-        counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
-                      .group_by(Job.state).tuples())
-        entry["history"] = {state: counts.get(state, 0) for state in STATES}
+        if totals:
+            counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
+                          .group_by(Job.state).tuples())
+            entry["history"] = {state: counts.get(state, 0) for state in STATES}
+        else:
+            counts = {state: Job.select().where((Job.state == state) & (Job.queue == name))
+                      .count() for state in ("retrying", "failed")}
         entry["retrying"] = counts.get("retrying", 0)
         entry["failed"] = counts.get("failed", 0)
         for label, seconds in (("last_minute", 60), ("last_hour", 3600)):
@@ -79,21 +89,30 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     runtime.database
     column = getattr(Job, sort)
     query = Job.select(*[getattr(Job, name) for name in JOB_FIELDS])
+    if flt is not None and flt.states and sort in BARE_SORT_INDEXES and \
+            not isinstance(runtime.database, SqliteDatabase):
+        # MariaDB pages a state by walking the bare index of the sort column and reading
+        # every newer row on the way (behind a backlog of 100,000 queued jobs: seconds);
+        # without it, it walks (state, sort column) and stops after `limit` rows.
+        query = query.from_(SQL(f"`job` AS `t1` IGNORE INDEX (`{BARE_SORT_INDEXES[sort]}`)"))
     expression = condition(flt) if flt is not None else None
     if expression is not None:
         query = query.where(expression)
     if after is not None:
-        value, last_id = after
-        if value is None:
-            query = query.where(column.is_null() & ((Job.id < last_id) if descending
-                                                    else (Job.id > last_id)))
-        elif descending:
-            query = query.where((column < value) | ((column == value) & (Job.id < last_id))
-                                | column.is_null())
-        else:
-            query = query.where((column > value) | ((column == value) & (Job.id > last_id)))
+        query = query.where(_after(column, after, descending))
     order = [column.desc(), Job.id.desc()] if descending else [column.asc(), Job.id.asc()]
     return list(query.order_by(*order).limit(limit).dicts())
+
+
+def _after(column, after: tuple[Any, str], descending: bool):
+    """Rows past (value, id) in the order (column, id); NULLs of column come last
+    descending (as MySQL and SQLite both sort them)."""
+    value, last_id = after
+    if value is None:
+        return column.is_null() & ((Job.id < last_id) if descending else (Job.id > last_id))
+    if descending:
+        return (column < value) | ((column == value) & (Job.id < last_id)) | column.is_null()
+    return (column > value) | ((column == value) & (Job.id > last_id))
 
 
 def count_jobs(runtime, flt: Filter | None = None) -> int:
@@ -131,9 +150,12 @@ def normalise_message(message: str | None) -> str:
     return re.sub(r"\d+(\.\d+)?", "<n>", text)[:200]
 
 
-def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000) -> list[dict]:
+def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000,
+                   chunk: int = 5000) -> list[dict]:
     """Failed jobs grouped by exception type and normalised message (newest
-    `scan_limit` failures; enough to see what is breaking now)."""
+    `scan_limit` failures; enough to see what is breaking now). Read `chunk` rows at
+    a time (keyset on finished_at, id): the driver buffers a whole result set, and
+    100,000 failures with their messages held at once cost the console ~80 MB."""
     runtime.database
     query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue)
              .where(Job.state == "failed"))
@@ -141,20 +163,30 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
     if expression is not None:
         query = query.where(expression)
     groups: dict[tuple[str, str], dict] = {}
-    for row in query.order_by(Job.finished_at.desc()).limit(scan_limit).tuples().iterator():
-        job_id, error_type, message, finished, queue = row
-        key = (error_type or "", normalise_message(message))
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {"error_type": key[0], "message": key[1], "count": 0,
-                                   "first_seen": finished, "last_seen": finished,
-                                   "queues": set(), "ids": []}
-        group["count"] += 1
-        group["queues"].add(queue)
-        if finished is not None:
-            group["first_seen"] = min(group["first_seen"] or finished, finished)
-            group["last_seen"] = max(group["last_seen"] or finished, finished)
-        group["ids"].append(job_id)
+    seen, last = 0, None
+    while seen < scan_limit:
+        page = query
+        if last is not None:
+            page = page.where(_after(Job.finished_at, last, descending=True))
+        rows = list(page.order_by(Job.finished_at.desc(), Job.id.desc())
+                    .limit(min(chunk, scan_limit - seen)).tuples())
+        if not rows:
+            break
+        seen += len(rows)
+        last = (rows[-1][3], rows[-1][0])
+        for job_id, error_type, message, finished, queue in rows:
+            key = (error_type or "", normalise_message(message))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = {"error_type": key[0], "message": key[1], "count": 0,
+                                       "first_seen": finished, "last_seen": finished,
+                                       "queues": set(), "ids": []}
+            group["count"] += 1
+            group["queues"].add(queue)
+            if finished is not None:
+                group["first_seen"] = min(group["first_seen"] or finished, finished)
+                group["last_seen"] = max(group["last_seen"] or finished, finished)
+            group["ids"].append(job_id)
     result = sorted(groups.values(), key=lambda g: -g["count"])
     for group in result:
         group["queues"] = sorted(q for q in group["queues"] if q)

@@ -222,12 +222,14 @@ class TqHuey(Huey):
     def execute(self, task, timestamp=None):
         registry._current.job_id = task.id
         registry._current.task = task
+        registry._current.runtime = self.runtime
         registry._current.checker = self.runtime.cancel_checker
         self._worker.revoke_id = task.revoke_id
         try:
             return super().execute(task, timestamp)
         finally:
             registry._current.job_id = registry._current.task = None
+            registry._current.runtime = None
             self._worker.revoke_id = None
             token = getattr(task, "tq_token", None)
             if token is not None:

@@ -169,7 +169,12 @@ def configure(config: Config | None = None) -> Runtime:
 
 
 def current() -> Runtime:
+    """Inside a job: the runtime of the consumer running it. Elsewhere: the
+    process's runtime (configured, or built from tq.ini and TQ_* variables)."""
     global _current
+    serving = getattr(registry._current, "runtime", None)
+    if serving is not None:
+        return serving
     if _current is None:
         _current = Runtime(load_config())
     return _current

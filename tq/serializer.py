@@ -17,6 +17,7 @@ from typing import Any
 from huey.serializer import Serializer
 
 SIGNED_MARK = b"tq1:"
+_TAGS = ("$dt", "$td", "$esc")
 
 
 class MessageRefused(ValueError):
@@ -29,16 +30,34 @@ def dumps_json(value: Any) -> str:
 
 
 def _encode(value: Any) -> Any:
-    """json's `default` hook: called only for what JSON has no type for."""
     if isinstance(value, dt.datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, dt.timedelta):
         return {"$td": value.total_seconds()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        encoded = {key: _encode(item) for key, item in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _TAGS:
+            # User data that looks like a tag travels escaped, so it arrives as sent.
+            [(key, item)] = encoded.items()
+            return {"$esc": [key, item]}
+        return encoded
+    return value
+
+
+def _tag(value: Any) -> Any:
+    """json's `default` hook: the fast path of _encode (see JsonSerializer._serialize)."""
+    if isinstance(value, (dt.datetime, dt.timedelta)):
+        return _encode(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _decode_hook(obj: dict) -> Any:
     if len(obj) == 1:
+        if "$esc" in obj:
+            key, item = obj["$esc"]
+            return {key: item}
         if "$dt" in obj:
             return dt.datetime.fromisoformat(obj["$dt"])
         if "$td" in obj:
@@ -52,8 +71,14 @@ class JsonSerializer(Serializer):
         self._key = hashlib.sha256(b"tq-queue:" + secret.encode()).digest() if secret else None
 
     def _serialize(self, data: Any) -> bytes:
+        # Most messages carry no tag and no tag-like key: encoded directly, without
+        # walking a copy of every value first. Any '"$' in the result (a tag, or
+        # user data that may need escaping) sends the message through _encode.
         payload = json.dumps(data, separators=(",", ":"), allow_nan=False,
-                             default=_encode).encode()
+                             default=_tag).encode()
+        if b'"$' in payload:
+            payload = json.dumps(_encode(data), separators=(",", ":"),
+                                 allow_nan=False).encode()
         if self._key is None:
             return payload
         signature = hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode()

@@ -360,6 +360,7 @@ _SQLITE_DDL = [
     "create table if not exists tq_periodic (name text primary key, info text not null)",
     "create table if not exists tq_lost (job_id text primary key, n integer not null)",
     "create table if not exists tq_dedupe (id text primary key, at real not null)",
+    "create index if not exists tq_dedupe_at on tq_dedupe (at)",
     "create table if not exists tq_outbox (id integer primary key, owner text not null, "
     "record text not null)",
     "create index if not exists tq_outbox_owner on tq_outbox (owner, id)",
@@ -404,7 +405,8 @@ class TqSqliteStorage(SqliteStorage):
                 curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
                              (self.name, self.to_blob(data), priority or 0))
                 accepted.append(True)
-            curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
+            if dedupe_ids is not None:
+                curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
         return accepted
 
     def schedule_many(self, items: list[tuple[bytes, object]]) -> None:

@@ -9,7 +9,6 @@ the consumer's records carry everything the `queued` row would have.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import time

@@ -23,7 +23,7 @@ import tq
 from tq import ops
 from tq.cli import main
 from tq.models import Attempt, Job
-from tq.queries import queue_depths, status
+from tq.queries import queue_depths
 
 from conftest import (MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for,
                       wait_for_states)

@@ -1,0 +1,71 @@
+"""`tq watch` and `tq ingest`: the ingest verbs (registered by tq.cli._extra_commands)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from tq.cli import EXIT_USAGE, err, make_runtime, out, print_json
+
+
+def cmd_watch(args) -> int:
+    from tq.ingest.watcher import Watcher
+
+    inbox = os.path.abspath(args.inbox) if args.inbox else None
+    runtime = make_runtime(args, overrides={"ingest": {"inbox": inbox}})
+    stop = threading.Event()
+
+    def handle(signum, frame) -> None:
+        stop.set()
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    watcher = Watcher(runtime)
+    err.print(f"[bold]tq watch[/]: inbox {watcher.folders.inbox} -> queues on "
+              f"{runtime.config.queue_url_safe}   (Ctrl-C stops)", markup=True)
+    watcher.run(stop)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from tq.ingest.pipeline import Result, check_routes, ingest_file
+
+    runtime = make_runtime(args)
+    check_routes(runtime)
+    results: list[Result] = []
+    for name in args.files:
+        if not os.path.lexists(name):
+            results.append(Result(name, "missing", reason="no such file"))
+        elif os.path.isdir(name) and not os.path.islink(name):
+            results.append(Result(name, "missing", reason="a folder, not a file"))
+        else:
+            try:
+                results.append(ingest_file(runtime, name, again=args.again))
+            except OSError as exc:  # e.g. no permission to move it
+                results.append(Result(name, "failed", reason=f"{exc.strerror or exc}"))
+    if args.json:
+        print_json([result.as_dict() for result in results])
+    else:
+        for result in results:
+            line = result.summary()
+            where = result.errors_path if result.rejected else result.path
+            if where:
+                line += f" -> {where}"
+            (err if result.outcome in ("missing", "failed", "rejected", "taken") else out).print(
+                line.replace("\n", "\\n"), markup=False)
+    if any(result.outcome not in ("done", "duplicate") or result.rejected
+           for result in results):
+        return EXIT_USAGE
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("watch", help="turn files dropped in the inbox into jobs")
+    p.add_argument("--inbox", help="folder to watch (default: [ingest] inbox)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("ingest", help="turn files into jobs now, once (no watching)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--again", action="store_true",
+                   help="ingest content already ingested before (new jobs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)

@@ -1,0 +1,1 @@
+"""`tq tui`: the live operations console (Textual)."""

@@ -1,0 +1,208 @@
+"""The console shell: screens as modes, global keys, refresh timer, command palette.
+
+Each screen keeps its own state (tab, filter, page, marks) while another is
+shown, because every screen is a Textual mode with its own stack; job detail
+is pushed on top of the screen it was opened from.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tq.tui.data import Data
+from tq.tui.screens.base import TqScreen
+from tq.tui.screens.failed import FailedScreen
+from tq.tui.screens.ingest import IngestScreen
+from tq.tui.screens.job_detail import JobDetailScreen
+from tq.tui.screens.jobs import JobsScreen
+from tq.tui.screens.periodic import PeriodicScreen
+from tq.tui.screens.queues import QueuesScreen
+from tq.tui.screens.workers import WorkersScreen
+from tq.tui.widgets import HelpScreen, PromptDialog
+
+SCREENS = {"queues": QueuesScreen, "jobs": JobsScreen, "failed": FailedScreen,
+           "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen}
+INTERVALS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+DEFAULT_INTERVAL = 1.5
+
+
+def tq_bindings(screen) -> list[tuple[Binding, object]]:
+    """The keys tq defines that work on `screen` now, from the classes that declare
+    them (focused tq widget, screen, app): not Textual's own cursor and focus keys,
+    not the actions a --readonly console hides."""
+    app = screen.app
+    sources = [(screen, type(screen).__dict__.get("BINDINGS", ())), (app, TqApp.BINDINGS)]
+    focused = screen.focused
+    if focused is not None and type(focused).__module__.startswith("tq."):
+        sources.insert(0, (focused, type(focused).__dict__.get("BINDINGS", ())))
+    found, keys = [], set()
+    for node, bindings in sources:
+        for binding in Binding.make_bindings(bindings):
+            action = binding.action.removeprefix("screen.").split("(")[0]
+            if not binding.description or binding.key in keys or \
+                    not screen.check_action(action, ()):
+                continue
+            keys.add(binding.key)
+            found.append((binding, node))
+    return found
+
+
+class TqCommands(Provider):
+    """Ctrl+P: every screen, and every action the current screen offers."""
+
+    def commands(self) -> list[tuple[str, str, Callable]]:
+        app = self.app
+        found = [(f"Go to {name}", f"screen :{name} (key {number})", partial(app.goto, name))
+                 for number, name in enumerate(SCREENS, 1)]
+        seen = set()
+        for binding, node in tq_bindings(self.screen):
+            if binding.action in seen or binding.action.startswith("goto("):
+                continue
+            seen.add(binding.action)
+            found.append((binding.description, f"key {app.get_key_display(binding)}",
+                          partial(app.run_action, binding.action, node)))
+        return found
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self.commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class TqApp(App):
+    TITLE = "tq"
+    CSS_PATH = Path(__file__).with_name("tq.tcss")  # absolute: subclasses live elsewhere
+    MODES = SCREENS
+    DEFAULT_MODE = "queues"
+    COMMANDS = App.COMMANDS | {TqCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("colon", "jump", "Go to"),
+        Binding("plus", "interval(-1)", "Faster", show=False),
+        Binding("minus", "interval(1)", "Slower", show=False),
+        Binding("z", "toggle_live", "Pause refresh", show=False),
+        *[Binding(str(number), f"goto('{name}')", name.capitalize(), show=False)
+          for number, name in enumerate(SCREENS, 1)],
+    ]
+
+    def __init__(self, data: Data, interval: float = DEFAULT_INTERVAL, live: bool = True
+                 ) -> None:
+        super().__init__()
+        self.data = data
+        self.readonly = data.readonly
+        self.interval = interval
+        self.live = live
+        self.connection_error: str | None = None
+        self._lost_since: float | None = None
+        self._timer = None
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(self.interval, self.tick, pause=not self.live)
+
+    def tick(self) -> None:
+        screen = self.screen
+        if isinstance(screen, TqScreen):
+            screen.tick()
+
+    # --- connection banner -------------------------------------------------------------
+    def connection_lost(self, error: BaseException) -> None:
+        first = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+        if self._lost_since is None:
+            self._lost_since = time.monotonic()
+        self.connection_error = (f"connection lost: {type(error).__name__}: {first[:160]}"
+                                 f" — retrying every {self.interval:g}s")
+        self._show_banner()
+
+    def connection_restored(self) -> None:
+        self.connection_error = None
+        self._lost_since = None
+        self._show_banner()
+        self.notify("connection back")
+
+    def _show_banner(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, TqScreen) and screen.is_mounted:
+                screen.query_one("#banner").show_error(self.connection_error)
+
+    # --- navigation -------------------------------------------------------------------------
+    async def goto(self, name: str) -> None:
+        await self.switch_mode(name)
+
+    async def action_goto(self, name: str) -> None:
+        await self.goto(name)
+
+    def open_jobs(self, queue: str | None = None, filter_text: str | None = None,
+                  tab: str | None = None) -> None:
+        """The Jobs screen scoped to a queue and/or a filter (Enter on Queues, Failed)."""
+        async def go() -> None:
+            await self.switch_mode("jobs")
+            self.screen.scope(queue, filter_text=filter_text or "", tab=tab or "all")
+        self.run_worker(go(), group="navigate", exclusive=True)
+
+    def open_job(self, job_id: str) -> None:
+        self.push_screen(JobDetailScreen(job_id))
+
+    def action_jump(self) -> None:
+        def chosen(name: str | None) -> None:
+            if not name:
+                return
+            name = name.lstrip(":").lower()
+            match = [screen for screen in SCREENS if screen.startswith(name)]
+            if match:
+                self.run_worker(self.goto(match[0]), group="navigate", exclusive=True)
+            else:
+                self.notify(f"no screen {name!r} (screens: {', '.join(SCREENS)})",
+                            severity="error")
+        self.push_screen(PromptDialog("Go to screen", list(SCREENS),
+                                      hint=" ".join(f":{name}" for name in SCREENS)), chosen)
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if not isinstance(screen, TqScreen):
+            return
+        keys = [(self.get_key_display(binding), binding.description)
+                for binding, _ in tq_bindings(screen)]
+        keys.append(("ctrl+p", "Command palette: every screen and action"))
+        self.push_screen(HelpScreen(screen.TITLE, keys))
+
+    # --- refresh ----------------------------------------------------------------------------
+    def action_interval(self, step: int) -> None:
+        index = min(range(len(INTERVALS)), key=lambda i: abs(INTERVALS[i] - self.interval))
+        self.interval = INTERVALS[max(0, min(len(INTERVALS) - 1, index + step))]
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(self.interval, self.tick, pause=not self.live)
+        self.notify(f"refresh every {self.interval:g}s", timeout=2)
+        self._update_topbars()
+
+    def action_toggle_live(self) -> None:
+        self.live = not self.live
+        if self._timer is not None:
+            (self._timer.resume if self.live else self._timer.pause)()
+        self.notify("refresh " + ("on" if self.live else "paused (z resumes)"), timeout=2)
+        self._update_topbars()
+
+    def _update_topbars(self) -> None:
+        if isinstance(self.screen, TqScreen):
+            self.screen.update_topbar()
+
+
+def run_tui(runtime, readonly: bool = False) -> int:
+    """`tq tui`: run the console until `q`; the exit status of the command."""
+    TqApp(Data(runtime, readonly=readonly)).run()
+    return 0

@@ -1,0 +1,262 @@
+"""The console's one way into tq: reads through tq.queries, acts through tq.ops.
+
+Nothing else in tq.tui imports tq. Every method here blocks (Redis, the history
+database), so screens never call them directly: `fetch()` runs a call in a
+Textual thread worker and hands the result back on the event loop, where
+widgets may be touched. A slow or dead server therefore stalls a worker
+thread, never the keyboard.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import peewee
+import redis
+from peewee import fn
+from textual.worker import Worker, get_current_worker
+
+from tq import ops, queries
+from tq.config import ConfigError
+from tq.models import STATES, TERMINAL, IngestedFile, Job
+from tq.periodic import periodic_specs
+from tq.registry import TASKS
+from tq.submit import submit
+from tq.where import Filter, FilterError, condition, parse
+
+__all__ = ["Data", "Preview", "ReadOnly", "FilterError", "ActionError", "Filter", "STATES",
+           "SORTABLE", "fetch", "is_connection_error"]
+
+ActionError = ops.ActionError
+SORTABLE = queries.SORTABLE
+WAITING = ("queued", "scheduled", "running", "retrying")
+# Which history states each action can change (mirrors what tq.ops does with them).
+ACTION_STATES = {
+    "requeue": tuple(s for s in STATES if s in TERMINAL),
+    "cancel": WAITING,
+    "run_now": ("scheduled", "retrying"),
+    "purge": ops.DEAD_LETTER_STATES,
+}
+VERBS = {"requeue": "Requeue", "cancel": "Cancel", "run_now": "Run now", "purge": "Purge"}
+ID_CHUNK = 1000
+
+
+class ReadOnly(PermissionError):
+    """An action was attempted in a console started with --readonly."""
+
+
+@dataclass
+class Preview:
+    """What an action would touch, counted before the operator confirms."""
+    action: str
+    count: int
+    text: str  # "Requeue 3 failed jobs of queue default?"
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A server that went away (banner and retry), as opposed to a mistake to show."""
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                            peewee.OperationalError, peewee.InterfaceError, ConfigError,
+                            OSError))
+
+
+class Data:
+    def __init__(self, runtime, readonly: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.readonly = readonly
+        self.clock = clock
+
+    # --- plumbing -------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock()
+
+    def release(self) -> None:
+        """Give back this thread's history connection (to the pool on MySQL)."""
+        # Not `runtime.database`: while the server is down that would try to connect.
+        database = getattr(self.runtime, "_database", None)
+        if database is not None:
+            try:
+                database.close()
+            except Exception:
+                pass
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnly("read-only console: actions are disabled")
+
+    def describe_backends(self) -> str:
+        config = self.runtime.config
+        return f"{config.queue_url_safe} · {config.history_url_safe}"
+
+    @staticmethod
+    def parse_filter(text: str) -> Filter:
+        return parse(text)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self.runtime.queues)
+
+    # --- reading --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        # No per-state totals: counting every history row each refresh grows with history.
+        return queries.status(self.runtime, now=self.now(), totals=False)
+
+    def jobs_page(self, flt: Filter | None, sort: str, descending: bool,
+                  after: tuple[Any, str] | None, limit: int) -> list[dict]:
+        return queries.list_jobs(self.runtime, flt, sort=sort, descending=descending,
+                                 limit=limit, after=after)
+
+    def count(self, flt: Filter | None) -> int:
+        return queries.count_jobs(self.runtime, flt)
+
+    def job(self, job_id: str) -> dict | None:
+        return queries.job_detail(self.runtime, job_id)
+
+    def failure_groups(self, flt: Filter | None) -> list[dict]:
+        return queries.failure_groups(self.runtime, flt)
+
+    def workers(self) -> list[dict]:
+        return queries.list_workers(self.runtime, now=self.now())
+
+    def periodic(self) -> list[dict]:
+        return queries.list_periodic(self.runtime, now=self.now())
+
+    def ingested(self, limit: int = 200) -> list[dict]:
+        """The most recent files the watcher took from the inbox, newest first."""
+        self.runtime.database
+        return list(IngestedFile.select().order_by(IngestedFile.id.desc()).limit(limit).dicts())
+
+    @staticmethod
+    def task_names() -> list[str]:
+        return sorted(TASKS)
+
+    # --- previews: the exact count an action will touch --------------------------------
+    def preview(self, action: str, ids: list[str] | None = None,
+                flt: Filter | None = None) -> Preview:
+        states = self._action_states(action, ids, flt)
+        counts: dict[tuple[str, str], int] = {}
+        eligible = Job.state.in_(states)
+        if ids is not None:
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start:start + ID_CHUNK]
+                self._group_counts(counts, eligible & Job.id.in_(chunk))
+        else:
+            expression = condition(flt) if flt is not None else None
+            self._group_counts(counts, eligible if expression is None else
+                               eligible & expression)
+        return Preview(action, sum(counts.values()), _sentence(VERBS[action], counts))
+
+    def _action_states(self, action: str, ids: list[str] | None,
+                       flt: Filter | None) -> tuple[str, ...]:
+        allowed = ACTION_STATES[action]
+        if ids is not None or flt is None or not flt.states:
+            if action in ("requeue", "purge") and ids is None:
+                return ("failed",)  # what tq.ops does with a filter that names no state
+            return allowed
+        if action == "purge":
+            bad = [s for s in flt.states if s not in allowed]
+            if bad:
+                raise ActionError(f"purge deletes dead letters only ({', '.join(allowed)}), "
+                                  f"not {', '.join(bad)}")
+        return tuple(s for s in flt.states if s in allowed)
+
+    def _group_counts(self, counts: dict, where) -> None:
+        self.runtime.database
+        query = (Job.select(Job.state, Job.queue, fn.COUNT(Job.id)).where(where)
+                 .group_by(Job.state, Job.queue))
+        for state, queue, count in query.tuples():
+            counts[(state, queue or "?")] = counts.get((state, queue or "?"), 0) + count
+
+    # --- acting ----------------------------------------------------------------------
+    def pause(self, queue: str, task: str | None = None) -> None:
+        self._check_writable()
+        ops.pause(self.runtime, queue, task)
+
+    def resume(self, queue: str, task: str | None = None) -> int:
+        self._check_writable()
+        return ops.resume(self.runtime, queue, task)
+
+    def paused_targets(self) -> set[str]:
+        return set(self.runtime.control.paused())
+
+    def requeue(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+        self._check_writable()
+        return len(ops.requeue(self.runtime, ids, flt).new_ids)
+
+    def cancel(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+        self._check_writable()
+        result = ops.cancel(self.runtime, ids, flt)
+        return len(result.canceled) + len(result.requested)
+
+    def run_now(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+        self._check_writable()
+        if ids is None:
+            flt = (flt or Filter()).merged(states=self._action_states("run_now", None, flt))
+            ids = [job.id for rows in ops.select_jobs(self.runtime, None, flt) for job in rows]
+        return len(ops.run_now(self.runtime, ids))
+
+    def purge(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+        self._check_writable()
+        return ops.purge(self.runtime, flt or Filter(), ids)
+
+    def run_periodic(self, name: str) -> str:
+        """Submit a periodic task's job now, outside its schedule."""
+        self._check_writable()
+        spec = next((s for s in periodic_specs(self.runtime) if s.name == name), None)
+        if spec is None:
+            raise LookupError(f"no periodic task {name!r}")
+        job_id = submit(spec.task, queue=spec.queue, runtime=self.runtime)
+        ops.audit(self.runtime, "run-now", f"periodic:{name}", 1)
+        return job_id
+
+
+def _sentence(verb: str, counts: dict[tuple[str, str], int]) -> str:
+    """"Requeue 3 failed jobs of queue default?" from {(state, queue): count}."""
+    total = sum(counts.values())
+    by_state: dict[str, int] = {}
+    for (state, _), count in counts.items():
+        by_state[state] = by_state.get(state, 0) + count
+    queues = sorted({queue for _, queue in counts})
+    noun = "job" if total == 1 else "jobs"
+    if len(by_state) == 1:
+        what = f"{total:,} {next(iter(by_state))} {noun}"
+    else:
+        parts = ", ".join(f"{n:,} {s}" for s, n in sorted(by_state.items()))
+        what = f"{total:,} {noun}" + (f" ({parts})" if parts else "")
+    where = ""
+    if queues:
+        where = f" of queue{'s' if len(queues) > 1 else ''} {', '.join(queues)}"
+    return f"{verb} {what}{where}?"
+
+
+def fetch(node, call: Callable[[], Any], done: Callable[[Any], None],
+          failed: Callable[[BaseException], None], *, data: Data, group: str = "fetch",
+          exclusive: bool = False) -> Worker:
+    """Run `call` in a thread worker; `done(result)` or `failed(error)` then runs
+    on the event loop of `node`. A worker cancelled meanwhile (by an exclusive
+    newer one) delivers nothing, so a stale page never overwrites a fresh one."""
+    def deliver(worker: Worker, callback: Callable, value: Any) -> None:
+        if not worker.is_cancelled:
+            callback(value)
+
+    def work() -> None:
+        worker = get_current_worker()
+        try:
+            result = call()
+        except Exception as exc:  # delivered to the screen; a worker must not kill the app
+            node.call_later(deliver, worker, failed, exc)
+            return
+        finally:
+            data.release()
+        node.call_later(deliver, worker, done, result)
+
+    return node.run_worker(work, group=group, exclusive=exclusive, thread=True,
+                           exit_on_error=False, description=getattr(call, "__name__", ""))
+
+
+def running(node, group: str) -> bool:
+    return any(worker.group == group and worker.node is node and not worker.is_finished
+               for worker in node.app.workers)
+

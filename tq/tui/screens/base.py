@@ -1,0 +1,243 @@
+"""What every console screen shares: top bar, banner, footer, loading through
+tq.tui.data in workers, read-only enforcement and confirm-then-act."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tq.tui.data import Filter, FilterError, Preview, fetch, is_connection_error, running
+from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
+
+# Actions that change anything: hidden and refused in a --readonly console.
+WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge"})
+ACTION_BINDINGS = [
+    Binding("R", "requeue", "Requeue"),
+    Binding("c", "cancel", "Cancel"),
+    Binding("r", "run_now", "Run now"),
+    Binding("ctrl+d", "purge", "Purge"),
+]
+DONE = {"requeue": "requeued {n:,} job{s}", "cancel": "canceled {n:,} job{s}",
+        "run_now": "{n:,} job{s} moved to the front of the queue",
+        "purge": "purged {n:,} job{s} from history"}
+
+
+class TqScreen(Screen):
+    TITLE = ""
+    MAIN = "DataTable"  # what has the focus when no dialog or filter line does
+    user_filter: Filter | None = None
+    loaded = False  # set once the screen has shown its first data (tests and bench wait on it)
+    MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
+    _last_tick = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="topbar")
+        yield Banner(id="banner")
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def data(self):
+        return self.app.data
+
+    def on_mount(self) -> None:
+        self.query_one(Banner).show_error(self.app.connection_error)
+        self.update_topbar()
+
+    def on_screen_resume(self) -> None:
+        self.query_one(Banner).show_error(self.app.connection_error)
+        self.update_topbar()
+        self.refresh_data()
+
+    # --- refreshing ---------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        """Start loading what the screen shows (in a worker)."""
+
+    def tick(self) -> None:
+        """The app's refresh timer: skipped while the previous refresh still runs, so a
+        slow server gets fewer queries, not a pile of them."""
+        if running(self, "refresh") or time.monotonic() - self._last_tick < self.MIN_TICK_SECONDS:
+            return
+        self._last_tick = time.monotonic()
+        self.refresh_data()
+
+    def load(self, call: Callable[[], Any], done: Callable[[Any], None], *,
+             group: str = "refresh", exclusive: bool = False) -> None:
+        fetch(self, call, lambda result: self._loaded(done, result), self.load_failed,
+              data=self.data, group=group, exclusive=exclusive)
+
+    def _loaded(self, done: Callable[[Any], None], result: Any) -> None:
+        if self.app.connection_error:
+            self.app.connection_restored()
+        done(result)
+
+    def load_failed(self, error: BaseException) -> None:
+        if is_connection_error(error):
+            self.app.connection_lost(error)
+        else:
+            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
+
+    def topbar_text(self) -> str:
+        return ""
+
+    def update_topbar(self) -> None:
+        app = self.app
+        refresh = f"⟳ {app.interval:g}s" if app.live else "⟳ paused (z)"
+        parts = [f"[b]tq[/b] {self.TITLE}", self.topbar_text(), refresh]
+        if app.readonly:
+            parts.append("[reverse] READ-ONLY [/reverse]")
+        self.query_one(TopBar).update("  │  ".join(p for p in parts if p))
+
+    def focus_main(self) -> None:
+        self.query_one(self.MAIN).focus()
+
+    # --- the filter line (screens that compose a FilterInput) --------------------------------
+    def filter_changed(self) -> None:
+        """Reload what the screen shows under the new self.user_filter."""
+
+    def action_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = True
+        box.focus()
+
+    def on_filter_input_applied(self, event: FilterInput.Applied) -> None:
+        box = self.query_one(FilterInput)
+        try:
+            self.user_filter = self.data.parse_filter(event.text) if event.text else None
+        except FilterError as exc:
+            box.border_title = str(exc)
+            box.add_class("error")
+            return
+        box.border_title = None
+        box.remove_class("error")
+        box.display = False
+        self.focus_main()
+        self.filter_changed()
+
+    def on_filter_input_cleared(self, event: FilterInput.Cleared | None = None) -> None:
+        box = self.query_one(FilterInput)
+        box.value = ""
+        box.border_title = None
+        box.display = False
+        box.remove_class("error")
+        self.focus_main()
+        if self.user_filter is not None:
+            self.user_filter = None
+            self.filter_changed()
+
+    # --- acting ---------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.app.readonly:
+            return False
+        return True
+
+    def refuse_if_readonly(self) -> bool:
+        if self.app.readonly:
+            self.notify("read-only console: actions are disabled", severity="warning")
+            return True
+        return False
+
+    def selection(self, action: str) -> tuple[list[str] | None, Filter | None] | None:
+        """What `action` applies to here: (ids, None) or (None, filter); None for nothing."""
+        return None
+
+    def act(self, action: str) -> None:
+        """Count what `action` would touch, ask with that exact count, then do it."""
+        if self.refuse_if_readonly():
+            return
+        target = self.selection(action)
+        if target is None:
+            self.notify("nothing selected", severity="warning")
+            return
+        ids, flt = target
+        self.load(lambda: self.data.preview(action, ids, flt),
+                  lambda preview: self._confirm(preview, ids, flt), group="action")
+
+    def _confirm(self, preview: Preview, ids: list[str] | None, flt: Filter | None) -> None:
+        if preview.count == 0:
+            self.notify(f"nothing to {preview.action.replace('_', ' ')}: "
+                        f"no matching job is in a state it applies to", severity="warning")
+            return
+        run = getattr(self.data, preview.action)
+        message = DONE[preview.action]
+        self.confirm_then(preview.text, preview.action.replace("_", " ").capitalize(),
+                          lambda: run(ids, flt),
+                          lambda n: message.format(n=n, s="" if n == 1 else "s"))
+
+    def confirm_then(self, question: str, label: str, call: Callable[[], Any],
+                     describe: Callable[[Any], str]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.load(call, self._acted(describe), group="action")
+        self.app.push_screen(ConfirmDialog(question, label), answered)
+
+    def _acted(self, describe: Callable[[Any], str]) -> Callable[[Any], None]:
+        def done(result: Any) -> None:
+            self.notify(describe(result))
+            self.after_action()
+            self.refresh_data()
+        return done
+
+    def toggle_pause(self, queue: str, task: str | None = None) -> None:
+        """Pause a queue (or one task type in it), or resume it if it is paused."""
+        if self.refuse_if_readonly():
+            return
+        target = f"{queue}/{task}" if task else queue
+        what = f"task {task} in queue {queue}" if task else f"queue {queue}"
+
+        def ask(paused: set[str]) -> None:
+            if target in paused:
+                self.confirm_then(f"Resume {what}?", "Resume",
+                                  lambda: self.data.resume(queue, task),
+                                  lambda moved: f"resumed {what}"
+                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""))
+            else:
+                self.confirm_then(f"Pause {what}? Running jobs finish; nothing is dropped.",
+                                  "Pause", lambda: self.data.pause(queue, task),
+                                  lambda _: f"paused {what}")
+        self.load(self.data.paused_targets, ask, group="action")
+
+    def after_action(self) -> None:
+        """Forget marks and the like once an action has run."""
+
+    def action_requeue(self) -> None:
+        self.act("requeue")
+
+    def action_cancel(self) -> None:
+        self.act("cancel")
+
+    def action_run_now(self) -> None:
+        self.act("run_now")
+
+    def action_purge(self) -> None:
+        self.act("purge")
+
+
+class TableScreen(TqScreen):
+    """A status line over one table, filled from one Data method on every refresh."""
+    COLUMNS: tuple[str, ...] = ()
+    SOURCE = ""  # the Data method that returns what the table shows
+
+    def compose_body(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        table = Table(id="table", cursor_type="row", zebra_stripes=True)
+        for name in self.COLUMNS:
+            table.add_column(name, key=name)
+        yield table
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.focus_main()
+
+    def refresh_data(self) -> None:
+        self.load(getattr(self.data, self.SOURCE), self.show)
+
+    def show(self, rows: Any) -> None:
+        raise NotImplementedError

@@ -1,0 +1,130 @@
+"""Everything about one job: arguments, each attempt, the traceback, requeue links."""
+from __future__ import annotations
+
+import json
+
+from rich.console import Group
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
+from tq.tui.widgets import fmt_duration, fmt_time
+
+# ANSI themes follow the terminal's own colours.
+THEME = "ansi_dark"
+
+
+class JobDetailScreen(TqScreen):
+    TITLE = "Job"
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back"),
+        *ACTION_BINDINGS,
+        Binding("p", "pause", "Pause queue", show=False),
+        Binding("f", "follow('from')", "Requeued from", show=False),
+        Binding("n", "follow('to')", "Requeued to", show=False),
+    ]
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.job: dict | None = None
+
+    def compose_body(self) -> ComposeResult:
+        # Narrow: one column, the traceback right after the summary. Wide: a 2x2 grid.
+        with VerticalScroll(id="detail"):
+            yield Static(id="summary")
+            yield Static(id="traceback", classes="section")
+            yield Static(id="attempts", classes="section")
+            yield Static(id="args", classes="section")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#detail").focus()
+
+    def topbar_text(self) -> str:
+        return f"[b]{self.job_id}[/b]"
+
+    def refresh_data(self) -> None:
+        self.load(lambda: self.data.job(self.job_id), self.show)
+
+    def show(self, job: dict | None) -> None:
+        self.job = job
+        self.loaded = True
+        if job is None:
+            self.query_one("#summary", Static).update(
+                Text(f"no job {self.job_id!r} in history (purged, or not written yet)",
+                     style="bold red"))
+            return
+        now = self.data.now()
+        summary = Table.grid(padding=(0, 2))
+        summary.add_column(style="bold", justify="right")
+        summary.add_column()
+        rows = [("state", Text(job["state"], style="bold")), ("task", job["task"]),
+                ("queue", job["queue"]), ("priority", job["priority"]),
+                ("attempts", f"{job['attempts'] or 0} of {1 + (job['max_retries'] or 0)}"),
+                ("worker", job["worker"]),
+                ("enqueued", fmt_time(job["enqueued_at"], now)),
+                ("eta", fmt_time(job["eta"], now)),
+                ("started", fmt_time(job["started_at"], now)),
+                ("finished", fmt_time(job["finished_at"], now)),
+                ("duration", fmt_duration(job["started_at"], job["finished_at"])),
+                ("error", Text(f"{job['error_type']}: {job['error_message']}", style="red")
+                 if job.get("error_type") else ""),
+                ("requeued from", job["requeued_from"] and f"{job['requeued_from']}  (f)"),
+                ("requeued to", f"{', '.join(job['requeued_to'])}  (n)"
+                 if job["requeued_to"] else None)]
+        for label, value in rows:
+            if value not in (None, ""):
+                summary.add_row(label, value if isinstance(value, Text) else str(value))
+        self.query_one("#summary", Static).update(summary)
+        arguments = {"args": job["args"], "kwargs": job["kwargs"]}
+        self.query_one("#args", Static).update(Group(
+            Text("arguments", style="bold underline"),
+            Syntax(json.dumps(arguments, indent=2, ensure_ascii=False), "json", theme=THEME,
+                   background_color="default", word_wrap=True)))
+        attempts = Table(box=None, header_style="bold", expand=True)
+        for column in ("#", "outcome", "started", "finished", "took", "worker"):
+            attempts.add_column(column, no_wrap=True)
+        attempts.add_column("error", overflow="fold", ratio=1)
+        for attempt in job["attempt_log"]:
+            error = (f"{attempt['error_type']}: {attempt['error_message']}"
+                     if attempt.get("error_type") else "")
+            attempts.add_row(str(attempt["attempt"]), attempt["outcome"] or "running",
+                             fmt_time(attempt["started_at"], now),
+                             fmt_time(attempt["finished_at"], now),
+                             fmt_duration(attempt["started_at"], attempt["finished_at"]),
+                             attempt["worker"] or "", Text(error, style="red"))
+        self.query_one("#attempts", Static).update(Group(
+            Text("attempts", style="bold underline"),
+            attempts if job["attempt_log"] else Text("none yet")))
+        traceback = (job.get("traceback") or "").rstrip()
+        self.query_one("#traceback", Static).update(Group(
+            Text("traceback", style="bold underline"),
+            Syntax(traceback, "pytb", theme=THEME, background_color="default",
+                   word_wrap=True) if traceback else Text("none")))
+
+    # --- keys ----------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_follow(self, direction: str) -> None:
+        if self.job is None:
+            return
+        target = (self.job["requeued_from"] if direction == "from"
+                  else (self.job["requeued_to"] or [None])[-1])
+        if target:
+            self.app.open_job(target)
+        else:
+            self.notify(f"not requeued {direction} another job")
+
+    def action_pause(self) -> None:
+        if self.job and self.job["queue"]:
+            self.toggle_pause(self.job["queue"])
+
+    def selection(self, action: str):
+        return [self.job_id], None
