@@ -71,12 +71,13 @@ class Claimed:
 # step, so no job is handed out after `tq pause` returns. The reply tells
 # whether any Huey flag exists, so the worker skips the revocation lookup
 # when there is none.
-# KEYS: queue, in-flight, paused, outbox, Huey flags
+# KEYS: queue, in-flight, paused, outbox, Huey flags, outbox registry
 # ARGV: worker, now, queue, take, #tokens, #records, tokens..., records..., flags...
 _CLAIM = """
 local tokens, records = tonumber(ARGV[5]), tonumber(ARGV[6])
 for i = 7, 6 + tokens do redis.call('HDEL', KEYS[2], ARGV[i]) end
 for i = 7 + tokens, 6 + tokens + records do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+if records > 0 then redis.call('SADD', KEYS[6], ARGV[1]) end
 for i = 7 + tokens + records, #ARGV do redis.call('HDEL', KEYS[5], ARGV[i]) end
 if ARGV[4] == '0' then return nil end
 if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return nil end
@@ -88,10 +89,12 @@ return items
 """
 # Put an in-flight message back (or a replacement message), only if the record
 # is still there: of two consumers recovering the same job, one wins.
+# KEYS: in-flight, queue, outbox, outbox registry; ARGV: token, member, score, owner, records...
 _PUT_BACK = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
   if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
-  for i = 4, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+  for i = 5, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+  if #ARGV > 4 then redis.call('SADD', KEYS[4], ARGV[4]) end
   return 1
 end
 return 0
@@ -99,23 +102,41 @@ return 0
 # The job's outcome records go to the consumer's outbox in the same step that
 # drops its in-flight record: an outcome is durable the moment the job stops
 # being "in flight", even if the consumer dies before its history writer runs.
+# Every script that pushes to an outbox also names its owner in the outbox
+# registry (a set), and the held task types of a queue are in one too: the
+# console and recovery read those sets instead of SCANning the whole keyspace,
+# whose cost grows with everything else stored in the same Redis.
+# KEYS: in-flight, outbox, outbox registry; ARGV: token, owner, records...
 _RELEASE = """
 redis.call('HDEL', KEYS[1], ARGV[1])
-for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if #ARGV > 2 then redis.call('SADD', KEYS[3], ARGV[2]) end
 return 1
 """
+# KEYS: in-flight, held messages of the task, held-task registry; ARGV: token, task
 _HOLD = """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return 0 end
 redis.call('ZADD', KEYS[2], string.match(value, '|([^|]+)|'), ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 """
+# KEYS: held messages of the task, queue, held-task registry; ARGV: task
 _UNHOLD = """
 local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #items, 2 do redis.call('ZADD', KEYS[2], items[i + 1], items[i]) end
 redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
 return #items / 2
+"""
+# KEYS: dead outbox, adopted outbox, outbox registry; ARGV: dead owner, adopter
+_ADOPT = """
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
 """
 _ENQUEUE_ONCE = """
 local added = {}
@@ -138,6 +159,8 @@ class TqRedisStorage(PriorityRedisStorage):
         self.queue = queue
         self.ns = f"tq.{prefix}."
         self.inflight_key = f"{self.ns}inflight.{queue}"
+        self.held_tasks_key = f"{self.ns}held-tasks.{queue}"
+        self.outboxes_key = f"{self.ns}outboxes"
         self._claim = self.conn.register_script(_CLAIM)
         self._put_back = self.conn.register_script(_PUT_BACK)
         self._release = self.conn.register_script(_RELEASE)
@@ -185,7 +208,7 @@ class TqRedisStorage(PriorityRedisStorage):
         finished = finished or Finished()
         items = self._claim(
             keys=[self.queue_key, self.inflight_key, f"{self.ns}paused",
-                  f"{self.ns}outbox.{worker}", self.result_key],
+                  f"{self.ns}outbox.{worker}", self.result_key, self.outboxes_key],
             args=[worker, repr(time.time()), self.queue, "1" if take else "0",
                   len(finished.tokens), len(finished.records), *finished.tokens,
                   *finished.records, *finished.flags])
@@ -202,8 +225,8 @@ class TqRedisStorage(PriorityRedisStorage):
         """Drop the in-flight record, handing the job's outcome `records` (JSON)
         to the `outbox` owner in the same step."""
         if records:
-            self._release(keys=[self.inflight_key, f"{self.ns}outbox.{outbox}"],
-                          args=[token, *records])
+            self._release(keys=[self.inflight_key, f"{self.ns}outbox.{outbox}",
+                                self.outboxes_key], args=[token, outbox, *records])
         else:
             self.conn.hdel(self.inflight_key, token)
 
@@ -219,8 +242,8 @@ class TqRedisStorage(PriorityRedisStorage):
             priority = -int(float(value.decode().split("|")[1]))
         member = b"" if drop else (token if data is None else self._member(data))
         return bool(self._put_back(keys=[self.inflight_key, self.queue_key,
-                                         f"{self.ns}outbox.{outbox}"],
-                                   args=[token, member, -priority, *records]))
+                                         f"{self.ns}outbox.{outbox}", self.outboxes_key],
+                                   args=[token, member, -priority, outbox or "", *records]))
 
     def inflight(self) -> list[Inflight]:
         records = []
@@ -234,15 +257,19 @@ class TqRedisStorage(PriorityRedisStorage):
 
     def hold(self, token: bytes, task: str) -> None:
         """Move a claimed message of a paused task type aside until resume."""
-        self._hold(keys=[self.inflight_key, f"{self.ns}held.{self.queue}.{task}"], args=[token])
+        self._hold(keys=[self.inflight_key, f"{self.ns}held.{self.queue}.{task}",
+                         self.held_tasks_key], args=[token, task])
 
     def unhold(self, task: str) -> int:
         # Members keep their time prefix and score, so priority and FIFO order survive.
-        return int(self._unhold(keys=[f"{self.ns}held.{self.queue}.{task}", self.queue_key]))
+        return int(self._unhold(keys=[f"{self.ns}held.{self.queue}.{task}", self.queue_key,
+                                      self.held_tasks_key], args=[task]))
 
     def held_count(self) -> int:
-        return sum(self.conn.zcard(key) for key in
-                   self.conn.scan_iter(f"{self.ns}held.{self.queue}.*"))
+        pipe = self.conn.pipeline(transaction=False)
+        for task in self.conn.smembers(self.held_tasks_key):
+            pipe.zcard(f"{self.ns}held.{self.queue}.{task.decode()}")
+        return sum(pipe.execute())
 
     def quarantine(self, token: bytes, data: bytes, reason: str) -> None:
         entry = json.dumps({"queue": self.queue, "at": time.time(), "reason": reason,
@@ -260,6 +287,8 @@ class RedisControl:
     def __init__(self, storage: TqRedisStorage) -> None:
         self.conn = storage.conn
         self.ns = storage.ns
+        self.outboxes_key = storage.outboxes_key
+        self._adopt = self.conn.register_script(_ADOPT)
 
     def ping(self) -> None:
         self.conn.ping()
@@ -325,16 +354,15 @@ class RedisControl:
         self.conn.ltrim(f"{self.ns}outbox.{owner}", marker, -1)
 
     def outbox_owners(self) -> list[str]:
-        prefix = f"{self.ns}outbox."
-        return [key.decode()[len(prefix):] for key in self.conn.scan_iter(prefix + "*",
-                                                                          count=1000)]
+        """Owners that pushed to an outbox (it may be empty by now)."""
+        return [owner.decode() for owner in self.conn.smembers(self.outboxes_key)]
 
     def outbox_adopt(self, dead: str, owner: str) -> str | None:
-        """Take over a dead consumer's outbox; returns the new owner name."""
+        """Take over a dead consumer's outbox; returns the new owner name (None
+        when it is empty or another consumer adopted it first)."""
         adopted = f"{owner}+{uuid.uuid4().hex[:8]}"
-        try:
-            self.conn.rename(f"{self.ns}outbox.{dead}", f"{self.ns}outbox.{adopted}")
-        except Exception:  # gone already: another consumer adopted it
+        if not self._adopt(keys=[f"{self.ns}outbox.{dead}", f"{self.ns}outbox.{adopted}",
+                                 self.outboxes_key], args=[dead, adopted]):
             return None
         return adopted
 
