@@ -24,7 +24,7 @@ from bench.systems.base import SkipSystem
 RUN_PREFIX = "tqbench"
 
 PROFILES = {
-    "default": dict(repeats=3, n_noop=2000, n_sleep=400, enqueue_n=5000, batch_n=20000,
+    "default": dict(repeats=3, n_noop=2000, n_sleep=400, enqueue_n=5000, batch_n=100000,
                     latency_seconds=5.0, growth_sizes="10000,100000,1000000", growth_queries=50,
                     memory_jobs=100000),
     "quick": dict(repeats=1, n_noop=400, n_sleep=100, enqueue_n=1000, batch_n=5000,
@@ -199,14 +199,16 @@ def phase_enqueue(systems, args, res):
             log(f"  {s.name:15s} loop {loop:8.0f}/s" + (f"  batch {batch:8.0f}/s" if batch else ""))
             if hasattr(s, "submit_file_rate"):
                 try:
-                    rate, startup = s.submit_file_rate(args.batch_n, s.log_dir)
+                    rate, net, startup = s.submit_file_rate(args.batch_n, s.log_dir)
                 except Exception as e:
                     log(f"  {s.name} submit --file: FAILED: {e}")
                     res.errors.append(f"enqueue {s.name} submit --file: {e}")
                     continue
                 res.enqueue.setdefault((s.name, "file"), []).append(rate)
+                res.enqueue.setdefault((s.name, "file-net"), []).append(net)
                 res.file_startup.append(startup)
-                log(f"  {s.name:15s} submit --file {args.batch_n}: {rate:8.0f}/s (start-up {startup:.2f}s)")
+                log(f"  {s.name:15s} submit --file {args.batch_n}: {rate:8.0f}/s, {net:8.0f}/s net "
+                    f"(start-up {startup:.2f}s)")
 
 
 def phase_latency(systems, args, res):

@@ -145,9 +145,10 @@ def render(args, res, systems, elapsed, redis_url, argv):
             "huey": {"loop": "`noop()` task call, one ZADD per job"},
             "rq-simple": {"loop": "`Queue.enqueue(noop)`", "batch": "`Queue.enqueue_many` (500 per pipeline)"},
             "celery-threads": {"loop": "`noop.delay()`"},
-            "tq": {"loop": "`tq.submit(\"bench.tasks.noop\", queue=\"bench\")`, queued row written each call",
+            "tq": {"loop": "`tq.submit(\"bench.tasks.noop\", queue=\"bench\")`, one MULTI per job",
                    "batch": "`tq.submit_many` (500 per call)",
-                   "file": f"`tq submit --file` of {args.batch_n:,} lines: wall time of the command{startup}"},
+                   "file": f"`tq submit --file` of {args.batch_n:,} lines: wall time of the command{startup}",
+                   "file-net": "the same, net of start-up: (lines − 1) / (t(lines) − t(1 line))"},
         }
         rows = []
         for (n, mode), vals in res.enqueue.items():
@@ -156,8 +157,10 @@ def render(args, res, systems, elapsed, redis_url, argv):
         out += [_table(["system", "mode", "call", "jobs/s"], rows), ""]
         ratio = _enqueue_ratio(res)
         if ratio is not None:
-            out += [f"`tq submit --file` / plain Huey loop: **{ratio:.2f}×** (medians). tq's figures include "
-                    "writing each job's `queued` row to MariaDB.", ""]
+            out += [f"`tq submit --file` / plain Huey loop: **{ratio[0]:.2f}×** for the whole command, "
+                    f"{ratio[1]:.2f}× net of start-up (medians). Every tq figure includes each job's "
+                    "`queued` history record, which goes to Redis with the message; a consumer's "
+                    "history writer moves it to MariaDB.", ""]
 
     if res.latency:
         out += [f"### Latency: enqueue → job start under steady load ({args.latency_load:.0%} of max no-op "
@@ -227,8 +230,13 @@ def _ratio_row(res, args):
 
 
 def _enqueue_ratio(res):
-    tq, huey = res.enqueue.get(("tq", "file")), res.enqueue.get(("huey", "loop"))
-    return statistics.median(tq) / statistics.median(huey) if tq and huey else None
+    """(whole command, net of start-up) `tq submit --file` rates over the Huey loop's."""
+    huey = res.enqueue.get(("huey", "loop"))
+    whole, net = res.enqueue.get(("tq", "file")), res.enqueue.get(("tq", "file-net"))
+    if not (whole and net and huey):
+        return None
+    return statistics.median(whole) / statistics.median(huey), \
+        statistics.median(net) / statistics.median(huey)
 
 
 def _targets(args, res):
@@ -245,8 +253,10 @@ def _targets(args, res):
                      "yes" if ratios[worst] >= 0.9 else "**no**"])
     ratio = _enqueue_ratio(res)
     if ratio is not None:
-        rows.append(["batch submit ≥ 5 × plain Huey enqueue loop", f"`tq submit --file` {ratio:.2f} ×",
-                     "yes" if ratio >= 5 else "**no**"])
+        rows.append(["batch submit ≥ 5 × plain Huey enqueue loop",
+                     f"`tq submit --file` of {args.batch_n:,} lines {ratio[0]:.2f} × "
+                     f"(net of start-up {ratio[1]:.2f} ×)",
+                     "yes" if ratio[0] >= 5 else "**no**"])
     if res.growth:
         top = res.growth[-1]
         from bench.growth import QUERIES

@@ -140,8 +140,11 @@ def start_consumer():
 
 
 def job_states(runtime: Runtime, ids) -> dict[str, str]:
+    """What history says of these jobs once everything recorded or submitted
+    so far is written."""
     from tq.models import Job
 
+    runtime.flush_history(5)
     runtime.database
     ids = list(ids)
     states = {}

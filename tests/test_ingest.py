@@ -182,6 +182,7 @@ def test_10000_events_of_three_types_land_on_three_queues(backend, start_watcher
                                                                         10_000)
     sizes = {name: huey.storage.queue_size() for name, huey in runtime.queues.items()}
     assert sizes == {"default": 0, "orders": 3334, "clicks": 3333, "mail": 3333}
+    runtime.flush_history()  # no consumer here to write the queued rows
     jobs = Counter(Job.select(Job.queue, Job.task, Job.priority, Job.state).tuples())
     assert jobs == {("orders", "tq.tasks.demo.echo", 7, "queued"): 3334,
                     ("clicks", "tq.tasks.events.store_event", 2, "queued"): 3333,
@@ -244,6 +245,7 @@ def test_sigkill_mid_file_then_restart_enqueues_every_good_event_once(backend, t
     assert (row.outcome, row.accepted, row.rejected) == ("done", 29_997, 3)
     ids = queued_ids(runtime)
     assert len(ids) == 29_997 and len(set(ids)) == 29_997
+    runtime.flush_history()
     assert Job.select().where(Job.state == "queued").count() == 29_997
     assert files_in(place.processing) == []
 
@@ -254,29 +256,32 @@ class Crash(BaseException):
 
 def test_crash_between_queue_write_and_checkpoint_loses_and_repeats_nothing(
         backend, tmp_path, monkeypatch):
-    submit_module = sys.modules["tq.submit"]  # `tq.submit` is also the function
+    pipeline = sys.modules["tq.ingest.pipeline"]
     runtime = backend.runtime(TQ_INGEST_BATCH_SIZE="100")
     place = folders(runtime)
-    real = submit_module.write_records
+    real = pipeline.enqueue
     calls = {"n": 0}
 
-    def dies_on_third_batch(database, records):
+    def dies_after_third_queue_write(runtime, jobs, dedupe=False):
+        sent = real(runtime, jobs, dedupe=dedupe)
         calls["n"] += 1
-        if calls["n"] == 3:  # batch 3 is on the queue; its history rows and checkpoint are not
+        if calls["n"] == 3:  # batch 3 is on the queue; its checkpoint is not written
             raise Crash()
-        return real(database, records)
-    monkeypatch.setattr(submit_module, "write_records", dies_on_third_batch)
+        return sent
+    monkeypatch.setattr(pipeline, "enqueue", dies_after_third_queue_write)
     with pytest.raises(Crash):
         ingest_file(runtime, write_events(tmp_path / "f.jsonl",
                                           [{"type": "t", "n": i} for i in range(1000)]))
-    assert len(queued_ids(runtime)) == 300
-    assert Job.select().count() == 200 and rows(runtime)[0].checkpoint == 200
-    monkeypatch.setattr(submit_module, "write_records", real)
+    assert len(queued_ids(runtime)) == 300 and rows(runtime)[0].checkpoint == 200
+    runtime.flush_history()  # every enqueued job's queued row went with its message
+    assert Job.select().count() == 300
+    monkeypatch.setattr(pipeline, "enqueue", real)
     [orphan] = OrphanFinder(place).find()
     result = resume_claim(runtime, orphan, place)
     assert (result.outcome, result.accepted) == ("done", 1000)
     ids = queued_ids(runtime)
     assert len(ids) == 1000 and len(set(ids)) == 1000
+    runtime.flush_history()
     assert Job.select().where(Job.state == "queued").count() == 1000
 
 

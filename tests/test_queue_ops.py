@@ -93,6 +93,7 @@ def test_requeue_in_bulk_by_filter(backend, start_consumer, tq_env, capsys):
              Job.select().where(Job.state == "failed").count() == 6, message="6 failures")
     assert main(["requeue", "--state", "failed", "--queue", "reports"]) == 0
     assert "requeued 5 jobs" in capsys.readouterr().out
+    runtime.flush_history()
     assert Job.select().where(Job.requeued_from.in_(failed)).count() == 5
 
 

@@ -11,7 +11,7 @@ from tq.cli import main
 from tq.config import ConfigError, load_config
 from tq.history import merge, write_records
 from tq.models import Attempt, Job, state_seq
-from tq.queries import job_detail, queue_depths
+from tq.queries import job_detail, list_jobs, queue_depths
 
 from conftest import MYSQL_HOST, MYSQL_PORT, job_states, wait_for, wait_for_states
 from proxy import CuttableProxy
@@ -149,6 +149,7 @@ def test_batch_file_of_10000_jobs_is_one_command(tq_env, backend, tmp_path, caps
     runtime = backend.runtime()
     assert queue_depths(runtime, "default")["queued"] == 5000
     assert queue_depths(runtime, "reports")["queued"] == 5000
+    runtime.flush_history()  # the queued rows: no consumer runs here to write them
     assert Job.select().where(Job.state == "queued").count() == 10_000
 
 
@@ -193,6 +194,29 @@ def test_history_outage_loses_no_record(redis_backend, start_consumer):
         states = wait_for_states(runtime, first + during, timeout=40)
         assert set(states.values()) == {"succeeded"}
         assert Attempt.select().where(Attempt.job_id.in_(during)).count() == 100
+    finally:
+        proxy.close()
+
+
+def test_submit_needs_no_history_database_and_its_rows_follow(redis_backend):
+    """With MariaDB unreachable and no consumer running, submitting still works;
+    the queued rows reach history with the next read once it is back."""
+    proxy = CuttableProxy(MYSQL_HOST, MYSQL_PORT)
+    try:
+        url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
+        runtime = redis_backend.runtime(TQ_HISTORY_URL=url, TQ_QUEUE_CONNECT_TIMEOUT="1")
+        runtime.database
+        proxy.cut()
+        ids = tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [i]} for i in range(20)],
+                             runtime=runtime)
+        ids.append(tq.submit("tq.tasks.demo.echo", "single", runtime=runtime))
+        assert queue_depths(runtime, "default")["queued"] == 21
+        assert runtime.flush_history() is False  # still down: nothing written, nothing lost
+        proxy.restore()
+        jobs = {row["id"]: row for row in list_jobs(runtime, limit=100)}
+        assert set(jobs) == set(ids)
+        assert {row["state"] for row in jobs.values()} == {"queued"}
+        assert json.loads(jobs[ids[-1]]["args"]) == ["single"]
     finally:
         proxy.close()
 

@@ -41,6 +41,7 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                    runtime=runtime)
     tq.submit_many([{"task": "tq.tasks.demo.sleep", "args": [5], "id": f"job-s-{n:02}",
                      "queue": "reports", "delay": 600 + n} for n in range(3)], runtime=runtime)
+    runtime.flush_history()  # their queued rows, before their times are pinned
     for n in range(12):
         Job.update(enqueued_at=NOW - 900 + n * 7).where(Job.id == f"job-q-{n:02}").execute()
     for n in range(3):

@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 from peewee import SqliteDatabase
 
+from tq.storage import SUBMITTED
+
 logger = logging.getLogger("tq.history")
 
 JOB_IDENTITY = ("queue", "task", "args", "kwargs", "priority", "max_retries", "enqueued_at",
@@ -171,8 +173,11 @@ class HistoryWriter:
         self._kept: dict[tuple, dict] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        # flush() waits for a round that started after it was called and left
+        # nothing behind: memory, spill files and the outboxes read to their end.
+        self._rounds = threading.Condition()
+        self._started = 0
+        self._clean = 0
         self._stop = False
         self._down_since: float | None = None
         self._control = None
@@ -184,7 +189,6 @@ class HistoryWriter:
     def record(self, record: dict) -> None:
         with self._lock:
             self._pending.append(record)
-            self._idle.clear()
             if len(self._pending) >= self.flush_rows:
                 self._wake.set()
 
@@ -194,8 +198,10 @@ class HistoryWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything recorded so far; False if the database stayed down."""
-        self._wake.set()
-        return self._idle.wait(timeout)
+        with self._rounds:
+            wanted = self._started + 1
+            self._wake.set()
+            return self._rounds.wait_for(lambda: self._clean >= wanted, timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
         done = self.flush(timeout)
@@ -213,9 +219,12 @@ class HistoryWriter:
         self._outboxes = [owner]
         self._wake.set()
 
+    @property
+    def drains_outboxes(self) -> bool:
+        return bool(self._outboxes)
+
     def adopt_outbox(self, owner: str) -> None:
         self._outboxes.append(owner)
-        self._idle.clear()
         self._wake.set()
 
     def _run(self) -> None:
@@ -223,6 +232,9 @@ class HistoryWriter:
         while not self._stop:
             self._wake.wait(delay)
             self._wake.clear()
+            with self._rounds:
+                self._started += 1
+                this_round = self._started
             with self._lock:
                 batch, self._pending = self._pending, []
             for record in batch:
@@ -245,8 +257,11 @@ class HistoryWriter:
                     self._down_since = None
                 delay = self.flush_interval
                 with self._lock:
-                    if not self._pending and drained_all:
-                        self._idle.set()
+                    clean = not self._pending and drained_all
+                if clean:
+                    with self._rounds:
+                        self._clean = this_round
+                        self._rounds.notify_all()
             except Exception as exc:
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -271,6 +286,16 @@ class HistoryWriter:
         every outbox was read to its end. Until trimmed, records stay in their
         outbox: after a failed write they are read (and merged) again."""
         taken, drained = [], True
+        if self._outboxes:
+            # What submitters left since the last round: renamed to one of ours
+            # in one atomic step, so of several consumers exactly one takes it.
+            try:
+                adopted = self._control.outbox_adopt(SUBMITTED, self._outboxes[0])
+            except Exception as exc:
+                logger.debug("submitted outbox unreadable now: %s", exc)
+                adopted = None
+            if adopted:
+                self._outboxes.append(adopted)
         for owner in list(self._outboxes):
             try:
                 raw, marker = self._control.outbox_read(owner, OUTBOX_BATCH)
@@ -327,6 +352,26 @@ class HistoryWriter:
                 records = [json.loads(line) for line in handle if line.strip()]
             self.written += write_records(database, records)
             path.unlink()
+
+
+def write_submitted(control, database, owner: str) -> int:
+    """Write the submitted jobs' records now, in this process, instead of
+    waiting for a consumer's history writer (no consumer may be running).
+    The records are first renamed to an outbox of `owner`'s, so what a failed
+    write leaves behind is taken up by `owner`'s next call (or, once `owner`
+    is gone, by a consumer's recovery), not by nobody."""
+    control.outbox_adopt(SUBMITTED, owner)
+    written = 0
+    for name in control.outbox_owners():
+        if not name.startswith(owner + "+"):
+            continue
+        while True:
+            raw, marker = control.outbox_read(name, OUTBOX_BATCH)
+            if not raw:
+                break
+            written += write_records(database, [json.loads(item) for item in raw])
+            control.outbox_done(name, marker)
+    return written
 
 
 def _alive(pid: int) -> bool:

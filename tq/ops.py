@@ -15,7 +15,9 @@ from typing import Iterable, Iterator
 
 from tq.history import write_records
 from tq.models import TERMINAL, Audit, Job, state_seq
+from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
+from tq.serializer import dumps_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
@@ -67,6 +69,7 @@ def select_jobs(runtime, ids: Iterable[str] | None = None, flt: Filter | None = 
                 chunk: int = 1000) -> Iterator[list[Job]]:
     """Jobs by id or by filter, in chunks (keyset on id: bulk actions over a
     million rows never hold them all)."""
+    catch_up(runtime)
     runtime.database
     if ids is not None:
         id_list = list(dict.fromkeys(ids))
@@ -224,11 +227,11 @@ def run_now(runtime, ids: Iterable[str]) -> list[str]:
                 continue
             eta = task.eta
             task.eta = None
-            storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)])
             state = "retrying" if task.tq_attempt else "queued"
             record = huey.job_record(task, state, eta=None if eta is None else
                                      utc_timestamp(eta))
-            write_records(runtime.database, [record])
+            storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
+                                 records=[dumps_json(record)])
             moved.append(task.id)
     audit(runtime, "run-now", ",".join(sorted(wanted))[:5000], len(moved))
     return moved

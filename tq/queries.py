@@ -9,6 +9,7 @@ cost does not grow with the table.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,7 +24,22 @@ JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "att
               "error_type", "error_message", "requeued_from")
 # Single-column indexes of sort columns (models.Job.Meta): see list_jobs.
 BARE_SORT_INDEXES = {"enqueued_at": "job_enqueued_at", "finished_at": "job_finished_at"}
+logger = logging.getLogger("tq.queries")
 SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
+
+
+def catch_up(runtime) -> None:
+    """Bring history up to date with what was submitted before reading it.
+
+    Submitted jobs' `queued` rows travel through the queue backend (see
+    storage.SUBMITTED) and a consumer's history writer writes them within its
+    flush interval; with no consumer running nothing would. So every history
+    read here first writes what is waiting, which costs one round trip when
+    nothing is. A failure is left to the read that follows to report."""
+    try:
+        runtime.write_submitted()
+    except Exception as exc:
+        logger.debug("could not write submitted jobs to history: %s", exc)
 
 
 def queue_depths(runtime, queue: str) -> dict[str, int]:
@@ -41,6 +57,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     now = time.time() if now is None else now
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
+    catch_up(runtime)
     runtime.database
     queues = {}
     for name in runtime.queues:
@@ -86,6 +103,7 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     previous page: keyset paging, so page 1,000 costs what page 1 costs."""
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort by {sort!r} (choose from {', '.join(SORTABLE)})")
+    catch_up(runtime)
     runtime.database
     column = getattr(Job, sort)
     query = Job.select(*[getattr(Job, name) for name in JOB_FIELDS])
@@ -116,6 +134,7 @@ def _after(column, after: tuple[Any, str], descending: bool):
 
 
 def count_jobs(runtime, flt: Filter | None = None) -> int:
+    catch_up(runtime)
     runtime.database
     query = Job.select(fn.COUNT(Job.id))
     expression = condition(flt) if flt is not None else None
@@ -125,6 +144,7 @@ def count_jobs(runtime, flt: Filter | None = None) -> int:
 
 
 def job_detail(runtime, job_id: str) -> dict | None:
+    catch_up(runtime)
     runtime.database
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
@@ -156,6 +176,7 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
     `scan_limit` failures; enough to see what is breaking now). Read `chunk` rows at
     a time (keyset on finished_at, id): the driver buffers a whole result set, and
     100,000 failures with their messages held at once cost the console ~80 MB."""
+    catch_up(runtime)
     runtime.database
     query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue)
              .where(Job.state == "failed"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +17,7 @@ import redis
 
 from tq import registry
 from tq.config import Config, ConfigError, load_config
-from tq.history import HistoryWriter
+from tq.history import HistoryWriter, write_submitted
 from tq.models import create_schema, db, open_database
 from tq.queues import TqHuey, default_worker_name
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
@@ -33,6 +34,11 @@ class Runtime:
         self.config = config
         registry.import_task_modules(config.task_modules)
         self._lock = threading.RLock()
+        # A process worker is forked while other threads may hold this lock
+        # (the test or console reading history, the writer): the child needs
+        # a lock of its own or its first history record waits forever.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _new_lock_after_fork(ref))
         self._database = None
         self._database_pid = 0
         self._writer: HistoryWriter | None = None
@@ -117,9 +123,26 @@ class Runtime:
         return self.database
 
     def flush_history(self, timeout: float = 10.0) -> bool:
-        if self._writer is None or self._writer_pid != os.getpid():
-            return True
-        return self._writer.flush(timeout)
+        """Write what this process recorded; in a process that is not a
+        consumer (whose writer does it), also the jobs submitted but not yet
+        in history. False if the history database could not be written."""
+        writer = self._writer if self._writer_pid == os.getpid() else None
+        done = writer.flush(timeout) if writer is not None else True
+        try:
+            if writer is None or not writer.drains_outboxes:
+                self.write_submitted()
+            else:
+                self.database  # reads that follow go to this runtime's database
+        except Exception as exc:
+            logger.warning("history not brought up to date: %s", _first_line(exc))
+            return False
+        return done
+
+    def write_submitted(self) -> int:
+        """Write the history records of submitted jobs that no consumer has
+        written yet (see storage.SUBMITTED); returns how many."""
+        return write_submitted(self.control, self.database,
+                               f"{self.worker_name()}-writer")
 
     # --- identity of this process as a consumer ------------------------------------
     def worker_name(self) -> str:
@@ -149,6 +172,12 @@ class Runtime:
                     pass
         if self.redis_pool is not None:
             self.redis_pool.disconnect()
+
+
+def _new_lock_after_fork(ref: "weakref.ref[Runtime]") -> None:
+    runtime = ref()
+    if runtime is not None:
+        runtime._lock = threading.RLock()
 
 
 def _first_line(exc: BaseException) -> str:

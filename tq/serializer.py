@@ -24,9 +24,13 @@ class MessageRefused(ValueError):
     """A queue message that is not one of ours: bad bytes, bad JSON or a bad signature."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps_json(value: Any) -> str:
     """Compact JSON: the one encoder for job arguments everywhere in tq."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # One encoder built once: json.dumps builds a new one per call with these options.
+    return _COMPACT.encode(value)
 
 
 def _encode(value: Any) -> Any:

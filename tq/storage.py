@@ -10,6 +10,12 @@ The same backend holds the rest of tq's shared state, because it is the one
 thing every consumer on every machine already talks to: pause flags, consumer
 heartbeats, cancel requests, periodic-tick claims and moved-aside messages.
 The two classes below implement the same methods; `Control` names them.
+
+A submitted job's `queued` (or `scheduled`) history record is written in the
+same atomic step as its message, to the shared outbox SUBMITTED: submitting
+never waits for (or depends on) the history database, and the record cannot
+be lost between the two. Consumers' history writers adopt that outbox and
+write it, as they do a dead consumer's.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from typing import Iterable
 from huey.storage import PriorityRedisStorage, SqliteStorage
 
 DEDUPE_TTL = 7 * 86400
+SUBMITTED = "@submitted"  # outbox owner of submitted jobs' first records; never "alive"
 
 
 @dataclass
@@ -138,16 +145,22 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 """
+# KEYS: queue, dedupe key prefix, submitted outbox, outbox registry
+# ARGV: (job id, score, member, record) per job; record '' for none
 _ENQUEUE_ONCE = """
 local added = {}
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 4 do
   if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', %d) then
     redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+    if ARGV[i + 3] ~= '' then
+      redis.call('RPUSH', KEYS[3], ARGV[i + 3])
+      redis.call('SADD', KEYS[4], '%s')
+    end
     added[#added + 1] = ARGV[i]
   end
 end
 return added
-""" % DEDUPE_TTL
+""" % (DEDUPE_TTL, SUBMITTED)
 
 
 class TqRedisStorage(PriorityRedisStorage):
@@ -175,28 +188,44 @@ class TqRedisStorage(PriorityRedisStorage):
         return struct.pack(">Q", int(time.time() * 1e6) + offset) + data
 
     # queue
-    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
-                     ) -> list[bool]:
+    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None,
+                     records: list[str] | None = None) -> list[bool]:
+        """Enqueue (message, priority) pairs, with each job's history record
+        (JSON, aligned with items) to the SUBMITTED outbox in the same step.
+        With dedupe_ids, a job whose id was enqueued within DEDUPE_TTL is
+        skipped (False in the result), record and all."""
         if dedupe_ids is None:
-            # One ZADD for the batch (atomic, as the MULTI of one ZADD per job was).
             if items:
                 base = int(time.time() * 1e6)
-                self.conn.zadd(self.queue_key, {struct.pack(">Q", base + index) + data:
-                                                -(priority or 0)
-                                                for index, (data, priority) in enumerate(items)})
+                pipe = self.conn.pipeline(transaction=True)
+                # One ZADD for the batch; the time prefix keeps FIFO order.
+                pipe.zadd(self.queue_key, {struct.pack(">Q", base + index) + data:
+                                           -(priority or 0)
+                                           for index, (data, priority) in enumerate(items)})
+                self._push_submitted(pipe, records)
+                pipe.execute()
             return [True] * len(items)
         args: list = []
         for index, (job_id, (data, priority)) in enumerate(zip(dedupe_ids, items)):
-            args += [job_id, -(priority or 0), self._member(data, index)]
+            args += [job_id, -(priority or 0), self._member(data, index),
+                     records[index] if records else ""]
         added = {raw.decode() for raw in self._enqueue_once(
-            keys=[self.queue_key, f"{self.ns}dedupe."], args=args)}
+            keys=[self.queue_key, f"{self.ns}dedupe.", f"{self.ns}outbox.{SUBMITTED}",
+                  self.outboxes_key], args=args)}
         return [job_id in added for job_id in dedupe_ids]
 
-    def schedule_many(self, items: list[tuple[bytes, object]]) -> None:
+    def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
+                      ) -> None:
         pipe = self.conn.pipeline(transaction=True)
         for data, eta in items:
             pipe.zadd(self.schedule_key, {data: self.convert_ts(eta)})
+        self._push_submitted(pipe, records)
         pipe.execute()
+
+    def _push_submitted(self, pipe, records: list[str] | None) -> None:
+        if records:
+            pipe.rpush(f"{self.ns}outbox.{SUBMITTED}", *records)
+            pipe.sadd(self.outboxes_key, SUBMITTED)
 
     def remove_scheduled(self, raw: bytes) -> bool:
         return bool(self.conn.zrem(self.schedule_key, raw))
@@ -419,8 +448,8 @@ class TqSqliteStorage(SqliteStorage):
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
 
-    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None
-                     ) -> list[bool]:
+    def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None,
+                     records: list[str] | None = None) -> list[bool]:
         accepted = []
         with self.db(commit=True) as curs:
             for index, (data, priority) in enumerate(items):
@@ -433,15 +462,23 @@ class TqSqliteStorage(SqliteStorage):
                 curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
                              (self.name, self.to_blob(data), priority or 0))
                 accepted.append(True)
+            if records:
+                curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
+                                 [(SUBMITTED, record)
+                                  for record, ok in zip(records, accepted) if ok])
             if dedupe_ids is not None:
                 curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
         return accepted
 
-    def schedule_many(self, items: list[tuple[bytes, object]]) -> None:
+    def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
+                      ) -> None:
         with self.db(commit=True) as curs:
             curs.executemany("insert into schedule (queue, data, timestamp) values (?, ?, ?)",
                              [(self.name, self.to_blob(data), eta.timestamp())
                               for data, eta in items])
+            if records:
+                curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
+                                 [(SUBMITTED, record) for record in records])
 
     def remove_scheduled(self, raw: bytes) -> bool:
         with self.db(commit=True) as curs:
@@ -631,6 +668,11 @@ class SqliteControl:
 
     def outbox_adopt(self, dead: str, owner: str) -> str | None:
         adopted = f"{owner}+{uuid.uuid4().hex[:8]}"
+        # A read first: writers poll the SUBMITTED outbox, and an UPDATE that
+        # changes nothing would still take the file's write lock each time.
+        if not self._sql("select 1 from tq_outbox where owner = ? limit 1", (dead,),
+                         results=True):
+            return None
         with self.storage.db(commit=True) as curs:
             curs.execute("update tq_outbox set owner = ? where owner = ?", (adopted, dead))
             return adopted if curs.rowcount else None

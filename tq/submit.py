@@ -2,10 +2,12 @@
 
 A job is checked completely before anything is enqueued: the task exists, the
 queue exists, the arguments are JSON, fit the function's signature and the size
-limit, the priority is in range, the eta parses. Then the queue write happens
-(one pipeline or transaction per batch) and the `queued` history rows follow
-in one multi-row upsert. If the history database is down the jobs still run:
-the consumer's records carry everything the `queued` row would have.
+limit, the priority is in range, the eta parses. Then one pipeline or
+transaction per queue writes the messages together with their `queued` history
+records, which go to the queue backend's SUBMITTED outbox (see storage.py); a
+consumer's history writer moves them into the history database within about
+its flush interval. So submitting never waits for the history database, works
+while it is down, and cannot enqueue a job whose record is then lost.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from typing import Any, Iterable, Mapping
 
 from tq import registry
 from tq.config import PRIORITY_RANGE
-from tq.history import write_records
 from tq.serializer import dumps_json
 
 logger = logging.getLogger("tq.submit")
@@ -178,7 +179,7 @@ def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Pr
 
 
 def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepared]:
-    """Write prepared jobs to their queues, then their `queued` history rows.
+    """Write prepared jobs, with their history records, to their queues.
 
     With dedupe=True a job id already enqueued (within a week) is skipped, so a
     source that re-sends after a crash cannot enqueue a job twice. Returns the
@@ -193,18 +194,13 @@ def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepare
         later = [job for job in group if job.eta is not None]
         if ready:
             flags = storage.enqueue_many([(job.data, job.priority) for job in ready],
-                                         [job.job_id for job in ready] if dedupe else None)
+                                         [job.job_id for job in ready] if dedupe else None,
+                                         [dumps_json(job.record) for job in ready])
             accepted += [job for job, ok in zip(ready, flags) if ok]
         if later:
-            storage.schedule_many([(job.data, job.eta) for job in later])
+            storage.schedule_many([(job.data, job.eta) for job in later],
+                                  [dumps_json(job.record) for job in later])
             accepted += later
-    if accepted:
-        try:
-            write_records(runtime.database, [job.record for job in accepted])
-        except Exception as exc:
-            logger.warning("jobs enqueued, but their queued rows were not written to history "
-                           "(%s); the consumer will record them when they run",
-                           str(exc).splitlines()[0] if str(exc) else exc)
     return accepted
 
 

@@ -5,7 +5,7 @@
     record    an IngestedFile row; same SHA-256 already ingested -> duplicate
     read      events stream one at a time; each is routed by its type field
     enqueue   per batch of [ingest] batch_size: tq.submit.enqueue(dedupe=True)
-              (one pipeline/transaction per queue, then the `queued` history rows),
+              (one pipeline/transaction per queue, with the `queued` history records),
               bad lines appended to the file's errors file, then the checkpoint
     file away history/YYYY/MM/DD/ (UTC), or rejected/ with a .reason file;
               the errors file goes to rejected/<name>.errors.jsonl
@@ -16,10 +16,9 @@ number, so the same event of the same content always gets the same id. The
 checkpoint is the position of the last record of the last committed batch.
 A crash anywhere in a batch (before, during or after the queue write, or
 before the checkpoint) leaves the checkpoint at the previous batch; on resume
-the batch is prepared again with the same ids, the queue write skips the ones
-already enqueued (dedupe), and their `queued` history rows, which the crash
-may have lost, are written again (an idempotent upsert that never moves a job
-back from a later state). Bad lines of that batch appended to the errors file
+the batch is prepared again with the same ids and the queue write skips the
+ones already enqueued (dedupe); their `queued` history records were written
+in the same atomic step as their messages, so none is missing. Bad lines of that batch appended to the errors file
 before the crash are trimmed on resume. So no event is lost and none is
 enqueued twice. `again=True` (tq ingest --again) gives the file a new prefix,
 so its events become new jobs.
@@ -45,7 +44,6 @@ from typing import Any
 
 from tq import registry
 from tq.config import ConfigError
-from tq.history import write_records
 from tq.ingest.claims import (Folders, Holding, Toucher, claim, claim_token,
                               history_folder, original_name, place, refusal, take_over)
 from tq.ingest.formats import Bad, Unreadable, inspect, read_events, split_format
@@ -261,13 +259,12 @@ def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path
 
 def _commit(runtime, row: IngestedFile, jobs: list[Prepared], bad: list[dict], last: int,
             errors: Path) -> None:
-    """One batch: jobs to the queues (+ queued rows), bad lines to the errors file,
+    """One batch: jobs to the queues (+ queued records), bad lines to the errors file,
     then the checkpoint. See the module docstring for why this order is safe."""
     if jobs:
-        sent = {job.job_id for job in enqueue(runtime, jobs, dedupe=True)}
-        if len(sent) < len(jobs):  # a batch re-sent after a crash: the queue had these
-            write_records(runtime.database, [job.record for job in jobs
-                                             if job.job_id not in sent])
+        # A batch re-sent after a crash: dedupe skips the jobs the queue had,
+        # whose history records went with them the first time.
+        enqueue(runtime, jobs, dedupe=True)
     if bad:
         with open(errors, "a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in bad)
