@@ -55,6 +55,26 @@ def test_priorities_then_fifo(backend, start_consumer):
     assert [ids.index(job_id) for job_id in order] == expected
 
 
+def test_idle_redis_worker_takes_a_new_job_at_once_not_at_its_next_poll(redis_backend,
+                                                                          start_consumer):
+    """Polling every 30 s at most, an idle worker still starts a job (a single
+    submit, a batch, an ingest-style deduped batch) as soon as it arrives."""
+    runtime = redis_backend.runtime(TQ_CONSUMER_POLL_MAX="30")
+    consumer = start_consumer(runtime, workers=2, queues=["default"])
+    # As if idle for long: every worker's back-off at its 30 s maximum.
+    for huey_consumer in consumer.group.consumers:
+        for worker, _ in huey_consumer.worker_threads:
+            worker.default_delay = worker.delay = 30
+    for submit in (lambda: [tq.submit("tq.tasks.demo.echo", 1, runtime=runtime)],
+                   lambda: tq.submit_many([{"task": "tq.tasks.demo.echo"}] * 3,
+                                          runtime=runtime),
+                   lambda: tq.submit_many([{"task": "tq.tasks.demo.echo", "id": "once-1"}],
+                                          runtime=runtime, dedupe=True)):
+        time.sleep(3)  # the waits begun before the change above are over
+        ids = submit()
+        wait_for_states(runtime, ids, timeout=2.5)
+
+
 def test_retries_then_success_records_every_attempt(backend, start_consumer):
     runtime = backend.runtime(TQ_TASKS_MODULES=MODULES)
     job_id = tq.submit("testtasks.fail_twice_then_succeed", runtime=runtime)

@@ -42,6 +42,19 @@ def _die_with_parent() -> None:
 
 
 class TqWorker(Worker):
+    def sleep(self) -> None:
+        """Idle: Huey's back-off, but waiting on the queue's wake-up list where
+        the backend has one, so a new job is taken at once (see storage)."""
+        wait = getattr(self.huey.storage, "wait_for_work", None)
+        if wait is None or self.stop_flag.is_set():
+            return super().sleep()
+        self.delay = min(self.delay, self.max_delay)
+        try:
+            wait(self.delay)
+        except Exception:  # backend unreachable: the next claim reports it
+            self.stop_flag.wait(self.delay)
+        self.delay *= self.backoff
+
     def initialize(self) -> None:
         if os.getpid() != self.huey.runtime.consumer_pid:
             _die_with_parent()

@@ -33,6 +33,7 @@ from huey.storage import PriorityRedisStorage, SqliteStorage
 
 DEDUPE_TTL = 7 * 86400
 SUBMITTED = "@submitted"  # outbox owner of submitted jobs' first records; never "alive"
+WAKE_MAX = 16  # wake-up tokens kept per queue: at most this many idle workers woken at once
 
 
 @dataclass
@@ -145,7 +146,7 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 """
-# KEYS: queue, dedupe key prefix, submitted outbox, outbox registry
+# KEYS: queue, dedupe key prefix, submitted outbox, outbox registry, wake list
 # ARGV: (job id, score, member, record) per job; record '' for none
 _ENQUEUE_ONCE = """
 local added = {}
@@ -159,13 +160,21 @@ for i = 1, #ARGV, 4 do
     added[#added + 1] = ARGV[i]
   end
 end
+if #added > 0 then
+  redis.call('LPUSH', KEYS[5], '1')
+  redis.call('LTRIM', KEYS[5], 0, %d)
+end
 return added
-""" % (DEDUPE_TTL, SUBMITTED)
+""" % (DEDUPE_TTL, SUBMITTED, WAKE_MAX - 1)
 
 
 class TqRedisStorage(PriorityRedisStorage):
     """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
-    BZPOPMIN cannot run inside one; idle workers poll with back-off instead."""
+    BZPOPMIN cannot run inside one. So an idle worker waits on a small wake-up
+    list instead (wait_for_work), which every enqueue pushes to in the same
+    step: a job submitted to an idle queue starts within a round trip, not
+    after the worker's next poll. The poll stays as the fallback for anything
+    that does not push (a resumed queue, a recovered job)."""
 
     def __init__(self, name: str, prefix: str, queue: str, **kwargs) -> None:
         super().__init__(name=name, blocking=False, clean_name=False, **kwargs)
@@ -174,6 +183,7 @@ class TqRedisStorage(PriorityRedisStorage):
         self.inflight_key = f"{self.ns}inflight.{queue}"
         self.held_tasks_key = f"{self.ns}held-tasks.{queue}"
         self.outboxes_key = f"{self.ns}outboxes"
+        self.wake_key = f"{self.ns}wake.{queue}"
         self._claim = self.conn.register_script(_CLAIM)
         self._put_back = self.conn.register_script(_PUT_BACK)
         self._release = self.conn.register_script(_RELEASE)
@@ -203,6 +213,7 @@ class TqRedisStorage(PriorityRedisStorage):
                                            -(priority or 0)
                                            for index, (data, priority) in enumerate(items)})
                 self._push_submitted(pipe, records)
+                self._wake(pipe, len(items))
                 pipe.execute()
             return [True] * len(items)
         args: list = []
@@ -211,7 +222,7 @@ class TqRedisStorage(PriorityRedisStorage):
                      records[index] if records else ""]
         added = {raw.decode() for raw in self._enqueue_once(
             keys=[self.queue_key, f"{self.ns}dedupe.", f"{self.ns}outbox.{SUBMITTED}",
-                  self.outboxes_key], args=args)}
+                  self.outboxes_key, self.wake_key], args=args)}
         return [job_id in added for job_id in dedupe_ids]
 
     def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
@@ -221,6 +232,21 @@ class TqRedisStorage(PriorityRedisStorage):
             pipe.zadd(self.schedule_key, {data: self.convert_ts(eta)})
         self._push_submitted(pipe, records)
         pipe.execute()
+
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
+        # Huey's own enqueues: retries, and scheduled jobs coming due.
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.zadd(self.queue_key, {self._member(data): -(priority or 0)})
+        self._wake(pipe, 1)
+        pipe.execute()
+
+    def _wake(self, pipe, jobs: int) -> None:
+        pipe.lpush(self.wake_key, *["1"] * min(jobs, WAKE_MAX))
+        pipe.ltrim(self.wake_key, 0, WAKE_MAX - 1)
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until something is enqueued or `timeout` seconds pass."""
+        self.conn.blpop([self.wake_key], timeout=timeout)
 
     def _push_submitted(self, pipe, records: list[str] | None) -> None:
         if records:
