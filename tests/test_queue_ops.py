@@ -55,10 +55,20 @@ def test_priorities_then_fifo(backend, start_consumer):
     assert [ids.index(job_id) for job_id in order] == expected
 
 
+def paused_submit_then_resume(runtime) -> list[str]:
+    ops.pause(runtime, "default")
+    job_id = tq.submit("tq.tasks.demo.echo", "after resume", runtime=runtime)
+    time.sleep(1)
+    assert job_states(runtime, [job_id]) == {job_id: "queued"}
+    ops.resume(runtime, "default")
+    return [job_id]
+
+
 def test_idle_redis_worker_takes_a_new_job_at_once_not_at_its_next_poll(redis_backend,
                                                                           start_consumer):
     """Polling every 30 s at most, an idle worker still starts a job (a single
-    submit, a batch, an ingest-style deduped batch) as soon as it arrives."""
+    submit, a batch, an ingest-style deduped batch, a resumed queue) as soon as
+    it arrives."""
     runtime = redis_backend.runtime(TQ_CONSUMER_POLL_MAX="30")
     consumer = start_consumer(runtime, workers=2, queues=["default"])
     # As if idle for long: every worker's back-off at its 30 s maximum.
@@ -69,7 +79,8 @@ def test_idle_redis_worker_takes_a_new_job_at_once_not_at_its_next_poll(redis_ba
                    lambda: tq.submit_many([{"task": "tq.tasks.demo.echo"}] * 3,
                                           runtime=runtime),
                    lambda: tq.submit_many([{"task": "tq.tasks.demo.echo", "id": "once-1"}],
-                                          runtime=runtime, dedupe=True)):
+                                          runtime=runtime, dedupe=True),
+                   lambda: paused_submit_then_resume(runtime)):
         time.sleep(3)  # the waits begun before the change above are over
         ids = submit()
         wait_for_states(runtime, ids, timeout=2.5)

@@ -176,6 +176,10 @@ class ConsumerGroup:
         self.stop_event.set()
         for consumer in self.consumers:
             consumer.stop_flag.set()
+            try:  # idle workers blocked on the wake-up list see the stop at once
+                consumer.huey.storage.wake_workers()
+            except Exception:
+                pass
         deadline = time.monotonic() + self.grace
         try:
             for consumer in self.consumers:

@@ -59,6 +59,7 @@ def resume(runtime, queue: str, task: str | None = None) -> int:
     target = f"{queue}/{task}" if task else queue
     runtime.control.set_paused(target, False)
     moved = huey.storage.unhold(task) if task else 0
+    huey.storage.wake_workers()  # idle workers start at once, not at their next poll
     audit(runtime, "resume", target, 1)
     return moved
 

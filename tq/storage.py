@@ -172,9 +172,9 @@ class TqRedisStorage(PriorityRedisStorage):
     """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
     BZPOPMIN cannot run inside one. So an idle worker waits on a small wake-up
     list instead (wait_for_work), which every enqueue pushes to in the same
-    step: a job submitted to an idle queue starts within a round trip, not
-    after the worker's next poll. The poll stays as the fallback for anything
-    that does not push (a resumed queue, a recovered job)."""
+    step, and so do resume and a stopping consumer (wake_workers): a job
+    submitted to an idle queue starts within a round trip, not after the
+    worker's next poll. The poll stays as the fallback (a recovered job)."""
 
     def __init__(self, name: str, prefix: str, queue: str, **kwargs) -> None:
         super().__init__(name=name, blocking=False, clean_name=False, **kwargs)
@@ -243,6 +243,12 @@ class TqRedisStorage(PriorityRedisStorage):
     def _wake(self, pipe, jobs: int) -> None:
         pipe.lpush(self.wake_key, *["1"] * min(jobs, WAKE_MAX))
         pipe.ltrim(self.wake_key, 0, WAKE_MAX - 1)
+
+    def wake_workers(self) -> None:
+        """Wake idle workers now (a resumed queue; a consumer stopping)."""
+        pipe = self.conn.pipeline(transaction=True)
+        self._wake(pipe, WAKE_MAX)
+        pipe.execute()
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until something is enqueued or `timeout` seconds pass."""
@@ -495,6 +501,9 @@ class TqSqliteStorage(SqliteStorage):
             if dedupe_ids is not None:
                 curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
         return accepted
+
+    def wake_workers(self) -> None:
+        pass  # SQLite has nothing to block on: idle workers poll
 
     def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
                       ) -> None:
