@@ -7,6 +7,7 @@ FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 """
 from __future__ import annotations
 
+import os
 import threading
 from urllib.parse import unquote, urlsplit
 
@@ -151,6 +152,16 @@ class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
 ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
 _extra_models: list[type[Model]] = []
 _init_lock = threading.Lock()
+
+
+def _new_init_lock() -> None:
+    # A process worker forked while another thread was creating a schema must
+    # not inherit the lock held: it would wait for it forever.
+    global _init_lock
+    _init_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_init_lock)
 
 
 def register_model(model: type[Model]) -> type[Model]:

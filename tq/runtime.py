@@ -128,11 +128,12 @@ class Runtime:
         in history. False if the history database could not be written."""
         writer = self._writer if self._writer_pid == os.getpid() else None
         done = writer.flush(timeout) if writer is not None else True
+        forked_worker = self.consumer_pid not in (None, os.getpid())
         try:
-            if writer is None or not writer.drains_outboxes:
-                self.write_submitted()
-            else:
+            if writer is not None and writer.drains_outboxes:
                 self.database  # reads that follow go to this runtime's database
+            elif not forked_worker:  # a worker leaves it to its consumer's writer
+                self.write_submitted()
         except Exception as exc:
             logger.warning("history not brought up to date: %s", _first_line(exc))
             return False
