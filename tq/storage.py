@@ -456,6 +456,11 @@ _SQLITE_DDL = [
 ]
 
 
+def _to_outbox(curs, owner: str, records: Iterable[str]) -> None:
+    curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
+                     [(owner, record) for record in records])
+
+
 def _reset_after_fork(ref: "weakref.ref[TqSqliteStorage]") -> None:
     storage = ref()
     if storage is not None:
@@ -495,9 +500,8 @@ class TqSqliteStorage(SqliteStorage):
                              (self.name, self.to_blob(data), priority or 0))
                 accepted.append(True)
             if records:
-                curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
-                                 [(SUBMITTED, record)
-                                  for record, ok in zip(records, accepted) if ok])
+                _to_outbox(curs, SUBMITTED,
+                           [record for record, ok in zip(records, accepted) if ok])
             if dedupe_ids is not None:
                 curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
         return accepted
@@ -512,8 +516,7 @@ class TqSqliteStorage(SqliteStorage):
                              [(self.name, self.to_blob(data), eta.timestamp())
                               for data, eta in items])
             if records:
-                curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
-                                 [(SUBMITTED, record) for record in records])
+                _to_outbox(curs, SUBMITTED, records)
 
     def remove_scheduled(self, raw: bytes) -> bool:
         with self.db(commit=True) as curs:
@@ -554,16 +557,14 @@ class TqSqliteStorage(SqliteStorage):
         with self.db(commit=True) as curs:
             curs.executemany("delete from tq_inflight where token = ?",
                              [(token,) for token in finished.tokens])
-            curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
-                             [(worker, record) for record in finished.records])
+            _to_outbox(curs, worker, finished.records)
             curs.executemany("delete from kv where queue = ? and key = ?",
                              [(self.name, key) for key in finished.flags])
 
     def release(self, token: str, outbox: str | None = None, records: list[str] = ()) -> None:
         with self.db(commit=True) as curs:
             curs.execute("delete from tq_inflight where token = ?", (token,))
-            curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
-                             [(outbox, record) for record in records])
+            _to_outbox(curs, outbox, records)
 
     def put_back(self, token: str, data: bytes | None = None, priority: int | None = None,
                  drop: bool = False, outbox: str | None = None, records: list[str] = ()
@@ -574,8 +575,7 @@ class TqSqliteStorage(SqliteStorage):
             if row is None:
                 return False
             curs.execute("delete from tq_inflight where token = ?", (token,))
-            curs.executemany("insert into tq_outbox (owner, record) values (?, ?)",
-                             [(outbox, record) for record in records])
+            _to_outbox(curs, outbox, records)
             if not drop:
                 curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
                              (self.name, self.to_blob(data) if data is not None else row[0],

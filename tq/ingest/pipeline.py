@@ -18,8 +18,8 @@ A crash anywhere in a batch (before, during or after the queue write, or
 before the checkpoint) leaves the checkpoint at the previous batch; on resume
 the batch is prepared again with the same ids and the queue write skips the
 ones already enqueued (dedupe); their `queued` history records were written
-in the same atomic step as their messages, so none is missing. Bad lines of that batch appended to the errors file
-before the crash are trimmed on resume. So no event is lost and none is
+in the same atomic step as their messages, so none is missing. Bad lines of
+that batch appended to the errors file before the crash are trimmed on resume. So no event is lost and none is
 enqueued twice. `again=True` (tq ingest --again) gives the file a new prefix,
 so its events become new jobs.
 
