@@ -1,7 +1,10 @@
 """The `tq` command. Verbs match what an operator thinks; `--json` where scripts read.
 
 Every verb is a thin shell around a function in submit, ops or queries, the
-same functions the console calls. Errors are one line on stderr and exit 2.
+same functions the console calls. Errors are one line on stderr. Exit status:
+0 done; 1 a server failed (unreachable before or during the command, or an action
+only partly done); 2 bad input (usage, config, filter, ids none of which could be
+acted on).
 """
 from __future__ import annotations
 
@@ -361,23 +364,34 @@ def _ids_or_filter(args) -> tuple[list[str] | None, Any]:
     return None, flt
 
 
+def report(result, json_output: bool = False, given_ids: bool = False) -> int:
+    """One clear line (or JSON) for an action's outcome, and its exit status:
+    0 done (or nothing to do for a filter), 1 a server failed part-way or before
+    anything was done, 2 ids were given and none of them could be acted on."""
+    from tq.text import visible
+
+    if json_output:
+        print_json(result.as_dict())
+    else:
+        (err if result.outcome in ("failed", "partly") else out).print(
+            ("tq: error: " if result.outcome == "failed" else "") + visible(result.line()),
+            markup=False)
+        for job_id, why in list(result.skipped.items())[:MAX_LINE_ERRORS_SHOWN]:
+            err.print(f"tq: {visible(job_id)}: {visible(why)}", markup=False)
+        if len(result.skipped) > MAX_LINE_ERRORS_SHOWN:
+            err.print(f"tq: … and {len(result.skipped) - MAX_LINE_ERRORS_SHOWN:,} more "
+                      "skipped (--json lists them all)", markup=False)
+    if result.error:
+        return 1
+    return EXIT_USAGE if given_ids and not result.done else 0
+
+
 def cmd_cancel(args) -> int:
     from tq import ops
 
     runtime = make_runtime(args)
     ids, flt = _ids_or_filter(args)
-    result = ops.cancel(runtime, ids, flt)
-    if args.json:
-        print_json(result.__dict__)
-    else:
-        out.print(f"canceled {len(result.canceled)}, stop requested for "
-                  f"{len(result.requested)} running")
-        for job_id in result.finished:
-            err.print(f"tq: {job_id} already finished; unchanged")
-        for job_id in result.unknown:
-            err.print(f"tq: {job_id}: not in history (revoked in case it is queued)")
-    return EXIT_USAGE if ids and (result.unknown or result.finished) and not (
-        result.canceled or result.requested) else 0
+    return report(ops.cancel(runtime, ids, flt), args.json, given_ids=bool(ids))
 
 
 def cmd_requeue(args) -> int:
@@ -389,13 +403,10 @@ def cmd_requeue(args) -> int:
         args.state = ["failed"]
     ids, flt = _ids_or_filter(args)
     result = ops.requeue(runtime, ids, flt)
-    if args.json:
-        print_json(result.__dict__)
-    else:
-        out.print(f"requeued {len(result.new_ids)} job{'s' if len(result.new_ids) != 1 else ''}")
-        for original, reason in list(result.skipped.items())[:MAX_LINE_ERRORS_SHOWN]:
-            err.print(f"tq: {original}: not requeued: {reason}")
-    return EXIT_USAGE if ids and not result.new_ids else 0
+    if result.already and not args.json:
+        out.print(f"{len(result.already):,} had been requeued before (no second copy made)",
+                  markup=False)
+    return report(result, args.json, given_ids=bool(ids))
 
 
 def cmd_purge(args) -> int:
@@ -406,20 +417,44 @@ def cmd_purge(args) -> int:
         raise CliError("purge needs --state (failed, canceled or expired): it deletes on "
                        "purpose only")
     try:
-        deleted = ops.purge(runtime, parse_filter(args))
+        result = ops.purge(runtime, parse_filter(args))
     except ops.ActionError as exc:
         raise CliError(str(exc)) from None
-    out.print(f"deleted {deleted} job{'s' if deleted != 1 else ''} from history")
-    return 0
+    return report(result, getattr(args, "json", False))
 
 
 def cmd_run_now(args) -> int:
     from tq import ops
 
     runtime = make_runtime(args)
-    moved = ops.run_now(runtime, args.ids)
-    out.print(f"{len(moved)} job(s) moved from the schedule to the queue")
-    return 0 if moved else EXIT_USAGE
+    return report(ops.run_now(runtime, args.ids), getattr(args, "json", False), given_ids=True)
+
+
+def cmd_audit(args) -> int:
+    from tq import audit
+    from tq.text import visible
+    from tq.where import parse_time
+
+    runtime = make_runtime(args, check_backend=False)
+    since = parse_time(args.since) if args.since else None
+    from tq.queries import catch_up
+
+    catch_up(runtime)  # entries still in the outbox (made while the database was down)
+    rows = audit.entries(runtime.database, since=since, limit=args.limit)
+    if args.json:
+        print_json(rows)
+        return 0
+    table = new_table("when", "user", "host", "action", "target", "count", "outcome",
+                      right=("count",))
+    for row in rows:
+        outcome = row["outcome"] or ""
+        if row["detail"]:
+            outcome += f": {row['detail']}"
+        table.add_row(fmt_time(row["at"]), visible(row["user"]), visible(row["host"]),
+                      visible(row["action"]), visible(row["target"] or ""),
+                      f"{row['count']:,}", visible(outcome))
+    out.print(table)
+    return 0
 
 
 def cmd_db(args) -> int:
@@ -520,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("requeue", help="run finished jobs again as new jobs")
+    p = sub.add_parser("requeue", help="run finished jobs again as new jobs (each once; "
+                       "the original is retired as requeued)")
     p.add_argument("ids", nargs="*", metavar="ID")
     _filter_options(p)
     p.add_argument("--json", action="store_true")
@@ -528,11 +564,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("purge", help="delete dead letters from history")
     _filter_options(p)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("run-now", help="enqueue scheduled or retrying jobs now")
     p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_now)
+
+    p = sub.add_parser("audit", help="who did what to which jobs, newest first")
+    p.add_argument("--since", help="only entries since: 30m, 2h, 7d or ISO time")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true", help="entries with every job id they touched")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("db", help="history database schema")
     p.add_argument("action", choices=("init",))
@@ -561,7 +605,7 @@ def _extra_commands() -> list[Callable]:
 
 def main(argv: list[str] | None = None) -> int:
     from tq.config import ConfigError
-    from tq.runtime import UnknownQueue
+    from tq.runtime import BackendUnreachable, UnknownQueue
     from tq.where import FilterError
 
     parser = build_parser()
@@ -574,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError, UnknownQueue, FilterError) as exc:
         err.print(f"tq: error: {exc}", markup=False)
         return EXIT_USAGE
+    except BackendUnreachable as exc:
+        err.print(f"tq: error: {exc}", markup=False)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a server down mid-command: one line, not a traceback

@@ -1,7 +1,8 @@
 """Writing job history: idempotent upserts, batched off the workers' hot path.
 
 A record is a dict: {"kind": "job", "id", "state", "seq", ...columns} or
-{"kind": "attempt", "job_id", "attempt", ...columns}. Records for one job may
+{"kind": "attempt", "job_id", "attempt", ...columns}, or an audit entry
+{"kind": "audit", "uid", "part", ...} (tq/audit.py). Records for one job may
 reach the database in any order (a worker's `succeeded` can land before the
 submitter's `queued`), so every write is an upsert in which:
   - identity columns (task, args, queue, ...) are filled once and never changed;
@@ -42,12 +43,14 @@ OUTBOX_BATCH = 1000
 def _key(record: dict) -> tuple:
     if record["kind"] == "job":
         return ("job", record["id"])
+    if record["kind"] == "audit":
+        return ("audit", record["uid"], record.get("part", 0))
     return ("attempt", record["job_id"], record["attempt"])
 
 
 def merge(old: dict | None, new: dict) -> dict:
     """Combine two records of the same job or attempt, as the SQL upsert does."""
-    if old is None:
+    if old is None or new["kind"] == "audit":  # an audit record is written as it is
         return dict(new)
     merged = dict(old)
     if new["kind"] == "job":
@@ -124,7 +127,11 @@ def write_records(database, records: Iterable[dict]) -> int:
     written = time.time()
     jobs = [dict(r, updated_at=written) for r in merged if r["kind"] == "job"]
     attempts = [r for r in merged if r["kind"] == "attempt"]
+    audits = [r for r in merged if r["kind"] == "audit"]
     with database.atomic():
+        if audits:
+            from tq import audit
+            audit.write(database, audits)
         for table, rows, columns, keep, latest, conflict, guarded in (
                 ("job", jobs, JOB_COLUMNS, JOB_IDENTITY, JOB_STATE, '"id"', True),
                 ("attempt", attempts, ATTEMPT_COLUMNS, ATTEMPT_KEEP, ATTEMPT_LATEST,

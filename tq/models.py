@@ -20,8 +20,12 @@ from playhouse.shortcuts import ReconnectMixin
 db = DatabaseProxy()
 
 STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "canceled",
-          "expired")
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+          "expired", "requeued")
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired", "requeued"})
+# What `tq requeue` takes: a finished job not yet requeued. A requeued job is retired
+# for good (its copy, linked by requeued_from, carries on); it keeps its error and
+# attempts, so summaries still count the outcome it had (summaries.py).
+REQUEUABLE = ("succeeded", "failed", "canceled", "expired")
 _RANK = {"queued": 0, "scheduled": 1, "running": 2, "retrying": 3}
 
 
@@ -29,7 +33,11 @@ def state_seq(state: str, attempt: int) -> int:
     """Order of a job's states: a later state never goes back to an earlier one.
 
     Within one attempt: queued < scheduled < running < retrying < an outcome;
-    a later attempt beats an earlier one; any outcome beats every non-outcome."""
+    a later attempt beats an earlier one; any outcome beats every non-outcome;
+    `requeued` beats everything, so a late `failed` record (an outbox replayed
+    after an outage) can never put a retired job back in the failed set."""
+    if state == "requeued":
+        return 2_000_000 + attempt * 10 + 5
     if state in TERMINAL:
         return 1_000_000 + attempt * 10 + 4
     return attempt * 10 + _RANK[state]
@@ -135,13 +143,27 @@ class IngestedFile(BaseModel):
 
 
 class Audit(BaseModel):
+    """One operator action (see tq/audit.py): who, where, when, what, on what, how many."""
     id = BigAutoField()
+    uid = CharField(max_length=36, null=True, unique=True)  # replays of the outbox dedupe on it
     at = DoubleField(index=True)
     user = CharField(max_length=64)
     host = CharField(max_length=128)
     action = CharField(max_length=32)
-    target = TextField(null=True)  # ids or the filter acted on
+    target = TextField(null=True)  # the filter or group acted on, as text ("3 ids" for ids)
     count = IntegerField(default=0)
+    outcome = CharField(max_length=16, null=True)  # done / partly / failed / nothing
+    detail = TextField(null=True)  # why it was partly done or failed
+
+
+class AuditJob(BaseModel):
+    """Every job id an audited action touched, in full (not a cut comma list)."""
+    id = BigAutoField()
+    audit_id = BigIntegerField()
+    job_id = CharField(max_length=64)
+
+    class Meta:
+        indexes = ((("audit_id", "job_id"), True), (("job_id",), False))
 
 
 class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
@@ -149,7 +171,7 @@ class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
     (outside a transaction), so a MariaDB restart needs no tq restart."""
 
 
-ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
+ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit, AuditJob]
 _extra_models: list[type[Model]] = []
 _init_lock = threading.Lock()
 
@@ -235,5 +257,6 @@ def clear_all(database) -> None:
         database.drop_tables(all_models(), safe=True)
 
 
-__all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "STATES", "TERMINAL",
+__all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
+           "TERMINAL", "REQUEUABLE",
            "state_seq", "open_database", "create_schema", "register_model", "SQL"]

@@ -25,6 +25,10 @@ from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStor
 logger = logging.getLogger("tq")
 
 
+class BackendUnreachable(ConnectionError):
+    """A server that does not answer: not the operator's mistake (exit 1, not 2)."""
+
+
 class UnknownQueue(LookupError):
     pass
 
@@ -77,7 +81,7 @@ class Runtime:
         try:
             self.control.ping()
         except Exception as exc:
-            raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
+            raise BackendUnreachable(f"queue backend {self.config.queue_url_safe} unreachable: "
                               f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
 
     # --- history ----------------------------------------------------------------

@@ -45,7 +45,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from peewee import (BigAutoField, BigIntegerField, Cast, CharField, DoubleField, IntegerField,
+from peewee import (JOIN, BigAutoField, BigIntegerField, Cast, CharField, DoubleField,
+                    IntegerField,
                     SqliteDatabase, TextField, fn)
 
 from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
@@ -378,10 +379,28 @@ def compute_task_minutes(database, lo: int, hi: int) -> dict[tuple[int, str, str
     for minute, queue, task, state, count in (
             Job.select(finished, Job.queue, Job.task, Job.state, fn.COUNT(Job.id))
             .where((Job.finished_at >= lo) & (Job.finished_at < hi)
-                   & Job.state.in_(sorted(TERMINAL)))
+                   & Job.state.in_(sorted(TERMINAL - {"requeued"})))
             .group_by(finished, Job.queue, Job.task, Job.state).tuples()):
         entry = acc(minute, queue, task)
         setattr(entry, state, getattr(entry, state) + count)
+    # A requeued job counts as the outcome it had before it was retired (its last
+    # attempt's; one that never ran was canceled or expired): requeueing rewrites no
+    # minute's figures.
+    last = Attempt.alias()
+    for minute, queue, task, outcome, error_type, count in (
+            Job.select(finished, Job.queue, Job.task, last.outcome, Job.error_type,
+                       fn.COUNT(Job.id))
+            .join(last, JOIN.LEFT_OUTER, on=((last.job_id == Job.id)
+                                             & (last.attempt == Job.attempts)))
+            .where((Job.finished_at >= lo) & (Job.finished_at < hi)
+                   & (Job.state == "requeued"))
+            .group_by(finished, Job.queue, Job.task, last.outcome, Job.error_type).tuples()):
+        if outcome not in ("succeeded", "failed", "canceled", "expired"):
+            outcome = "canceled" if error_type == "Canceled" else (
+                "expired" if outcome is None and error_type and "xpire" in error_type
+                else "failed")
+        entry = acc(minute, queue, task)
+        setattr(entry, outcome, getattr(entry, outcome) + count)
     # Raw cursors for the per-attempt rows: the drivers already return floats and
     # strings, and peewee's per-value conversion was a third of a busy minute's cost.
     starts = (Attempt.select(Attempt.started_at, Attempt.attempt, Job.queue, Job.task,

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from tq.tui.data import Data
+from tq.tui.screens.audit import AuditScreen
 from tq.tui.screens.base import TqScreen
 from tq.tui.screens.failed import FailedScreen
 from tq.tui.screens.ingest import IngestScreen
@@ -27,7 +28,8 @@ from tq.tui.screens.workers import WorkersScreen
 from tq.tui.widgets import HelpScreen, PromptDialog
 
 SCREENS = {"queues": QueuesScreen, "jobs": JobsScreen, "failed": FailedScreen,
-           "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen}
+           "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen,
+           "audit": AuditScreen}
 INTERVALS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 DEFAULT_INTERVAL = 1.5
 

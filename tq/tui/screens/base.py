@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tq.tui.data import Filter, FilterError, Preview, fetch, is_connection_error, running
+from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
+                         reason, running)
 from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
 
 # Actions that change anything: hidden and refused in a --readonly console.
@@ -21,9 +22,8 @@ ACTION_BINDINGS = [
     Binding("r", "run_now", "Run now"),
     Binding("ctrl+d", "purge", "Purge"),
 ]
-DONE = {"requeue": "requeued {n:,} job{s}", "cancel": "canceled {n:,} job{s}",
-        "run_now": "{n:,} job{s} moved to the front of the queue",
-        "purge": "purged {n:,} job{s} from history"}
+# How an action's outcome is shown (ActionResult.outcome -> notification severity).
+SEVERITY = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
 
 
 class TqScreen(Screen):
@@ -157,8 +157,11 @@ class TqScreen(Screen):
             self.notify("nothing selected", severity="warning")
             return
         ids, flt = target
-        self.load(lambda: self.data.preview(action, ids, flt),
-                  lambda preview: self._confirm(preview, ids, flt), group="action")
+        verb = action.replace("_", " ")
+        fetch(self, lambda: self.data.preview(action, ids, flt),
+              lambda preview: self._confirm(preview, ids, flt),
+              self.action_failed(f"could not count what to {verb}"), data=self.data,
+              group="action")
 
     def _confirm(self, preview: Preview, ids: list[str] | None, flt: Filter | None) -> None:
         if preview.count == 0:
@@ -166,24 +169,39 @@ class TqScreen(Screen):
                         f"no matching job is in a state it applies to", severity="warning")
             return
         run = getattr(self.data, preview.action)
-        message = DONE[preview.action]
         self.confirm_then(preview.text, preview.action.replace("_", " ").capitalize(),
-                          lambda: run(ids, flt),
-                          lambda n: message.format(n=n, s="" if n == 1 else "s"))
+                          lambda: run(ids, flt), lambda result: result.line(),
+                          failed=f"{preview.action.replace('_', ' ').capitalize()} failed")
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
-                     describe: Callable[[Any], str]) -> None:
+                     describe: Callable[[Any], str], failed: str = "") -> None:
+        """Ask; on yes run `call` in a worker and say what happened: a success
+        notice, a warning for partly done or nothing done, an error (with the
+        reason) if it failed or raised: never a success toast for a failure."""
         def answered(yes: bool | None) -> None:
             if yes:
-                self.load(call, self._acted(describe), group="action")
+                fetch(self, call, self._acted(describe),
+                      self.action_failed(failed or f"{label} failed"), data=self.data,
+                      group="action")
         self.app.push_screen(ConfirmDialog(question, label), answered)
 
     def _acted(self, describe: Callable[[Any], str]) -> Callable[[Any], None]:
         def done(result: Any) -> None:
-            self.notify(describe(result))
+            outcome = result.outcome if isinstance(result, ActionResult) else "done"
+            self.notify(describe(result), severity=SEVERITY[outcome],
+                        timeout=4 if outcome == "done" else 12)
             self.after_action()
             self.refresh_data()
         return done
+
+    def action_failed(self, what: str) -> Callable[[BaseException], None]:
+        """An action that raised: an error notice saying so (and the banner for an outage)."""
+        def failed(error: BaseException) -> None:
+            self.notify(f"{what}: {reason(error)}; nothing changed", severity="error",
+                        timeout=12)
+            if is_connection_error(error):
+                self.app.connection_lost(error)
+        return failed
 
     def toggle_pause(self, queue: str, task: str | None = None) -> None:
         """Pause a queue (or one task type in it), or resume it if it is paused."""
@@ -197,12 +215,15 @@ class TqScreen(Screen):
                 self.confirm_then(f"Resume {what}?", "Resume",
                                   lambda: self.data.resume(queue, task),
                                   lambda moved: f"resumed {what}"
-                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""))
+                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""),
+                                  failed=f"Resume of {what} failed")
             else:
                 self.confirm_then(f"Pause {what}? Running jobs finish; nothing is dropped.",
                                   "Pause", lambda: self.data.pause(queue, task),
-                                  lambda _: f"paused {what}")
-        self.load(self.data.paused_targets, ask, group="action")
+                                  lambda _: f"paused {what}", failed=f"Pause of {what} failed")
+        fetch(self, self.data.paused_targets, ask,
+              self.action_failed(f"could not read whether {what} is paused"), data=self.data,
+              group="action")
 
     def after_action(self) -> None:
         """Forget marks and the like once an action has run."""

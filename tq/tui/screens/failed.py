@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.tui.data import group_filter
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
                             fmt_time, shorten)
@@ -69,15 +70,24 @@ class FailedScreen(TableScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open_group()
 
+    def group_filter(self, group: dict):
+        """Exactly the group's failed jobs (tq/groups.py: the rule that made the group),
+        within the screen's own filter."""
+        flt = group_filter(group["error_type"], group["message"])
+        narrow = self.user_filter
+        if narrow is not None:
+            flt = narrow.merged(states=flt.states, group=flt.group,
+                                text=f"{narrow.text} {flt.text}".strip())
+        return flt
+
     def action_open_group(self) -> None:
         group = self.current_group()
         if group:
-            error = group["error_type"] or group["message"]
-            self.app.open_jobs(filter_text=f'state:failed error:"{error}"', tab="failed")
+            self.app.open_jobs(filter_text=self.group_filter(group).text, tab="failed")
 
     def selection(self, action: str):
         group = self.current_group()
-        return (list(group["ids"]), None) if group else None
+        return (None, self.group_filter(group)) if group else None
 
     def action_cancel(self) -> None:
         self.notify("failed jobs have finished: nothing to cancel (R requeues, "

@@ -15,7 +15,7 @@ from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_ke
                             fmt_count, fmt_duration, fmt_time, shorten)
 
 TABS = ("all", "queued", "scheduled", "running", "retrying", "failed", "canceled",
-        "succeeded")
+        "succeeded", "requeued")
 PAGE = 40
 RECOUNT_SECONDS = 15.0
 # What an operator reads first comes first: an 80-column terminal shows up to the error.
@@ -25,7 +25,8 @@ COLUMNS = ("✓", "id", "task", "state", "enqueued", "duration", "error", "args"
 SORT_KEYS = {"E": "enqueued_at", "S": "started_at", "F": "finished_at", "P": "priority",
              "A": "attempts", "T": "task", "I": "id"}
 STATE_STYLE = {"failed": "red", "succeeded": "green", "running": "cyan", "retrying": "yellow",
-               "canceled": "magenta", "expired": "magenta", "scheduled": "blue"}
+               "canceled": "magenta", "expired": "magenta", "scheduled": "blue",
+               "requeued": "dim"}
 
 
 class JobsTable(Table):
