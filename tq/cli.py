@@ -65,12 +65,14 @@ def print_json(value: Any) -> None:
 # --- runtime ---------------------------------------------------------------------
 
 def make_runtime(args, overrides: dict | None = None, check_backend: bool = True):
-    from tq.config import load_config
+    from tq.config import SecretFilter, load_config
     from tq.runtime import configure
 
     config = load_config(getattr(args, "config", None), overrides=overrides)
     logging.basicConfig(level=getattr(logging, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # secrets never reach a log line
+        handler.addFilter(SecretFilter(config.secrets()))
     if config.log_level != "debug":
         logging.getLogger("huey").setLevel(logging.WARNING)  # not a line per job
     runtime = configure(config)
@@ -559,6 +561,19 @@ def _extra_commands() -> list[Callable]:
     return found
 
 
+def _error_line(text: str) -> str:
+    """One stderr line: first line only, secrets masked, control characters visible."""
+    from tq import runtime as runtime_module
+    from tq.config import environment_secrets, mask_secrets
+    from tq.text import visible
+
+    secrets = environment_secrets()
+    if runtime_module._current is not None:
+        secrets += runtime_module._current.config.secrets()
+    first = text.splitlines()[0] if text.strip() else text
+    return visible(mask_secrets(first, secrets))
+
+
 def main(argv: list[str] | None = None) -> int:
     from tq.config import ConfigError
     from tq.runtime import UnknownQueue
@@ -572,15 +587,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CliError, ConfigError, UnknownQueue, FilterError) as exc:
-        err.print(f"tq: error: {exc}", markup=False)
+        err.print(f"tq: error: {_error_line(str(exc))}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a server down mid-command: one line, not a traceback
         if os.environ.get("TQ_DEBUG"):
             raise
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"tq: error: {type(exc).__name__}: {text}", markup=False)
+        err.print(f"tq: error: {type(exc).__name__}: {_error_line(str(exc))}", markup=False)
         return 1
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from huey.consumer import Consumer, Worker
 
 from tq import recovery
-from tq.periodic import PeriodicScheduler
+from tq.scheduler import PeriodicScheduler
 from tq.queues import host_name
 
 logger = logging.getLogger("tq.consumer")

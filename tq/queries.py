@@ -16,7 +16,7 @@ from typing import Any
 from peewee import SQL, SqliteDatabase, fn
 
 from tq.models import Attempt, Job, STATES
-from tq.periodic import periodic_specs
+from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",

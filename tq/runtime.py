@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,7 @@ class Runtime:
         os.register_at_fork(after_in_child=lambda: _new_lock_after_fork(ref))
         self._database = None
         self._database_pid = 0
+        self._database_failure: tuple[float, str | None] = (0.0, None)
         self._writer: HistoryWriter | None = None
         self._writer_pid = 0
         self._worker_name: str | None = None
@@ -48,9 +50,12 @@ class Runtime:
         self.queues: dict[str, TqHuey] = {}
         queue_cfg = config.queue
         if queue_cfg["backend"] == "redis":
+            # connect_timeout bounds a connect and every reply: a Redis that
+            # accepts connections but never answers fails in that time. The one
+            # blocking command (storage.wait_for_work) blocks for less than it.
             self.redis_pool = redis.ConnectionPool.from_url(
                 queue_cfg["url"], socket_connect_timeout=queue_cfg["connect_timeout"],
-                socket_timeout=max(queue_cfg["connect_timeout"], 10), health_check_interval=30)
+                socket_timeout=queue_cfg["connect_timeout"], health_check_interval=30)
             for name in config.queues:
                 self.queues[name] = TqHuey(name, self, TqRedisStorage,
                                            prefix=queue_cfg["prefix"],
@@ -88,15 +93,24 @@ class Runtime:
             if self._database is None or self._database_pid != os.getpid():
                 # After fork the parent's connections are not ours to use or close.
                 self._database_pid = os.getpid()
+                failed_at, failure = self._database_failure
+                timeout = self.config.queue["connect_timeout"]
+                if failure is not None and time.monotonic() - failed_at < timeout:
+                    # Just failed: one command waits connect_timeout once, not
+                    # once per read; a long-running process tries again later.
+                    raise ConfigError(failure)
                 history = self.config.history
                 password = history["password"]
-                database = open_database(history["url"], password,
-                                         self.config.queue["connect_timeout"])
+                database = open_database(history["url"], password, timeout,
+                                         history["query_timeout"])
                 try:
                     create_schema(database)
                 except Exception as exc:
-                    raise ConfigError(f"history database {self.config.history_url_safe} "
-                                      f"unreachable: {_first_line(exc)}") from None
+                    failure = (f"history database {self.config.history_url_safe} "
+                               f"unreachable: {_first_line(exc)}")
+                    self._database_failure = (time.monotonic(), failure)
+                    raise ConfigError(failure) from None
+                self._database_failure = (0.0, None)
                 db.initialize(database)
                 self._database = database
             return self._database

@@ -251,8 +251,12 @@ class TqRedisStorage(PriorityRedisStorage):
         pipe.execute()
 
     def wait_for_work(self, timeout: float) -> None:
-        """Block until something is enqueued or `timeout` seconds pass."""
-        self.conn.blpop([self.wake_key], timeout=timeout)
+        """Block until something is enqueued or `timeout` seconds pass (at most
+        half the socket timeout: a longer block would read as a dead server)."""
+        socket_timeout = self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout:
+            timeout = min(timeout, socket_timeout / 2)
+        self.conn.blpop([self.wake_key], timeout=max(timeout, 0.01))
 
     def _push_submitted(self, pipe, records: list[str] | None) -> None:
         if records:
