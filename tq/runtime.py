@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -45,6 +46,12 @@ class Runtime:
         self._writer_pid = 0
         self._worker_name: str | None = None
         self.consumer_pid: int | None = None
+        # This process's wall clock: history timestamps and the like. Never
+        # used to judge another process's liveness (that is the queue
+        # backend's clock: control.workers()). A seam for tests, as Huey
+        # passes `now` around: a host whose clock is off is a Runtime whose
+        # `clock` is shifted.
+        self.clock: Callable[[], float] = time.time
         self.queues: dict[str, TqHuey] = {}
         queue_cfg = config.queue
         if queue_cfg["backend"] == "redis":
