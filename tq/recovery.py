@@ -29,7 +29,6 @@ the defaults) of its consumer's death.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from tq.models import state_seq
@@ -112,7 +111,7 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
     lost = {"kind": "attempt", "job_id": task.id, "attempt": attempt, "worker": record.worker,
             "started_at": record.taken, "finished_at": now, "outcome": "lost", **error}
     # The records travel with the put-back, into this consumer's durable outbox.
-    records = [json.dumps(job), json.dumps(lost)]
+    records = [runtime.records.seal(job), runtime.records.seal(lost)]
     owner = runtime.worker_name()
     if give_up:
         done = storage.put_back(record.token, drop=True, outbox=owner, records=records)

@@ -516,8 +516,10 @@ class RedisControl:
     # outboxes: durable history records waiting for the history database
     def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int]:
         """The oldest records of an outbox and a marker for outbox_done."""
-        records = [raw.decode() for raw in self.conn.lrange(f"{self.ns}outbox.{owner}", 0,
-                                                            limit - 1)]
+        # Undecodable bytes kept as they are (surrogateescape): the history writer
+        # sets such a record aside; a strict decode would stop the outbox for good.
+        records = [raw.decode("utf-8", "surrogateescape")
+                   for raw in self.conn.lrange(f"{self.ns}outbox.{owner}", 0, limit - 1)]
         return records, len(records)
 
     def outbox_done(self, owner: str, marker: int) -> None:
