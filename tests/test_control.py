@@ -150,6 +150,9 @@ def test_junk_in_every_control_key(backend, tq_env, monkeypatch, capsys, start_c
     wait_for_states(runtime, [job_id], timeout=30)
     assert log.read_text().split() == [job_id]
     assert main(["workers"]) == 0 and main(["status"]) == 0
+    # The malformed in-flight entries were moved aside where an operator sees them.
+    reasons = [entry["reason"] for entry in runtime.control.quarantined(1000)]
+    assert any(reason.startswith("malformed in-flight record") for reason in reasons)
 
 
 def test_two_consumers_one_clock_off_by_30s_every_job_runs_once(backend, start_consumer,
@@ -157,7 +160,7 @@ def test_two_consumers_one_clock_off_by_30s_every_job_runs_once(backend, start_c
     """Liveness is judged by the queue backend's clock: a consumer whose host
     clock is 30 s slow is alive, so none of its jobs is taken over."""
     monkeypatch.syspath_prepend(str(TESTS_DIR))
-    env = {"TQ_TASKS_MODULES": MODULES, "TQ_CONSUMER_LEASE": "3"}
+    env = {"TQ_TASKS_MODULES": MODULES, "TQ_CONSUMER_LEASE": "5"}
     log = tmp_path / "runs.log"
     fast, slow = backend.runtime(**env), backend.runtime(**env)
     slow.clock = lambda: time.time() - 30

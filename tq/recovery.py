@@ -50,6 +50,8 @@ def recover_lost(runtime, now: float | None = None) -> int:
     lease = runtime.config.consumer["lease"]
     workers = {info["id"]: info for info in runtime.control.workers()}
     alive = {name for name, info in workers.items() if info["heartbeat_age"] < lease}
+    if runtime.consumer_pid is not None:
+        alive.add(runtime.worker_name())  # this consumer, however late its own heartbeat
     busy: set[str] = set()
     recovered = 0
     for huey in runtime.queues.values():
@@ -66,7 +68,7 @@ def recover_lost(runtime, now: float | None = None) -> int:
         if info["heartbeat_age"] > FORGET_AFTER and name not in busy:
             runtime.control.forget_worker(name)
     if runtime.consumer_pid is not None:
-        adopt_outboxes(runtime, alive | {runtime.worker_name()})
+        adopt_outboxes(runtime, alive)
     return recovered
 
 
