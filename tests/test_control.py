@@ -69,6 +69,10 @@ def write_redis_junk(backend, victim_job: str) -> None:
         client.set(ns + f"lost.{field.decode(errors='replace')}", value)
         client.zadd(ns + "beats", {field: [0, 1e300, float("inf"), -float("inf")][index % 4]})
     client.set(ns + f"lost.{victim_job}", "not a number")
+    # Keys of the wrong type altogether (a queue this test does not consume).
+    client.delete(ns + "inflight.events", ns + "held-tasks.events")
+    client.set(ns + "inflight.events", "not a hash")
+    client.set(ns + "held-tasks.events", "not a set")
     client.close()
 
 

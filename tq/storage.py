@@ -374,7 +374,11 @@ class TqRedisStorage(PriorityRedisStorage):
         return records, malformed
 
     def inflight_count(self) -> int:
-        return self.conn.hlen(self.inflight_key)
+        try:
+            return self.conn.hlen(self.inflight_key)
+        except redis.ResponseError as exc:  # not a hash: junk, no record of ours
+            parse.report("key", self.inflight_key, str(exc)[:80])
+            return 0
 
     def hold(self, token: bytes, task: str) -> None:
         """Move a claimed message of a paused task type aside until resume."""
