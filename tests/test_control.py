@@ -26,6 +26,7 @@ import tq
 from tq.cli import main
 from tq.queries import list_periodic, list_workers, queue_depths, status
 from tq.recovery import recover_lost
+from tq.tui.data import Data
 
 from conftest import REDIS_URL, use_env, wait_for, wait_for_states
 
@@ -143,6 +144,9 @@ def test_junk_in_every_control_key(backend, tq_env, monkeypatch, capsys, start_c
     assert all(isinstance(w["id"], str) and isinstance(w["host"], str)
                for w in list_workers(runtime))
     assert [row["name"] for row in list_periodic(runtime)] == ["nightly"]
+    console = Data(runtime)  # what the console reads, through tq.queries
+    assert console.status()["queues"]["default"]["paused"] is False
+    assert console.workers() and console.periodic() and console.paused_targets()
 
     # The victim stopped heartbeating: its valid job is put back, by the
     # backend's clock, next to the junk.
@@ -239,3 +243,26 @@ def test_stock_huey_consumer_job_is_never_rerun_by_tq(backend, start_consumer, t
             stock.kill()
     assert log.read_text().split() == [job_id]
     wait_for_states(runtime, [job_id], timeout=30)
+
+
+def test_long_silent_consumer_is_recovered_before_it_is_forgotten(tmp_path, monkeypatch):
+    """A consumer silent for hours (no consumer ran meanwhile) still has its jobs
+    put back: it is forgotten only once it holds no in-flight record. Embedded
+    only: the backend clock is set back here, which Redis's cannot be."""
+    from conftest import Backend
+
+    backend = Backend("embedded", tmp_path)
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
+    try:
+        runtime.control.clock = lambda: time.time() - 7200
+        register(runtime, VICTIM)
+        runtime.control.clock = time.time
+        tq.submit("tq.tasks.demo.echo", runtime=runtime)
+        runtime.queue("default").storage.claim(VICTIM)
+        assert recover_lost(runtime) == 1
+        assert queue_depths(runtime, "default")["queued"] == 1
+        assert [w["id"] for w in list_workers(runtime)] == [VICTIM]  # kept while it held a job
+        assert recover_lost(runtime) == 0
+        assert list_workers(runtime) == []
+    finally:
+        backend.cleanup()
