@@ -214,7 +214,10 @@ class ConsumerGroup:
     def info(self) -> dict:
         return {"id": self.name, "host": host_name(), "pid": os.getpid(),
                 "queues": self.queues, "workers": self.workers,
-                "worker_type": self.worker_type, "started": self.started}
+                "worker_type": self.worker_type, "started": self.started,
+                # Read only by older tq versions, which judged liveness by it; the
+                # backend stamps the beat that counts (see storage).
+                "beat": self.runtime.clock()}
 
     def beat(self) -> None:
         self.runtime.control.heartbeat(self.name, self.info())
