@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from tq.text import literal
+
 EXIT_USAGE = 2
 BATCH = 1000
 # A batch also goes out once its first job is this old: a job's enqueue time is
@@ -305,8 +307,10 @@ def cmd_workers(args) -> int:
     table = new_table("consumer", "host", "pid", "queues", "workers", "heartbeat", "running")
     for worker in workers:
         beat = fmt_age(worker["heartbeat_age"]) + " ago"
-        table.add_row(worker["id"], worker["host"], str(worker["pid"]),
-                      ",".join(worker["queues"]), f"{worker['workers']} {worker['worker_type']}",
+        # Ids, hosts and queues are whatever heartbeats held: shown literally.
+        table.add_row(literal(worker["id"]), literal(worker["host"]), str(worker["pid"]),
+                      literal(",".join(worker["queues"])),
+                      literal(f"{worker['workers']} {worker['worker_type']}"),
                       beat if worker["alive"] else f"[red]{beat} (silent)[/]",
                       str(len(worker["running"])))
     out.print(table if workers else "no consumers registered")
@@ -323,9 +327,9 @@ def cmd_periodic(args) -> int:
         return 0
     table = new_table("name", "schedule", "task", "queue", "next run", "last run", "outcome")
     for row in rows:
-        table.add_row(row["name"], row["schedule"], row["task"], row["queue"],
-                      fmt_time(row["next_run"]), fmt_time(row["last_run"]),
-                      row["last_outcome"] or "")
+        table.add_row(literal(row["name"]), literal(row["schedule"]), literal(row["task"]),
+                      literal(row["queue"]), fmt_time(row["next_run"]),
+                      fmt_time(row["last_run"]), literal(row["last_outcome"] or ""))
     out.print(table if rows else "no periodic tasks (add them under [periodic] or with "
                                  "@tq.periodic)")
     return 0

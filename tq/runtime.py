@@ -21,6 +21,7 @@ from tq.config import Config, ConfigError, load_config
 from tq.history import HistoryWriter, write_submitted
 from tq.models import create_schema, db, open_database
 from tq.queues import TqHuey, default_worker_name
+from tq.serializer import RecordSigner
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
 
 logger = logging.getLogger("tq")
@@ -34,6 +35,8 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         registry.import_task_modules(config.task_modules)
+        # Seals every history record put in an outbox and opens it again (see serializer).
+        self.records = RecordSigner(config.secret)
         self._lock = threading.RLock()
         # A process worker is forked while other threads may hold this lock
         # (the test or console reading history, the writer): the child needs
@@ -47,6 +50,12 @@ class Runtime:
         self._writer_pid = 0
         self._worker_name: str | None = None
         self.consumer_pid: int | None = None
+        # This process's wall clock: history timestamps and the like. Never
+        # used to judge another process's liveness (that is the queue
+        # backend's clock: control.workers()). A seam for tests, as Huey
+        # passes `now` around: a host whose clock is off is a Runtime whose
+        # `clock` is shifted.
+        self.clock: Callable[[], float] = time.time
         self.queues: dict[str, TqHuey] = {}
         queue_cfg = config.queue
         if queue_cfg["backend"] == "redis":
@@ -130,7 +139,7 @@ class Runtime:
                 self._writer = HistoryWriter(
                     self._writer_database, flush_interval=history["flush_interval"],
                     flush_rows=history["flush_rows"], buffer_rows=history["buffer_rows"],
-                    spill_dir=self.config.data_dir / "spill")
+                    spill_dir=self.config.data_dir / "spill", signer=self.records)
             return self._writer
 
     def _writer_database(self):
@@ -157,7 +166,8 @@ class Runtime:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
         return write_submitted(self.control, self.database,
-                               f"{self.worker_name()}-writer")
+                               f"{self.worker_name()}-writer", self.records,
+                               self.config.data_dir / "spill")
 
     # --- identity of this process as a consumer ------------------------------------
     def worker_name(self) -> str:
