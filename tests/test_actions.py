@@ -300,7 +300,7 @@ def test_hostile_audit_and_filter_text_is_stored_as_given(backend):
 def test_rollup_runs_with_a_backlog_in_default(backend):
     import tq
     import tq.tasks.maintenance  # noqa: F401  (registers the built-in)
-    from tq.periodic import PeriodicScheduler, ROLLUP_NAME
+    from tq.scheduler import PeriodicScheduler, ROLLUP_NAME
     from tq.summaries import SummaryState
 
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 1s")

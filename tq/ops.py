@@ -36,7 +36,6 @@ from tq.history import write_records
 from tq.models import REQUEUABLE, TERMINAL, Job, state_seq
 from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
-from tq.serializer import dumps_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
@@ -160,7 +159,7 @@ def publish(runtime, records: list[dict]) -> None:
     queue backend down, straight to the history database. Raises if neither takes them."""
     if not records:
         return
-    encoded = [dumps_json(record) for record in records]
+    encoded = [runtime.records.seal(record) for record in records]
     try:
         storage = next(iter(runtime.queues.values())).storage
         storage.schedule_many([], records=encoded)  # no message: the records alone
@@ -487,7 +486,7 @@ def run_now(runtime, ids: Iterable[str]) -> ActionResult:
                 record = huey.job_record(task, state, eta=None if eta is None else
                                          utc_timestamp(eta))
                 storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
-                                     records=[dumps_json(record)])
+                                     records=[runtime.records.seal(record)])
                 remaining.discard(task.id)
                 result.done.append(task.id)
     except Exception as exc:

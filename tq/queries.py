@@ -15,9 +15,9 @@ from typing import Any
 
 from peewee import SQL, SqliteDatabase, fn
 
-from tq.groups import normalise_message
-from tq.models import Attempt, Audit, AuditJob, Job, STATES
-from tq.periodic import periodic_specs
+from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
+from tq.models import Attempt, Job, STATES
+from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
@@ -243,7 +243,10 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
 
 
 def list_workers(runtime, now: float | None = None) -> list[dict]:
-    now = time.time() if now is None else now
+    """Registered consumers, alive or silent, with the jobs they run. A
+    heartbeat's age is measured by the queue backend's clock (see storage), not
+    by `now`: this host's clock may disagree with the backend's. Junk in the
+    control state is skipped where it is read (tq.control)."""
     lease = runtime.config.consumer["lease"]
     running: dict[str, list[str]] = {}
     for huey in runtime.queues.values():
@@ -255,10 +258,10 @@ def list_workers(runtime, now: float | None = None) -> list[dict]:
             running.setdefault(record.worker, []).append(job_id)
     workers = []
     for info in runtime.control.workers():
-        age = now - info["beat"]
+        age = info["heartbeat_age"]
         workers.append(dict(info, heartbeat_age=round(age, 1), alive=age < lease,
                             running=running.get(info["id"], [])))
-    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"]))
+    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"], w["id"]))
 
 
 def list_periodic(runtime, now: float | None = None) -> list[dict]:
@@ -269,7 +272,7 @@ def list_periodic(runtime, now: float | None = None) -> list[dict]:
     for spec in periodic_specs(runtime):
         last = runs.get(spec.name)
         outcome = None
-        if last and not last.get("job_id"):
+        if last and last.get("outcome"):
             outcome = last.get("outcome")  # run in the scheduler, not as a job
         elif last and database is not None:
             outcome = Job.select(Job.state).where(Job.id == last["job_id"]).scalar()

@@ -185,6 +185,7 @@ def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepare
     source that re-sends after a crash cannot enqueue a job twice. Returns the
     jobs that were enqueued."""
     by_queue: dict[str, list[Prepared]] = defaultdict(list)
+    seal = runtime.records.seal  # signed with TQ_SECRET, like the messages
     for job in jobs:
         by_queue[job.queue].append(job)
     accepted: list[Prepared] = []
@@ -195,11 +196,11 @@ def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepare
         if ready:
             flags = storage.enqueue_many([(job.data, job.priority) for job in ready],
                                          [job.job_id for job in ready] if dedupe else None,
-                                         [dumps_json(job.record) for job in ready])
+                                         [seal(job.record) for job in ready])
             accepted += [job for job, ok in zip(ready, flags) if ok]
         if later:
             storage.schedule_many([(job.data, job.eta) for job in later],
-                                  [dumps_json(job.record) for job in later])
+                                  [seal(job.record) for job in later])
             accepted += later
     return accepted
 

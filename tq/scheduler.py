@@ -21,7 +21,7 @@ from typing import Any, Callable
 from tq import registry
 from tq.schedule import Schedule, parse_schedule
 
-logger = logging.getLogger("tq.periodic")
+logger = logging.getLogger("tq.scheduler")
 
 
 @dataclass
@@ -107,7 +107,7 @@ class PeriodicScheduler:
                 outcome = "failed"
             try:
                 self.runtime.control.record_periodic(spec.name, {
-                    "tick": tick, "at": now, "job_id": None, "outcome": outcome,
+                    "tick": tick, "at": now, "job_id": f"{spec.name}@{tick}", "outcome": outcome,
                     "by": self.runtime.worker_name()})
             except Exception as exc:
                 logger.warning("periodic %s: run not recorded (%s)", spec.name, exc)
