@@ -315,3 +315,41 @@ def test_rollup_runs_with_a_backlog_in_default(backend):
     runtime.database
     assert SummaryState.select().count() >= 1
     assert runtime.queue("default").storage.queue_size() == 300  # nothing taken from it
+
+
+@pilot_test
+async def test_opening_a_group_in_the_console_lists_and_requeues_exactly_its_jobs(backend):
+    from tq.tui.screens.jobs import JobsScreen
+
+    runtime = backend.runtime()
+    two_groups(runtime)
+    app = make_app(runtime)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        failed = await loaded(pilot)
+        assert failed.current_group()["message"] == "payment gateway returned <n>"
+        await pilot.press("enter")
+        jobs = await until(pilot, lambda: app.screen if isinstance(app.screen, JobsScreen)
+                           and app.screen.total is not None and app.screen.loaded else None,
+                           message="the group's jobs")
+        await until(pilot, lambda: jobs.total == 6, message="exactly 6 jobs")
+        assert {row["id"] for row in jobs.rows} == {f"g-{n}" for n in range(6)}
+        await pilot.press("a", "R")
+        text = question(await dialog(pilot))
+        assert text == ("Requeue 6 failed jobs of task tq.tasks.demo.echo in queue default?\n"
+                        "Error: RuntimeError: payment gateway returned <n>")
+        await pilot.press("y")
+        await until(pilot, lambda: len(copies()) == 6, message="6 copies")
+        # The markup-laden group: shown literally, acted on exactly.
+        await pilot.press("3")
+        failed = await loaded(pilot)
+        table = failed.query_one("#table")
+        table.move_cursor(row=next(i for i, g in enumerate(failed.groups)
+                                   if g["message"].startswith("bad")))
+        await pilot.press("R")
+        text = question(await dialog(pilot))
+        assert "[/]" in text and "\\x1b" in text
+        await pilot.press("y")
+        await until(pilot, lambda: len(copies()) == 8, message="2 more copies")
+    assert {c.requeued_from for c in copies()} == {f"g-{n}" for n in range(6)} | {"h-1", "h-2"}

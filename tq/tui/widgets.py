@@ -16,6 +16,8 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from tq.text import literal
+
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -186,7 +188,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question, id="question")
+            # Literal: the question names tasks, queues and errors from outside.
+            yield Label(literal(self.question, multiline=True), id="question")
             with Horizontal(id="buttons"):
                 yield Button(f"{self.confirm} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")

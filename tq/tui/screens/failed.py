@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import literal, markup
 from tq.tui.data import group_filter
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
@@ -46,14 +47,14 @@ class FailedScreen(TableScreen):
         fill_table(self.query_one(Table), [
             (self.group_key(group), (
                 Text(fmt_count(group["count"]), style="bold red"),
-                group["error_type"] or "?", shorten(group["message"], width),
-                ", ".join(group["queues"]), fmt_time(group["first_seen"], now),
+                literal(group["error_type"] or "?"), literal(shorten(group["message"], width)),
+                literal(", ".join(group["queues"])), fmt_time(group["first_seen"], now),
                 fmt_time(group["last_seen"], now)))
             for group in groups])
         total = sum(group["count"] for group in groups)
         text = f"[b]{fmt_count(total)}[/b] failed jobs in [b]{len(groups)}[/b] groups"
         if self.user_filter is not None:
-            text += f"  ·  filter [b]{self.user_filter.text}[/b]"
+            text += f"  ·  filter [b]{markup(self.user_filter.text)}[/b]"
         self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs  ·  "
                                           "refreshed every 30 s")
         self.loaded = True

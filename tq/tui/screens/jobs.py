@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import markup
 from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
 from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
@@ -191,7 +192,7 @@ class JobsScreen(TqScreen):
         parts = [f"[b]{shown}[/b] of [b]{total}[/b]",
                  f"sort {self.sort.removesuffix('_at')} {'↓' if self.descending else '↑'}"]
         if self.user_filter is not None:
-            parts.append(f"filter [b]{self.user_filter.text}[/b]")
+            parts.append(f"filter [b]{markup(self.user_filter.text)}[/b]")
         if self.all_marked:
             parts.append(f"[b yellow]all {total} matching marked[/]")
         elif self.marked:
