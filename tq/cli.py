@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from tq.text import literal
+
 EXIT_USAGE = 2
 BATCH = 1000
 # A batch also goes out once its first job is this old: a job's enqueue time is
@@ -65,12 +67,14 @@ def print_json(value: Any) -> None:
 # --- runtime ---------------------------------------------------------------------
 
 def make_runtime(args, overrides: dict | None = None, check_backend: bool = True):
-    from tq.config import load_config
+    from tq.config import SecretFilter, load_config
     from tq.runtime import configure
 
     config = load_config(getattr(args, "config", None), overrides=overrides)
     logging.basicConfig(level=getattr(logging, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # secrets never reach a log line
+        handler.addFilter(SecretFilter(config.secrets()))
     if config.log_level != "debug":
         logging.getLogger("huey").setLevel(logging.WARNING)  # not a line per job
     runtime = configure(config)
@@ -376,8 +380,10 @@ def cmd_workers(args) -> int:
     table = new_table("consumer", "host", "pid", "queues", "workers", "heartbeat", "running")
     for worker in workers:
         beat = fmt_age(worker["heartbeat_age"]) + " ago"
-        table.add_row(worker["id"], worker["host"], str(worker["pid"]),
-                      ",".join(worker["queues"]), f"{worker['workers']} {worker['worker_type']}",
+        # Ids, hosts and queues are whatever heartbeats held: shown literally.
+        table.add_row(literal(worker["id"]), literal(worker["host"]), str(worker["pid"]),
+                      literal(",".join(worker["queues"])),
+                      literal(f"{worker['workers']} {worker['worker_type']}"),
                       beat if worker["alive"] else f"[red]{beat} (silent)[/]",
                       str(len(worker["running"])))
     out.print(table if workers else "no consumers registered")
@@ -394,9 +400,9 @@ def cmd_periodic(args) -> int:
         return 0
     table = new_table("name", "schedule", "task", "queue", "next run", "last run", "outcome")
     for row in rows:
-        table.add_row(row["name"], row["schedule"], row["task"], row["queue"],
-                      fmt_time(row["next_run"]), fmt_time(row["last_run"]),
-                      row["last_outcome"] or "")
+        table.add_row(literal(row["name"]), literal(row["schedule"]), literal(row["task"]),
+                      literal(row["queue"]), fmt_time(row["next_run"]),
+                      fmt_time(row["last_run"]), literal(row["last_outcome"] or ""))
     out.print(table if rows else "no periodic tasks (add them under [periodic] or with "
                                  "@tq.periodic)")
     return 0
@@ -637,6 +643,19 @@ def _extra_commands() -> list[Callable]:
     return found
 
 
+def _error_line(text: str) -> str:
+    """One stderr line: first line only, secrets masked, control characters visible."""
+    from tq import runtime as runtime_module
+    from tq.config import environment_secrets, mask_secrets
+    from tq.text import visible
+
+    secrets = environment_secrets()
+    if runtime_module._current is not None:
+        secrets += runtime_module._current.config.secrets()
+    first = text.splitlines()[0] if text.strip() else text
+    return visible(mask_secrets(first, secrets))
+
+
 def main(argv: list[str] | None = None) -> int:
     from tq.config import ConfigError
     from tq.runtime import UnknownQueue
@@ -650,15 +669,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CliError, ConfigError, UnknownQueue, FilterError) as exc:
-        err.print(f"tq: error: {exc}", markup=False)
+        err.print(f"tq: error: {_error_line(str(exc))}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a server down mid-command: one line, not a traceback
         if os.environ.get("TQ_DEBUG"):
             raise
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"tq: error: {type(exc).__name__}: {text}", markup=False)
+        err.print(f"tq: error: {type(exc).__name__}: {_error_line(str(exc))}", markup=False)
         return 1
 
 

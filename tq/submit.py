@@ -144,6 +144,7 @@ def enqueue(runtime, jobs: list[Prepared]) -> list[Prepared]:
     enqueue it once. Ids older than that are looked up in history first (see
     `_in_history`). Jobs with generated ids (UUIDs) take the plain, faster path."""
     by_queue: dict[str, list[Prepared]] = defaultdict(list)
+    seal = runtime.records.seal  # signed with TQ_SECRET, like the messages
     for job in jobs:
         by_queue[job.queue].append(job)
     known = _in_history(runtime, [job.job_id for job in jobs if job.explicit])
@@ -155,15 +156,15 @@ def enqueue(runtime, jobs: list[Prepared]) -> list[Prepared]:
         later = [job for job in group if not job.explicit and job.eta is not None]
         if once:
             flags = storage.submit_once([(job.job_id, job.data, job.priority, job.eta,
-                                          dumps_json(job.record)) for job in once])
+                                          seal(job.record)) for job in once])
             accepted += [job for job, ok in zip(once, flags) if ok]
         if ready:
             storage.enqueue_many([(job.data, job.priority) for job in ready], None,
-                                 [dumps_json(job.record) for job in ready])
+                                 [seal(job.record) for job in ready])
             accepted += ready
         if later:
             storage.schedule_many([(job.data, job.eta) for job in later],
-                                  [dumps_json(job.record) for job in later])
+                                  [seal(job.record) for job in later])
             accepted += later
     return accepted
 
