@@ -100,7 +100,7 @@ def test_a_requeue_that_stopped_before_retiring_is_finished_without_a_second_cop
     from tq.submit import enqueue, prepare
     enqueue(runtime, [prepare(runtime, {"task": "tq.tasks.demo.echo", "args": [0],
                                         "requeued_from": "orig",
-                                        "id": ops.copy_id("orig")})], dedupe=True)
+                                        "id": ops.copy_id("orig")})])
     assert states(["orig"]) == {"orig": "failed"}
     result = ops.requeue(runtime, ["orig"])
     assert not result.new_ids and result.already == {"orig": ops.copy_id("orig")}

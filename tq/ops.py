@@ -417,7 +417,7 @@ def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
         except (SubmitError, ValueError) as exc:
             result.skipped[job.id] = str(exc)
     # Once only per copy id: of two requeues at once, one enqueues the copy.
-    enqueued = {job.job_id for job in enqueue(runtime, [p for _, p in prepared], dedupe=True)}
+    enqueued = {job.job_id for job in enqueue(runtime, [p for _, p in prepared])}
     retire = []
     for job in candidates:
         if job.id in result.skipped:
