@@ -1,10 +1,9 @@
 """The `tq` command. Verbs match what an operator thinks; `--json` where scripts read.
 
 Every verb is a thin shell around a function in submit, ops or queries, the
-same functions the console calls. Errors are one line on stderr. Exit status:
-0 done; 1 a server failed (unreachable before or during the command, or an action
-only partly done); 2 bad input (usage, config, filter, ids none of which could be
-acted on).
+same functions the console calls. Errors are one line on stderr and exit 2;
+an action (cancel, requeue, purge, run-now) reports its own outcome (see report()):
+exit 1 when a server failed before or during it.
 """
 from __future__ import annotations
 
@@ -468,7 +467,7 @@ def report(result, json_output: bool = False, given_ids: bool = False) -> int:
 def cmd_cancel(args) -> int:
     from tq import ops
 
-    runtime = make_runtime(args)
+    runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
     ids, flt = _ids_or_filter(args)
     return report(ops.cancel(runtime, ids, flt), args.json, given_ids=bool(ids))
 
@@ -476,7 +475,7 @@ def cmd_cancel(args) -> int:
 def cmd_requeue(args) -> int:
     from tq import ops
 
-    runtime = make_runtime(args)
+    runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
     if not args.ids and not (args.where or args.state or args.queue or args.task
                              or args.since):
         args.state = ["failed"]
@@ -491,7 +490,7 @@ def cmd_requeue(args) -> int:
 def cmd_purge(args) -> int:
     from tq import ops
 
-    runtime = make_runtime(args)
+    runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
     if not args.state:
         raise CliError("purge needs --state (failed, canceled or expired): it deletes on "
                        "purpose only")
@@ -505,7 +504,7 @@ def cmd_purge(args) -> int:
 def cmd_run_now(args) -> int:
     from tq import ops
 
-    runtime = make_runtime(args)
+    runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
     return report(ops.run_now(runtime, args.ids), getattr(args, "json", False), given_ids=True)
 
 
@@ -702,7 +701,7 @@ def _error_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from tq.config import ConfigError
-    from tq.runtime import BackendUnreachable, UnknownQueue
+    from tq.runtime import UnknownQueue
     from tq.where import FilterError
 
     parser = build_parser()
@@ -715,9 +714,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError, UnknownQueue, FilterError) as exc:
         err.print(f"tq: error: {_error_line(str(exc))}", markup=False)
         return EXIT_USAGE
-    except BackendUnreachable as exc:
-        err.print(f"tq: error: {exc}", markup=False)
-        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a server down mid-command: one line, not a traceback

@@ -27,10 +27,6 @@ from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStor
 logger = logging.getLogger("tq")
 
 
-class BackendUnreachable(ConnectionError):
-    """A server that does not answer: not the operator's mistake (exit 1, not 2)."""
-
-
 class UnknownQueue(LookupError):
     pass
 
@@ -95,7 +91,7 @@ class Runtime:
         try:
             self.control.ping()
         except Exception as exc:
-            raise BackendUnreachable(f"queue backend {self.config.queue_url_safe} unreachable: "
+            raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
                               f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
 
     # --- history ----------------------------------------------------------------
