@@ -412,7 +412,7 @@ def test_stats_bad_since_is_one_line(tq_env, backend, capsys):
 def test_metrics_bad_port_is_one_line(tq_env, backend, capsys):
     assert main(["metrics", "--serve", "99999"]) == 2
     captured = capsys.readouterr().err
-    assert "a port is 0 to 65535" in captured and captured.count("\n") == 1
+    assert "from 1 to 65535" in captured and captured.count("\n") == 1
 
 
 def test_sparkline_scales_to_the_largest_value():
