@@ -10,7 +10,6 @@ TqHuey changes four things about Huey and nothing else:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -157,7 +156,7 @@ class TqHuey(Huey):
             # As in _release: recovery puts the jobs back; outcomes from memory.
             logger.exception("queue %s: could not release finished jobs", self.queue)
             for record in finished.records:
-                self.runtime.writer.record(json.loads(record))
+                self.runtime.writer.record(self.runtime.records.open(record))
         finished.clear()
 
     def dequeue(self):
@@ -238,7 +237,7 @@ class TqHuey(Huey):
     def _release(self, task, token) -> None:
         records = getattr(task, "tq_outbox", [])
         task.tq_outbox = []
-        encoded = [json.dumps(record) for record in records]
+        encoded = [self.runtime.records.seal(record) for record in records]
         finished = getattr(self._worker, "finished", None)
         if finished is not None and not getattr(task, "tq_interrupted", False):
             finished.tokens.append(token)
