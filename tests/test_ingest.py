@@ -262,8 +262,8 @@ def test_crash_between_queue_write_and_checkpoint_loses_and_repeats_nothing(
     real = pipeline.enqueue
     calls = {"n": 0}
 
-    def dies_after_third_queue_write(runtime, jobs, dedupe=False):
-        sent = real(runtime, jobs, dedupe=dedupe)
+    def dies_after_third_queue_write(runtime, jobs):
+        sent = real(runtime, jobs)
         calls["n"] += 1
         if calls["n"] == 3:  # batch 3 is on the queue; its checkpoint is not written
             raise Crash()

@@ -161,7 +161,7 @@ def test_batch_file_with_bad_lines_submits_the_good_ones(tq_env, backend, tmp_pa
     path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
     assert main(["submit", "--file", str(path)]) == 2
     captured = capsys.readouterr()
-    assert "submitted 3 jobs, 3 bad lines skipped" in captured.out
+    assert "tq: 3 submitted, 3 bad: line 2: invalid JSON" in captured.err.splitlines()[-1]
     assert "line 2: invalid JSON" in captured.err
     assert "line 4: unknown task" in captured.err
     assert "line 6: not UTF-8" in captured.err

@@ -105,7 +105,6 @@ class ConsumerGroup:
         runtime = self.runtime
         runtime.set_worker_name(self.name)
         runtime.consumer_pid = os.getpid()
-        runtime.writer.attach_outbox(runtime.control, self.name)
         self.beat()  # registered before the first job is claimed
         for name in self.queues:
             consumer = TqConsumer(runtime.queues[name], workers=self.workers, periodic=False,
@@ -116,6 +115,11 @@ class ConsumerGroup:
             self.consumers.append(consumer)
         for consumer in self.consumers:
             consumer.start()
+        # The history writer starts only once the process workers are forked: a
+        # fork while its thread is inside SQLite copies SQLite's mutexes held, and
+        # the child then waits forever in its first sqlite3.connect (seen as a
+        # process worker that never claims a job on a busy machine).
+        runtime.writer.attach_outbox(runtime.control, self.name)
         loops = [("tq-heartbeat", self._heartbeat_loop), ("tq-recovery", self._recovery_loop)]
         if self.periodic:
             scheduler = PeriodicScheduler(runtime)

@@ -110,7 +110,7 @@ def _seconds(value: float | None) -> str:
 def cmd_stats(args) -> int:
     from rich.table import Table
 
-    from tq.cli import fmt_time, make_runtime, out, print_json
+    from tq.cli import add_row, fmt_time, make_runtime, out, print_json
     from tq.where import parse_time
 
     now = time.time()
@@ -143,10 +143,10 @@ def cmd_stats(args) -> int:
     if spark:
         table.add_column("trend")
     for row, cell in zip(rows, cells):
-        table.add_row(*(cell + ([sparkline(row["series"])] if spark else [])))
+        add_row(table, *(cell + ([sparkline(row["series"])] if spark else [])))
     if not rows:
         out.print(f"no summaries since {fmt_time(since)} UTC (roll-up schedule: "
-                  f"{runtime.config.history['rollup_every']})")
+                  f"{runtime.config.history['rollup_every']})", markup=False)
         return 0
     out.print(table)
     return 0
@@ -157,6 +157,7 @@ def cmd_metrics(args) -> int:
 
     from tq.cli import CliError, err, make_runtime
     from tq.metrics import exposition, make_server
+    from tq.text import literal
 
     runtime = make_runtime(args)
     if args.serve is None:
@@ -167,8 +168,8 @@ def cmd_metrics(args) -> int:
     except OSError as exc:
         raise CliError(f"cannot listen on {args.bind}:{args.serve}: {exc.strerror or exc}") \
             from None
-    err.print(f"serving metrics on http://{args.bind}:{server.server_address[1]}/metrics "
-              "(Ctrl-C stops)")
+    err.print(literal(f"serving metrics on http://{args.bind}:{server.server_address[1]}"
+                      "/metrics (Ctrl-C stops)"))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

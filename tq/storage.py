@@ -34,6 +34,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Iterable
 
 import redis
@@ -212,6 +213,37 @@ end
 return added
 """ % (DEDUPE_TTL, SUBMITTED, WAKE_MAX - 1)
 
+# Enqueue jobs that carry their own id at most once: a job whose id has a
+# dedupe marker is skipped, record and all; the marker is set in the same step
+# as the message, so "exists" is decided atomically. A job ready now goes to
+# the queue (target 'q'), a later one to the schedule ('s').
+# KEYS: queue, dedupe key prefix, submitted outbox, outbox registry, wake list, schedule
+# ARGV: (job id, marker ttl, target, score, member, record) per job; record '' for none
+# Returns the (0-based) positions of the jobs enqueued.
+_SUBMIT_ONCE = """
+local added, ready = {}, 0
+for i = 1, #ARGV, 6 do
+  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', ARGV[i + 1]) then
+    if ARGV[i + 2] == 'q' then
+      redis.call('ZADD', KEYS[1], ARGV[i + 3], ARGV[i + 4])
+      ready = ready + 1
+    else
+      redis.call('ZADD', KEYS[6], ARGV[i + 3], ARGV[i + 4])
+    end
+    if ARGV[i + 5] ~= '' then
+      redis.call('RPUSH', KEYS[3], ARGV[i + 5])
+      redis.call('SADD', KEYS[4], '%s')
+    end
+    added[#added + 1] = (i - 1) / 6
+  end
+end
+if ready > 0 then
+  for i = 1, math.min(ready, %d) do redis.call('LPUSH', KEYS[5], '1') end
+  redis.call('LTRIM', KEYS[5], 0, %d)
+end
+return added
+""" % (SUBMITTED, WAKE_MAX, WAKE_MAX - 1)
+
 
 class TqRedisStorage(PriorityRedisStorage):
     """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
@@ -233,6 +265,7 @@ class TqRedisStorage(PriorityRedisStorage):
         self._put_back = self.conn.register_script(_PUT_BACK)
         self._release = self.conn.register_script(_RELEASE)
         self._enqueue_once = self.conn.register_script(_ENQUEUE_ONCE)
+        self._submit_once = self.conn.register_script(_SUBMIT_ONCE)
         self._hold = self.conn.register_script(_HOLD)
         self._unhold = self.conn.register_script(_UNHOLD)
 
@@ -269,6 +302,29 @@ class TqRedisStorage(PriorityRedisStorage):
             keys=[self.queue_key, f"{self.ns}dedupe.", f"{self.ns}outbox.{SUBMITTED}",
                   self.outboxes_key, self.wake_key], args=args)}
         return [job_id in added for job_id in dedupe_ids]
+
+    def submit_once(self, jobs: list[tuple[str, bytes, int, object, str | None]]
+                    ) -> list[bool]:
+        """Enqueue (job id, message, priority, eta or None, record) jobs, each
+        only if no job with its id was submitted within DEDUPE_TTL of its eta:
+        one atomic step for the batch (see _SUBMIT_ONCE). True per job enqueued."""
+        if not jobs:
+            return []
+        now = time.time()
+        args: list = []
+        for index, (job_id, data, priority, eta, record) in enumerate(jobs):
+            if eta is None:
+                args += [job_id, DEDUPE_TTL, "q", -(priority or 0), self._member(data, index)]
+            else:
+                score = self.convert_ts(eta)
+                ttl = DEDUPE_TTL + max(0, int(eta.replace(tzinfo=timezone.utc).timestamp()
+                                              - now))
+                args += [job_id, ttl, "s", score, data]
+            args.append(record or "")
+        added = {int(position) for position in self._submit_once(
+            keys=[self.queue_key, f"{self.ns}dedupe.", f"{self.ns}outbox.{SUBMITTED}",
+                  self.outboxes_key, self.wake_key, self.schedule_key], args=args)}
+        return [index in added for index in range(len(jobs))]
 
     def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
                       ) -> None:
@@ -638,6 +694,33 @@ class TqSqliteStorage(SqliteStorage):
                            [record for record, ok in zip(records, accepted) if ok])
             if dedupe_ids is not None:
                 curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
+        return accepted
+
+    def submit_once(self, jobs: list[tuple[str, bytes, int, object, str | None]]
+                    ) -> list[bool]:
+        """As TqRedisStorage.submit_once, in one transaction."""
+        accepted = []
+        now = time.time()
+        with self.db(commit=True) as curs:
+            for job_id, data, priority, eta, record in jobs:
+                due = eta.replace(tzinfo=timezone.utc).timestamp() if eta is not None else now
+                # A marker is kept DEDUPE_TTL past the job's eta (`at` is when it starts).
+                curs.execute("insert or ignore into tq_dedupe (id, at) values (?, ?)",
+                             (job_id, max(now, due)))
+                if curs.rowcount != 1:
+                    accepted.append(False)
+                    continue
+                if eta is None:
+                    curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                                 (self.name, self.to_blob(data), priority or 0))
+                else:
+                    curs.execute("insert into schedule (queue, data, timestamp) "
+                                 "values (?, ?, ?)", (self.name, self.to_blob(data),
+                                                      eta.timestamp()))
+                if record:
+                    _to_outbox(curs, SUBMITTED, [record])
+                accepted.append(True)
+            curs.execute("delete from tq_dedupe where at < ?", (now - DEDUPE_TTL,))
         return accepted
 
     def wake_workers(self) -> None:
