@@ -15,10 +15,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -535,28 +536,71 @@ def cmd_tui(args) -> int:
 
 # --- parser -------------------------------------------------------------------------------
 
+def _moment(text: str) -> str:
+    """An argparse type: a duration or ISO time that where.parse_time accepts."""
+    from tq.where import FilterError, parse_time
+
+    try:
+        parse_time(text)
+    except (FilterError, ValueError, OverflowError):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise argparse.ArgumentTypeError(f"time '{shown}': use a duration like 30m, 2h, 7d "
+                                         "or an ISO time") from None
+    return text
+
+
 def _filter_options(parser: argparse.ArgumentParser, state_default=None) -> None:
     parser.add_argument("--where", help="filter, e.g. 'task:send_email state:failed since:1h'")
     parser.add_argument("--state", action="append", default=state_default)
     parser.add_argument("--queue", action="append")
     parser.add_argument("--task")
-    parser.add_argument("--since", help="only jobs enqueued since: 30m, 2h, 7d or ISO time")
-    parser.add_argument("--before", help="only jobs enqueued before: 30m, 2h, 7d or ISO time")
+    parser.add_argument("--since", type=_moment,
+                        help="only jobs enqueued since: 30m, 2h, 7d or ISO time")
+    parser.add_argument("--before", type=_moment,
+                        help="only jobs enqueued before: 30m, 2h, 7d or ISO time")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (usage is in --help) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        from tq.text import visible
+
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {visible(message)} (see --help)\n")
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high, said so when it is not."""
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]{1,19}", text.strip()):
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, "
+                                             f"got '{text[:40]}'")
+        number = int(text)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, "
+                                             f"got {number}")
+        return number
+    return parse
+
+
+MAX_LIMIT = 100_000  # rows one `tq jobs` prints
+MAX_WORKERS = 1024  # as [consumer] workers
+PORT = whole(1, 65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tq", description="Operations console and toolkit "
-                                     "for Huey task queues.")
+    parser = Parser(prog="tq", description="Operations console and toolkit "
+                    "for Huey task queues.")
     parser.add_argument("--config", help="settings file (default: $TQ_CONFIG, else ./tq.ini)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("up", help="run consumer, scheduler and watcher on this machine")
-    p.add_argument("-w", "--workers", type=int)
+    p.add_argument("-w", "--workers", type=whole(1, MAX_WORKERS))
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("consumer", help="run workers for one or more queues")
     p.add_argument("--queue", "-q", action="append", help="queue to serve (repeat; default all)")
-    p.add_argument("-w", "--workers", type=int, help="workers per queue")
+    p.add_argument("-w", "--workers", type=whole(1, MAX_WORKERS), help="workers per queue")
     p.add_argument("-k", "--worker-type", choices=("thread", "process"))
     p.add_argument("--no-periodic", action="store_true", help="do not run periodic tasks here")
     p.set_defaults(func=cmd_consumer)
@@ -583,10 +627,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
+    from tq.queries import SORTABLE
+
     p = sub.add_parser("jobs", help="list jobs from history, newest first")
     _filter_options(p)
-    p.add_argument("--limit", type=int, default=40)
-    p.add_argument("--sort", default="enqueued_at")
+    p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=40,
+                   help=f"rows to show, 1 to {MAX_LIMIT} (default 40)")
+    p.add_argument("--sort", default="enqueued_at", choices=SORTABLE)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
 
@@ -683,7 +730,10 @@ def main(argv: list[str] | None = None) -> int:
         if callable(getattr(stream, "reconfigure", None)):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already said in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

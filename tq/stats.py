@@ -159,8 +159,6 @@ def cmd_metrics(args) -> int:
     from tq.metrics import exposition, make_server
     from tq.text import literal
 
-    if args.serve is not None and not 0 <= args.serve <= 65535:
-        raise CliError(f"--serve {args.serve}: a port is 0 to 65535")
     runtime = make_runtime(args)
     if args.serve is None:
         sys.stdout.write(exposition(runtime))
@@ -182,16 +180,18 @@ def cmd_metrics(args) -> int:
 
 
 def add_commands(subparsers) -> None:
+    from tq.cli import PORT, _moment  # the CLI's checks of a time and a port
+
     p = subparsers.add_parser("stats", help="throughput, failure rate and latency from the "
                                             "summaries")
-    p.add_argument("--since", default="1h", help="window: 30m, 6h, 7d or an ISO time "
-                                                 "(default 1h)")
+    p.add_argument("--since", default="1h", type=_moment,
+                   help="window: 30m, 6h, 7d or an ISO time (default 1h)")
     p.add_argument("--by", choices=BY_CHOICES, default="task")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("metrics", help="Prometheus text exposition (stdout, or --serve)")
-    p.add_argument("--serve", type=int, metavar="PORT", help="serve /metrics over HTTP")
+    p.add_argument("--serve", type=PORT, metavar="PORT", help="serve /metrics over HTTP")
     p.add_argument("--bind", default="127.0.0.1", help="address for --serve "
                                                        "(default 127.0.0.1)")
     p.set_defaults(func=cmd_metrics)
