@@ -306,3 +306,30 @@ def test_a_server_that_never_answers_fails_in_connect_timeout(which, mute_server
     err = capsys.readouterr().err
     assert code == 2 and "unreachable" in err and len(err.splitlines()) == 1, err
     assert 1.5 < elapsed < 6, elapsed  # 2 s configured; it was 10.5 s (Redis), 8 s (MySQL)
+
+
+# --- numeric CLI options --------------------------------------------------------------------
+
+HOSTILE_OPTIONS = [
+    ["jobs", "--sort", "bogus"], ["jobs", "--sort", "[/]"], ["jobs", "--limit", "-1"],
+    ["jobs", "--limit", "0"], ["jobs", "--limit", "9" * 30], ["jobs", "--limit", "abc"],
+    ["jobs", "--limit", "1e3"], ["jobs", "--limit", ""], ["jobs", "--since", "1e400h"],
+    ["jobs", "--since", "9" * 400 + "h"], ["jobs", "--before", "nan"],
+    ["jobs", "--since", "\x1b[2Jsoon"], ["cancel", "--since", "yesterday"],
+    ["requeue", "--before", "-5m"], ["purge", "--before", "inf"],
+    ["consumer", "-w", "0"], ["consumer", "-w", "-3"], ["consumer", "--workers", "nan"],
+    ["up", "-w", "99999"], ["metrics", "--serve", "0"], ["metrics", "--serve", "99999"],
+    ["metrics", "--serve", "abc"], ["stats", "--since", "bogus"],
+    ["stats", "--by", "[bold]x"],
+]
+
+
+@pytest.mark.parametrize("argv", HOSTILE_OPTIONS, ids=lambda argv: " ".join(argv)[:40])
+def test_hostile_cli_option_is_one_line_exit_2(argv, tmp_path, monkeypatch, capsys):
+    use_env(monkeypatch, {"TQ_TQ_DATA_DIR": str(tmp_path / "data")})
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and f"tq {argv[0]}: error: argument" in err, err
+    assert not EXCEPTION_NAMES.search(err) and "\x1b" not in err, err
+    assert not (tmp_path / "data").exists()  # refused before anything was opened

@@ -345,7 +345,7 @@ def _moment(name: str, value: Any) -> None:
                         f"got {show(value)}")
 
 
-def check_message(payload: Any, max_bytes: int) -> None:
+def check_message(payload: Any) -> None:
     """The same rules for a decoded queue message (Huey's Message fields plus
     tq's "tq" meta). Raise SpecError naming the first field that breaks them."""
     if not isinstance(payload, dict):

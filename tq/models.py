@@ -263,8 +263,10 @@ def create_schema(database) -> list[str]:
                     added.append(f"table {table}")
                     continue
                 except Exception as exc:
-                    # Another process created it meanwhile (MySQL: its indexes too, and
-                    # there is no CREATE INDEX IF NOT EXISTS): go on as for an existing one.
+                    # Another process created the table a moment before us: its
+                    # CREATE TABLE IF NOT EXISTS was a no-op here, and then MySQL
+                    # (no CREATE INDEX IF NOT EXISTS) refused the index it made.
+                    # The checks below bring the table up to date as for any other.
                     if "Duplicate key name" not in str(exc):
                         raise
             columns = {column.name for column in database.get_columns(table)}

@@ -15,6 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tq.text import console_markup
 from tq.tui.data import Data
 from tq.tui.screens.audit import AuditScreen
 from tq.tui.screens.base import TqScreen
@@ -126,7 +127,8 @@ class TqApp(App):
         first = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
         if self._lost_since is None:
             self._lost_since = time.monotonic()
-        self.connection_error = (f"connection lost: {type(error).__name__}: {first[:160]}"
+        self.connection_error = (f"connection lost: {type(error).__name__}: "
+                                 f"{console_markup(first[:160])}"
                                  f" — retrying every {self.interval:g}s")
         self._show_banner()
 
@@ -168,7 +170,8 @@ class TqApp(App):
             if match:
                 self.run_worker(self.goto(match[0]), group="navigate", exclusive=True)
             else:
-                self.notify(f"no screen {name!r} (screens: {', '.join(SCREENS)})",
+                self.notify(f"no screen {console_markup(repr(name))} "
+                            f"(screens: {', '.join(SCREENS)})",
                             severity="error")
         self.push_screen(PromptDialog("Go to screen", list(SCREENS),
                                       hint=" ".join(f":{name}" for name in SCREENS)), chosen)

@@ -1,6 +1,11 @@
 """Widgets shared by the screens: dialogs, the filter line, the banner, formatting.
 
 Nothing here reads data; screens hand these widgets what tq.tui.data fetched.
+
+Outside text is shown literally (tq.text): a str cell of a tq Table is never
+markup (Table turns it into `literal()` Text), and a str given to a Static,
+Label, border title or notification is Textual markup, so outside values in it
+go through `console_markup()`.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from tq.text import literal
+from tq.text import literal, visible
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -59,7 +64,8 @@ def fmt_duration(start: float | None, end: float | None) -> str:
 
 
 def shorten(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    """One line of at most `width` characters, control characters made visible."""
+    text = visible(" ".join((text or "").split()))
     return text if len(text) <= width else text[:max(1, width - 1)] + "…"
 
 
@@ -77,12 +83,25 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 # --- tables ------------------------------------------------------------------------------
 
+def as_cell(value: Any) -> Any:
+    """What a table shows for `value`: a str as written (DataTable reads a str
+    cell as markup: `[/]` in a job's data would crash the console)."""
+    return literal(value) if isinstance(value, str) else value
+
+
 class Table(DataTable):
-    """A DataTable that redraws once its column widths are measured.
+    """A DataTable whose str cells are shown literally, and that redraws once its
+    column widths are measured.
 
     Textual 8.2 measures new rows' widths on idle but keeps lines it drew before
     that in its caches, so a frame drawn in between could stay on screen with
     cells cut to the header's width until a cell changed."""
+
+    def add_row(self, *cells: Any, **options: Any):
+        return super().add_row(*(as_cell(value) for value in cells), **options)
+
+    def update_cell(self, row_key, column_key, value: Any, **options: Any) -> None:
+        super().update_cell(row_key, column_key, as_cell(value), **options)
 
     async def _on_idle(self, event) -> None:
         widths = [column.content_width for column in self.columns.values()]
@@ -94,7 +113,7 @@ class Table(DataTable):
 def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
     """Replace a table's rows, keeping the cursor on the same row key if it is still
     there (a refresh must not throw the operator's cursor back to the top)."""
-    rows = list(rows)
+    rows = [(key, [as_cell(value) for value in cells]) for key, cells in rows]
     current = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
         current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value

@@ -12,6 +12,7 @@ from textual.widgets import Footer
 
 from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
                          reason, running)
+from tq.text import console_markup
 from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
 
 # Actions that change anything: hidden and refused in a --readonly console.
@@ -82,7 +83,8 @@ class TqScreen(Screen):
         if is_connection_error(error):
             self.app.connection_lost(error)
         else:
-            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
+            self.notify(f"{type(error).__name__}: {console_markup(error)}", severity="error",
+                        timeout=8)
 
     def topbar_text(self) -> str:
         return ""
@@ -112,7 +114,7 @@ class TqScreen(Screen):
         try:
             self.user_filter = self.data.parse_filter(event.text) if event.text else None
         except FilterError as exc:
-            box.border_title = str(exc)
+            box.border_title = console_markup(exc)
             box.add_class("error")
             return
         box.border_title = None
@@ -188,7 +190,8 @@ class TqScreen(Screen):
     def _acted(self, describe: Callable[[Any], str]) -> Callable[[Any], None]:
         def done(result: Any) -> None:
             outcome = result.outcome if isinstance(result, ActionResult) else "done"
-            self.notify(describe(result), severity=SEVERITY[outcome],
+            # Notifications are markup; the outcome names outside things (ids, errors).
+            self.notify(console_markup(describe(result)), severity=SEVERITY[outcome],
                         timeout=4 if outcome == "done" else 12)
             self.after_action()
             self.refresh_data()
@@ -197,7 +200,8 @@ class TqScreen(Screen):
     def action_failed(self, what: str) -> Callable[[BaseException], None]:
         """An action that raised: an error notice saying so (and the banner for an outage)."""
         def failed(error: BaseException) -> None:
-            self.notify(f"{what}: {reason(error)}; nothing changed", severity="error",
+            self.notify(console_markup(f"{what}: {reason(error)}; nothing changed"),
+                        severity="error",
                         timeout=12)
             if is_connection_error(error):
                 self.app.connection_lost(error)
@@ -208,6 +212,7 @@ class TqScreen(Screen):
         if self.refuse_if_readonly():
             return
         target = f"{queue}/{task}" if task else queue
+        # Plain text: the confirm shows its question literally, notices escape theirs.
         what = f"task {task} in queue {queue}" if task else f"queue {queue}"
 
         def ask(paused: set[str]) -> None:

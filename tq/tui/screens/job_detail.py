@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tq.text import console_markup, literal, visible
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
 from tq.tui.widgets import fmt_duration, fmt_time
 
@@ -47,7 +48,7 @@ class JobDetailScreen(TqScreen):
         self.query_one("#detail").focus()
 
     def topbar_text(self) -> str:
-        return f"[b]{self.job_id}[/b]"
+        return f"[b]{console_markup(self.job_id)}[/b]"
 
     def refresh_data(self) -> None:
         self.load(lambda: self.data.job(self.job_id), self.show)
@@ -57,14 +58,14 @@ class JobDetailScreen(TqScreen):
         self.loaded = True
         if job is None:
             self.query_one("#summary", Static).update(
-                Text(f"no job {self.job_id!r} in history (purged, or not written yet)",
-                     style="bold red"))
+                literal(f"no job {self.job_id!r} in history (purged, or not written yet)",
+                        style="bold red"))
             return
         now = self.data.now()
         summary = Table.grid(padding=(0, 2))
         summary.add_column(style="bold", justify="right")
         summary.add_column()
-        rows = [("state", Text(job["state"], style="bold")), ("task", job["task"]),
+        rows = [("state", literal(job["state"], style="bold")), ("task", job["task"]),
                 ("queue", job["queue"]), ("priority", job["priority"]),
                 ("attempts", f"{job['attempts'] or 0} of {1 + (job['max_retries'] or 0)}"),
                 ("worker", job["worker"]),
@@ -73,20 +74,20 @@ class JobDetailScreen(TqScreen):
                 ("started", fmt_time(job["started_at"], now)),
                 ("finished", fmt_time(job["finished_at"], now)),
                 ("duration", fmt_duration(job["started_at"], job["finished_at"])),
-                ("error", Text(f"{job['error_type']}: {job['error_message']}", style="red")
+                ("error", literal(f"{job['error_type']}: {job['error_message']}", style="red")
                  if job.get("error_type") else ""),
                 ("requeued from", job["requeued_from"] and f"{job['requeued_from']}  (f)"),
                 ("requeued to", f"{', '.join(job['requeued_to'])}  (n)"
                  if job["requeued_to"] else None)]
         for label, value in rows:
             if value not in (None, ""):
-                summary.add_row(label, value if isinstance(value, Text) else str(value))
+                summary.add_row(label, value if isinstance(value, Text) else literal(value))
         self.query_one("#summary", Static).update(summary)
         arguments = {"args": job["args"], "kwargs": job["kwargs"]}
         self.query_one("#args", Static).update(Group(
             Text("arguments", style="bold underline"),
-            Syntax(json.dumps(arguments, indent=2, ensure_ascii=False), "json", theme=THEME,
-                   background_color="default", word_wrap=True)))
+            Syntax(visible(json.dumps(arguments, indent=2, ensure_ascii=False), multiline=True),
+                   "json", theme=THEME, background_color="default", word_wrap=True)))
         attempts = Table(box=None, header_style="bold", expand=True)
         for column in ("#", "outcome", "started", "finished", "took", "worker"):
             attempts.add_column(column, no_wrap=True)
@@ -94,15 +95,15 @@ class JobDetailScreen(TqScreen):
         for attempt in job["attempt_log"]:
             error = (f"{attempt['error_type']}: {attempt['error_message']}"
                      if attempt.get("error_type") else "")
-            attempts.add_row(str(attempt["attempt"]), attempt["outcome"] or "running",
+            attempts.add_row(str(attempt["attempt"]), literal(attempt["outcome"] or "running"),
                              fmt_time(attempt["started_at"], now),
                              fmt_time(attempt["finished_at"], now),
                              fmt_duration(attempt["started_at"], attempt["finished_at"]),
-                             attempt["worker"] or "", Text(error, style="red"))
+                             literal(attempt["worker"] or ""), literal(error, style="red"))
         self.query_one("#attempts", Static).update(Group(
             Text("attempts", style="bold underline"),
             attempts if job["attempt_log"] else Text("none yet")))
-        traceback = (job.get("traceback") or "").rstrip()
+        traceback = visible((job.get("traceback") or "").rstrip(), multiline=True)
         self.query_one("#traceback", Static).update(Group(
             Text("traceback", style="bold underline"),
             Syntax(traceback, "pytb", theme=THEME, background_color="default",

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tq.text import markup
+from tq.text import console_markup, literal
 from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
 from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
@@ -87,7 +87,7 @@ class JobsScreen(TqScreen):
         self.load_count()
 
     def topbar_text(self) -> str:
-        return f"queue: [b]{self.queue or 'all'}[/b]"
+        return f"queue: [b]{console_markup(self.queue or 'all')}[/b]"
 
     # --- what is shown ------------------------------------------------------------------
     def effective_filter(self) -> Filter:
@@ -177,7 +177,7 @@ class JobsScreen(TqScreen):
             Text("●" if row["id"] in self.marked or self.all_marked else " ", style="bold yellow"),
             shorten(row["id"], 12),
             shorten(row["task"], 32),
-            Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
+            literal(row["state"], style=STATE_STYLE.get(row["state"], "")),
             fmt_time(row["enqueued_at"], now), fmt_duration(row["started_at"], end),
             Text(shorten(error, 50), style="red"),
             shorten(args, 30),
@@ -192,7 +192,7 @@ class JobsScreen(TqScreen):
         parts = [f"[b]{shown}[/b] of [b]{total}[/b]",
                  f"sort {self.sort.removesuffix('_at')} {'↓' if self.descending else '↑'}"]
         if self.user_filter is not None:
-            parts.append(f"filter [b]{markup(self.user_filter.text)}[/b]")
+            parts.append(f"filter [b]{console_markup(self.user_filter.text)}[/b]")
         if self.all_marked:
             parts.append(f"[b yellow]all {total} matching marked[/]")
         elif self.marked:

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import console_markup, literal
 from tq.tui.data import Filter
 from tq.tui.screens.base import TqScreen
 from tq.tui.widgets import (PromptDialog, StatusLine, Table, cursor_key, fill_table, fmt_age,
@@ -60,7 +61,7 @@ class QueuesScreen(TqScreen):
         alive = self.status["workers_alive"]
         text = f"workers alive: [b]{alive}[/b]" if alive else "[b red]no workers alive[/]"
         if self.size.width >= 120:
-            text += f"  │  {self.data.describe_backends()}"
+            text += f"  │  {console_markup(self.data.describe_backends())}"
         return text
 
     def show(self, status: dict) -> None:
@@ -91,7 +92,7 @@ class QueuesScreen(TqScreen):
         rate = entry["error_rate_last_hour"]
         samples = self.throughput.get(name, ())
         return (
-            Text(name, style="bold"),
+            literal(name, style="bold"),
             Text("paused", style="bold yellow") if entry["paused"] else Text("running",
                                                                              style="green"),
             number(entry["queued"]), number(entry["scheduled"]), number(entry["running"]),
@@ -133,8 +134,9 @@ class QueuesScreen(TqScreen):
             if task:
                 self.toggle_pause(queue, task)
         self.app.push_screen(PromptDialog(
-            f"Pause or resume which task type in queue {queue}?", self.data.task_names(),
-            hint=("paused now: " + ", ".join(paused)) if paused else ""), chosen)
+            f"Pause or resume which task type in queue {console_markup(queue)}?",
+            self.data.task_names(),
+            hint=("paused now: " + console_markup(", ".join(paused))) if paused else ""), chosen)
 
     def selection(self, action: str):
         queue = self.current_queue()
