@@ -350,7 +350,7 @@ async def test_lost_connection_shows_a_banner_and_recovers(redis_backend):
             proxy.cut()
             app.tick()
             await until(pilot, lambda: banner.display, message="banner")
-            assert "connection lost" in str(banner.content)
+            assert "queue backend unreachable" in str(banner.content)
             assert app.is_running
             proxy.restore()
             await until(pilot, lambda: (app.tick(), not banner.display)[1], timeout=20,
