@@ -288,11 +288,11 @@ def test_killed_consumer_job_is_recovered_by_another(backend, start_consumer):
 
 
 def test_live_consumer_job_is_never_taken_over(backend, start_consumer):
-    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
     job_id = tq.submit("tq.tasks.demo.sleep", 3.0, runtime=runtime)
     start_consumer(runtime, workers=1)
     wait_for_states(runtime, [job_id], states=("running",))
-    observer = backend.runtime(TQ_CONSUMER_LEASE="1")
+    observer = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
     for _ in range(4):
         assert recover_lost(observer) == 0
         time.sleep(0.5)

@@ -11,6 +11,7 @@ import os
 import threading
 from urllib.parse import unquote, urlsplit
 
+import pymysql
 from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, DoubleField,
                     IntegerField, Model, SqliteDatabase, TextField)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
@@ -146,7 +147,31 @@ class Audit(BaseModel):
 
 class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
     """Pooled, and reconnects a connection the server or network dropped
-    (outside a transaction), so a MariaDB restart needs no tq restart."""
+    (outside a transaction), so a MariaDB restart needs no tq restart.
+
+    Timeouts: connecting, including the server's greeting and the login, is
+    bounded by `connect_timeout` (PyMySQL reads the greeting under its read
+    timeout, so that starts as connect_timeout); each query then gets
+    `query_timeout`, since a roll-up or a prune may rightly take longer."""
+
+    def __init__(self, *args, query_timeout: float = 30.0, **kwargs) -> None:
+        self.query_timeout = query_timeout
+        super().__init__(*args, **kwargs)
+
+    def _connect(self):
+        try:
+            conn = super()._connect()
+        except pymysql.err.OperationalError as exc:
+            # A server that accepts but never greets: say so, under a code
+            # ReconnectMixin does not retry (2013 would be tried once more).
+            if exc.args and exc.args[0] == 2013:
+                raise pymysql.err.OperationalError(
+                    2003, f"no answer from the MySQL server within "
+                          f"{self.connect_params.get('connect_timeout')} s") from None
+            raise
+        # PyMySQL has no public setter; these are its constructor's values.
+        conn._read_timeout = conn._write_timeout = self.query_timeout
+        return conn
 
 
 ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
@@ -174,7 +199,8 @@ def all_models() -> list[type[Model]]:
     return ALL_MODELS + _extra_models
 
 
-def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
+def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
+                  query_timeout: float = 30.0):
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parts.path
@@ -191,8 +217,9 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
         password=password or unquote(parts.password or ""),
         charset="utf8mb4",
         connect_timeout=connect_timeout,
-        read_timeout=30,
-        write_timeout=30,
+        read_timeout=connect_timeout,  # the greeting and login; then query_timeout
+        write_timeout=connect_timeout,
+        query_timeout=query_timeout,
         max_connections=32,
         stale_timeout=300,
         autoconnect=True,

@@ -17,7 +17,6 @@ from tq.history import write_records
 from tq.models import TERMINAL, Audit, Job, state_seq
 from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
-from tq.serializer import dumps_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
@@ -232,7 +231,7 @@ def run_now(runtime, ids: Iterable[str]) -> list[str]:
             record = huey.job_record(task, state, eta=None if eta is None else
                                      utc_timestamp(eta))
             storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
-                                 records=[dumps_json(record)])
+                                 records=[runtime.records.seal(record)])
             moved.append(task.id)
     audit(runtime, "run-now", ",".join(sorted(wanted))[:5000], len(moved))
     return moved

@@ -16,7 +16,7 @@ from typing import Any
 from peewee import SQL, SqliteDatabase, fn
 
 from tq.models import Attempt, Job, STATES
-from tq.periodic import periodic_specs
+from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
@@ -237,7 +237,10 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
 
 
 def list_workers(runtime, now: float | None = None) -> list[dict]:
-    now = time.time() if now is None else now
+    """Registered consumers, alive or silent, with the jobs they run. A
+    heartbeat's age is measured by the queue backend's clock (see storage), not
+    by `now`: this host's clock may disagree with the backend's. Junk in the
+    control state is skipped where it is read (tq.control)."""
     lease = runtime.config.consumer["lease"]
     running: dict[str, list[str]] = {}
     for huey in runtime.queues.values():
@@ -249,10 +252,10 @@ def list_workers(runtime, now: float | None = None) -> list[dict]:
             running.setdefault(record.worker, []).append(job_id)
     workers = []
     for info in runtime.control.workers():
-        age = now - info["beat"]
+        age = info["heartbeat_age"]
         workers.append(dict(info, heartbeat_age=round(age, 1), alive=age < lease,
                             running=running.get(info["id"], [])))
-    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"]))
+    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"], w["id"]))
 
 
 def list_periodic(runtime, now: float | None = None) -> list[dict]:

@@ -61,7 +61,7 @@ class Filter:
 
 def parse_time(value: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", value.strip())
+    match = re.fullmatch(r"(\d{1,12}(?:\.\d{1,9})?)([smhdw])", value.strip())  # finite
     if match:
         return now - float(match.group(1)) * _UNITS[match.group(2)]
     try:

@@ -1,4 +1,4 @@
-"""Built-in upkeep, scheduled by `[history] rollup_every` (see tq.periodic): roll the
+"""Built-in upkeep, scheduled by `[history] rollup_every` (see tq.scheduler): roll the
 history up into summaries, then prune what is past retention."""
 from __future__ import annotations
 

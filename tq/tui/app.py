@@ -15,7 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tq.text import visible
+from tq.text import console_markup, visible
 from tq.tui.data import SERVERS, Data, fetch, is_connection_error
 from tq.tui.screens.base import TqScreen
 from tq.tui.screens.failed import FailedScreen
@@ -140,7 +140,7 @@ class TqApp(App):
 
     def server_failed(self, server: str, error: BaseException) -> None:
         if not is_connection_error(error):
-            self.notify(f"{SERVERS[server]}: {type(error).__name__}: {visible(error)}",
+            self.notify(f"{SERVERS[server]}: {type(error).__name__}: {console_markup(error)}",
                         severity="error", timeout=8)
             return
         first = (str(error).splitlines() or [""])[0] or type(error).__name__
@@ -200,7 +200,8 @@ class TqApp(App):
             if match:
                 self.run_worker(self.goto(match[0]), group="navigate", exclusive=True)
             else:
-                self.notify(f"no screen {name!r} (screens: {', '.join(SCREENS)})",
+                self.notify(f"no screen {console_markup(repr(name))} "
+                            f"(screens: {', '.join(SCREENS)})",
                             severity="error")
         self.push_screen(PromptDialog("Go to screen", list(SCREENS),
                                       hint=" ".join(f":{name}" for name in SCREENS)

@@ -20,7 +20,7 @@ from textual.worker import Worker, get_current_worker
 from tq import ops, queries
 from tq.config import ConfigError
 from tq.models import STATES, TERMINAL, IngestedFile, Job
-from tq.periodic import periodic_specs
+from tq.scheduler import periodic_specs
 from tq.registry import TASKS
 from tq.submit import submit
 from tq.summaries import TaskTotal, recent_minutes

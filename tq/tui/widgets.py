@@ -1,6 +1,11 @@
 """Widgets shared by the screens: dialogs, the filter line, the banner, formatting.
 
 Nothing here reads data; screens hand these widgets what tq.tui.data fetched.
+
+Outside text is shown literally (tq.text): a str cell of a tq Table is never
+markup (Table turns it into `literal()` Text), and a str given to a Static,
+Label, border title or notification is Textual markup, so outside values in it
+go through `console_markup()`.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 
-from tq.text import literal
+from tq.text import literal, visible
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -78,7 +83,8 @@ def fmt_duration(start: float | None, end: float | None) -> str:
 
 
 def shorten(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    """One line of at most `width` characters, control characters made visible."""
+    text = visible(" ".join((text or "").split()))
     return text if len(text) <= width else text[:max(1, width - 1)] + "…"
 
 
@@ -109,8 +115,15 @@ def sparkline(values: Sequence[int | float | None], top: float, style: str = "cy
 
 # --- tables ------------------------------------------------------------------------------
 
+def as_cell(value: Any) -> Any:
+    """What a table shows for `value`: a str as written (DataTable reads a str
+    cell as markup: `[/]` in a job's data would crash the console)."""
+    return literal(value) if isinstance(value, str) else value
+
+
 class Table(DataTable):
-    """A DataTable that redraws once its column widths are measured.
+    """A DataTable whose str cells are shown literally, and that redraws once its
+    column widths are measured.
 
     Textual 8.2 measures new rows' widths on idle but keeps lines it drew before
     that in its caches, so a frame drawn in between could stay on screen with
@@ -118,6 +131,12 @@ class Table(DataTable):
 
     BINDINGS = [Binding("j", "cursor_down", "Down", show=False),
                 Binding("k", "cursor_up", "Up", show=False)]
+
+    def add_row(self, *cells: Any, **options: Any):
+        return super().add_row(*(as_cell(value) for value in cells), **options)
+
+    def update_cell(self, row_key, column_key, value: Any, **options: Any) -> None:
+        super().update_cell(row_key, column_key, as_cell(value), **options)
 
     async def _on_idle(self, event) -> None:
         widths = [column.content_width for column in self.columns.values()]
@@ -154,8 +173,7 @@ def fit_columns(table: DataTable, specs: Sequence[tuple[str, int]], width: int,
 
 def ellipsize(cell: Any, width: int) -> Any:
     """A cell cut to `width` with an ellipsis, never cut mid-word without one."""
-    if isinstance(cell, str):
-        cell = Text(cell)
+    cell = as_cell(cell)  # a str is outside text: literal, never markup
     if isinstance(cell, Text) and cell.cell_len > width:
         cell = cell.copy()
         cell.truncate(width, overflow="ellipsis")
@@ -176,7 +194,7 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
                current: str | None = None) -> None:
     """Replace a table's rows, keeping the cursor on the same row key if it is still
     there (a refresh must not throw the operator's cursor back to the top)."""
-    rows = list(rows)
+    rows = [(key, [as_cell(value) for value in cells]) for key, cells in rows]
     if current is None and table.row_count and 0 <= table.cursor_row < table.row_count:
         current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
     same_keys = [key.value for key in table.rows] == [key for key, _ in rows]
@@ -273,7 +291,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.question, id="question", markup=False)
+            yield Static(self.question, id="question")  # Textual markup; it wraps
             with Horizontal(id="buttons"):
                 yield Button(f"{self.confirm} (y)", variant="error", id="yes")
                 yield Button(f"{self.keep} (n)", variant="primary", id="no")

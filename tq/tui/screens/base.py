@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from tq.text import visible
+from tq.text import console_markup
 from tq.tui.data import (Filter, FilterError, Preview, fetch, is_connection_error, running,
                          server_of)
 from tq.tui.widgets import (Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar,
@@ -106,7 +106,7 @@ class TqScreen(Screen):
         if is_connection_error(error):
             self.app.server_failed(server_of(error, server), error)
         else:
-            self.notify(f"{type(error).__name__}: {visible(error)}", severity="error",
+            self.notify(f"{type(error).__name__}: {console_markup(error)}", severity="error",
                         timeout=8)
 
     def topbar_text(self) -> str:
@@ -137,7 +137,7 @@ class TqScreen(Screen):
         try:
             self.user_filter = self.data.parse_filter(event.text) if event.text else None
         except FilterError as exc:
-            box.border_title = str(exc)
+            box.border_title = console_markup(exc)
             box.add_class("error")
             return
         box.border_title = None
@@ -192,12 +192,14 @@ class TqScreen(Screen):
             return
         run = getattr(self.data, preview.action)
         message = DONE[preview.action]
-        self.confirm_then(preview.text, preview.action.replace("_", " ").capitalize(),
+        self.confirm_then(console_markup(preview.text), preview.action.replace("_", " ").capitalize(),
                           lambda: run(ids, flt),
                           lambda n: message.format(n=n, s="" if n == 1 else "s"))
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
                      describe: Callable[[Any], str], server: str | None = None) -> None:
+        """`question` and what `describe` returns are Textual markup: outside text
+        in them has gone through console_markup."""
         def answered(yes: bool | None) -> None:
             if yes:
                 self.load(call, self._acted(describe), group="action", server=server)
@@ -215,7 +217,7 @@ class TqScreen(Screen):
         if self.refuse_if_readonly():
             return
         target = f"{queue}/{task}" if task else queue
-        what = f"task {task} in queue {queue}" if task else f"queue {queue}"
+        what = console_markup(f"task {task} in queue {queue}" if task else f"queue {queue}")
 
         def ask(paused: set[str]) -> None:
             if target in paused:

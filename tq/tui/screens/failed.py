@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import console_markup
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
                             fmt_time, shorten)
@@ -53,7 +54,7 @@ class FailedScreen(TableScreen):
         total = sum(group["count"] for group in groups)
         text = f"[b]{fmt_count(total)}[/b] failed jobs in [b]{len(groups)}[/b] groups"
         if self.user_filter is not None:
-            text += f"  ·  filter [b]{self.user_filter.text}[/b]"
+            text += f"  ·  filter [b]{console_markup(self.user_filter.text)}[/b]"
         self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs  ·  "
                                           "refreshed every 30 s")
         self.loaded = True

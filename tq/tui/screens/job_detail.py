@@ -17,8 +17,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tq.text import console_markup, literal, visible
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.text import markup
 from tq.tui.widgets import fmt_duration, fmt_times, shorten
 
 # ANSI themes follow the terminal's own colours.
@@ -54,10 +54,10 @@ class JobDetailScreen(TqScreen):
         self.query_one("#detail").focus()
 
     def topbar_text(self) -> str:
-        crumbs = [markup(shorten(job, 14)) for job in self.trail[-3:]]
+        crumbs = [console_markup(shorten(job, 14)) for job in self.trail[-3:]]
         if len(self.trail) > 3:
             crumbs.insert(0, "…")
-        return " › ".join([*crumbs, f"[b]{markup(self.job_id)}[/b]"])
+        return " › ".join([*crumbs, f"[b]{console_markup(self.job_id)}[/b]"])
 
     def go(self, job_id: str, back: bool = False) -> None:
         """Show another job here (a requeue link followed, or a step back)."""
@@ -81,14 +81,14 @@ class JobDetailScreen(TqScreen):
         self.loaded = True
         if job is None:
             self.query_one("#summary", Static).update(
-                Text(f"no job {self.job_id!r} in history (purged, or not written yet)",
-                     style="bold red"))
+                literal(f"no job {self.job_id!r} in history (purged, or not written yet)",
+                        style="bold red"))
             return
         now = self.data.now()
         summary = Table.grid(padding=(0, 2))
         summary.add_column(style="bold", justify="right")
         summary.add_column()
-        rows = [("state", Text(job["state"], style="bold")), ("task", job["task"]),
+        rows = [("state", literal(job["state"], style="bold")), ("task", job["task"]),
                 ("queue", job["queue"]), ("priority", job["priority"]),
                 ("attempts", f"{job['attempts'] or 0} of {1 + (job['max_retries'] or 0)}"),
                 ("worker", job["worker"]),
@@ -96,20 +96,20 @@ class JobDetailScreen(TqScreen):
                      fmt_times([job["enqueued_at"], job["eta"], job["started_at"],
                                 job["finished_at"]], now)),
                 ("duration", fmt_duration(job["started_at"], job["finished_at"])),
-                ("error", Text(f"{job['error_type']}: {job['error_message']}", style="red")
+                ("error", literal(f"{job['error_type']}: {job['error_message']}", style="red")
                  if job.get("error_type") else ""),
                 ("requeued from", job["requeued_from"] and f"{job['requeued_from']}  (f)"),
                 ("requeued to", f"{', '.join(job['requeued_to'])}  (n)"
                  if job["requeued_to"] else None)]
         for label, value in rows:
             if value not in (None, ""):
-                summary.add_row(label, value if isinstance(value, Text) else str(value))
+                summary.add_row(label, value if isinstance(value, Text) else literal(value))
         self.query_one("#summary", Static).update(summary)
         arguments = {"args": job["args"], "kwargs": job["kwargs"]}
         self.query_one("#args", Static).update(Group(
             Text("arguments", style="bold underline"),
-            Syntax(json.dumps(arguments, indent=2, ensure_ascii=False), "json", theme=THEME,
-                   background_color="default", word_wrap=True)))
+            Syntax(visible(json.dumps(arguments, indent=2, ensure_ascii=False), multiline=True),
+                   "json", theme=THEME, background_color="default", word_wrap=True)))
         attempts = Table(box=None, header_style="bold", expand=True)
         for column in ("#", "outcome", "started", "finished", "took", "worker"):
             attempts.add_column(column, no_wrap=True)
@@ -119,14 +119,14 @@ class JobDetailScreen(TqScreen):
         for index, attempt in enumerate(job["attempt_log"]):
             error = (f"{attempt['error_type']}: {attempt['error_message']}"
                      if attempt.get("error_type") else "")
-            attempts.add_row(str(attempt["attempt"]), attempt["outcome"] or "running",
+            attempts.add_row(str(attempt["attempt"]), literal(attempt["outcome"] or "running"),
                              moments[2 * index], moments[2 * index + 1],
                              fmt_duration(attempt["started_at"], attempt["finished_at"]),
-                             attempt["worker"] or "", Text(error, style="red"))
+                             literal(attempt["worker"] or ""), literal(error, style="red"))
         self.query_one("#attempts", Static).update(Group(
             Text("attempts", style="bold underline"),
             attempts if job["attempt_log"] else Text("none yet")))
-        traceback = (job.get("traceback") or "").rstrip()
+        traceback = visible((job.get("traceback") or "").rstrip(), multiline=True)
         self.query_one("#traceback", Static).update(Group(
             Text("traceback", style="bold underline"),
             Syntax(traceback, "pytb", theme=THEME, background_color="default",

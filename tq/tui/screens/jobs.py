@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import console_markup, literal
 from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.text import literal, markup
 from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
                             fit_columns, fmt_count, fmt_duration, fmt_time, shorten,
                             table_width)
@@ -99,7 +99,7 @@ class JobsScreen(TqScreen):
 
     def topbar_text(self) -> str:
         if self.queue:
-            return f"queue: [b]{markup(self.queue)}[/b] (Esc: all queues)"
+            return f"queue: [b]{console_markup(self.queue)}[/b] (Esc: all queues)"
         return "queue: [b]all[/b]"
 
     # --- what is shown ------------------------------------------------------------------
@@ -196,7 +196,7 @@ class JobsScreen(TqScreen):
             "✓": Text("●" if row["id"] in self.marked or self.all_marked else " ",
                       style="bold yellow"),
             "id": cut(row["id"], "id"), "task": cut(row["task"], "task"),
-            "state": Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
+            "state": literal(row["state"], style=STATE_STYLE.get(row["state"], "")),
             "enqueued": fmt_time(row["enqueued_at"], now),
             "duration": fmt_duration(row["started_at"], end),
             "error": cut(error, "error", "red"), "args": cut(args, "args"),
@@ -212,7 +212,7 @@ class JobsScreen(TqScreen):
         parts = [f"[b]{shown}[/b] of [b]{total}[/b]",
                  f"sort {self.sort.removesuffix('_at')} {'↓' if self.descending else '↑'}"]
         if self.user_filter is not None:
-            parts.append(f"filter [b]{self.user_filter.text}[/b]")
+            parts.append(f"filter [b]{console_markup(self.user_filter.text)}[/b]")
         if self.all_marked:
             parts.append(f"[b yellow]all {total} matching marked[/]")
         elif self.marked:

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tq.text import literal, markup
+from tq.text import console_markup, literal
 from tq.tui.data import Filter
 from tq.tui.screens.base import TqScreen
 from tq.tui.widgets import (PickerDialog, StatusLine, Table, bucket, cursor_key, fill_table,
@@ -85,7 +85,7 @@ class QueuesScreen(TqScreen):
         alive = self.status["workers_alive"]
         text = f"workers alive: [b]{alive}[/b]" if alive else "[b red]no workers alive[/]"
         if self.size.width >= 120:
-            text += f"  │  {self.data.describe_backends()}"
+            text += f"  │  {console_markup(self.data.describe_backends())}"
         return text
 
     def show_state(self, status: dict) -> None:
@@ -177,7 +177,7 @@ class QueuesScreen(TqScreen):
             parts.append(f"charts: last hour, {per} min a bar, █ = {fmt_count(top)} jobs")
         paused = [f"{q}/{t}" for q, e in status["queues"].items() for t in e["paused_tasks"]]
         if paused:
-            parts.append("[b yellow]paused task types:[/] " + ", ".join(map(markup, paused)))
+            parts.append("[b yellow]paused task types:[/] " + ", ".join(map(console_markup, paused)))
         workers = len(status["workers"])
         if not workers:
             parts.append("no consumer registered (start one: tq up / tq consumer)")

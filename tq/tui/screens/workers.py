@@ -7,6 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.binding import Binding
 
+from tq.text import console_markup
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import StatusLine, Table, cursor_key, fill_table, fmt_age, fmt_time, shorten
 
@@ -55,11 +56,11 @@ class WorkersScreen(TableScreen):
             self.notify("no consumer under the cursor", severity="warning")
             return
         if worker["alive"]:
-            self.notify(f"consumer {worker['id']} is alive: stop it first, it would "
+            self.notify(f"consumer {console_markup(worker['id'])} is alive: stop it first, it would "
                         "register again", severity="warning")
             return
         self.confirm_then(
-            f"Forget consumer {worker['id']} (silent for {fmt_age(worker['heartbeat_age'])})? "
+            f"Forget consumer {console_markup(worker['id'])} (silent for {fmt_age(worker['heartbeat_age'])})? "
             "It leaves the list; jobs it was running go back on their queues as usual.",
             "Forget", lambda: self.data.forget_worker(worker["id"]),
-            lambda _: f"forgot consumer {worker['id']}", server="queue")
+            lambda _: f"forgot consumer {console_markup(worker['id'])}", server="queue")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tq import registry
 from tq.schedule import Schedule, parse_schedule
 
-logger = logging.getLogger("tq.periodic")
+logger = logging.getLogger("tq.scheduler")
 
 
 @dataclass
