@@ -5,15 +5,18 @@ task-type picker, one detail screen, forgetting a dead consumer.
 Servers are cut through tests/proxy.py (the shared servers keep running)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import tq
-from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL
+from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
 from proxy import CuttableProxy
 from test_tui import (dialog, failed_records, loaded, make_app, pilot_test, question,
                       rendered_table, until)
 from tq import ops
 from tq.history import write_records
+from tq.queries import list_workers
 from tq.tui.app import SCREENS, tq_bindings
 from tq.tui.screens.job_detail import JobDetailScreen
 from tq.tui.widgets import HelpScreen, PickerDialog
@@ -220,16 +223,13 @@ async def test_follow_requeue_links_on_one_screen_and_escape_walks_back(backend)
 
 @pilot_test
 async def test_a_silent_consumer_can_be_forgotten_from_the_workers_screen(backend):
-    import time
     from tq.models import Audit
-    runtime = backend.runtime()
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
     control = runtime.control
-    control.heartbeat("dead:1:x", {"id": "dead:1:x", "host": "dead", "pid": 1,
-                                   "queues": ["default"], "workers": 1,
-                                   "worker_type": "thread", "beat": time.time() - 3000})
-    control.heartbeat("live:2:y", {"id": "live:2:y", "host": "live", "pid": 2,
-                                   "queues": ["default"], "workers": 1,
-                                   "worker_type": "thread", "beat": time.time()})
+    beat(control, "dead:1:x")
+    wait_for(lambda: not any(w["alive"] for w in list_workers(runtime)),
+             message="the first consumer to fall silent")
+    beat(control, "live:2:y")
     app = make_app(runtime)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
@@ -252,22 +252,37 @@ async def test_a_silent_consumer_can_be_forgotten_from_the_workers_screen(backen
         ops.forget_worker(runtime, "[/]\x1b[2J")
 
 
+def beat(control, worker_id: str) -> None:
+    host, pid, _ = worker_id.split(":")
+    control.heartbeat(worker_id, {"id": worker_id, "host": host, "pid": int(pid),
+                                  "queues": ["default"], "workers": 1,
+                                  "worker_type": "thread", "started": None})
+
+
 def await_dialog_type():
     from tq.tui.widgets import ConfirmDialog
     return ConfirmDialog.__new__(ConfirmDialog)
 
 
 def test_tq_workers_forget_refuses_a_live_or_unknown_consumer(backend, tq_env, capsys):
-    import time
     from tq.cli import main
     runtime = backend.runtime()
-    runtime.control.heartbeat("dead:1:x", {"id": "dead:1:x", "host": "dead", "pid": 1,
-                                           "queues": ["default"], "workers": 1,
-                                           "beat": time.time() - 3000})
+    beat(runtime.control, "live:2:y")
+    assert main(["workers", "--forget", "live:2:y"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is alive" in err
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
+    runtime.control.forget_worker("live:2:y")
+    beat(runtime.control, "dead:1:x")
+    wait_for(lambda: not any(w["alive"] for w in list_workers(runtime)), message="silence")
     assert main(["workers", "--forget", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no consumer 'nope'" in err
-    assert main(["workers", "--forget", "dead:1:x"]) == 0
+    os.environ["TQ_CONSUMER_LEASE"] = "1"
+    try:
+        assert main(["workers", "--forget", "dead:1:x"]) == 0
+    finally:
+        del os.environ["TQ_CONSUMER_LEASE"]
     assert runtime.control.workers() == []
 
 
