@@ -19,6 +19,7 @@ from tq.queries import queue_depths
 from tq.submit import JobExists, prepare
 
 from conftest import wait_for
+from proxy import CuttableProxy
 
 ECHO = "tq.tasks.demo.echo"
 NAN, INF = float("nan"), float("inf")
@@ -290,3 +291,41 @@ def test_forged_messages_are_quarantined_with_their_reason(backend, start_consum
              message="the good job to succeed")
     assert Job.select().where(Job.id.startswith("forged")).count() == 0
     assert Job.select().where(Job.id == "x" * 200).count() == 0
+
+
+def test_a_batch_cut_by_an_outage_says_where_and_completes_with_skip(
+        redis_backend, tmp_path, capsys, monkeypatch):
+    import sys
+    submit_module = sys.modules["tq.submit"]
+    from conftest import use_env
+
+    proxy = CuttableProxy("127.0.0.1", 6379)
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        use_env(monkeypatch, {**redis_backend.env, "TQ_QUEUE_URL": url,
+                              "TQ_QUEUE_CONNECT_TIMEOUT": "1"})
+        path = tmp_path / "jobs.jsonl"
+        path.write_text("".join(json.dumps({"task": ECHO, "args": [i], "id": f"line-{i}"})
+                                + "\n" for i in range(1, 3001)))
+        real, calls = submit_module.enqueue, {"n": 0}
+
+        def cut_after_two_batches(runtime, jobs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                proxy.cut()
+            return real(runtime, jobs)
+        monkeypatch.setattr(submit_module, "enqueue", cut_after_two_batches)
+        monkeypatch.setattr(cli, "BATCH_SECONDS", 1e9)  # batches of exactly cli.BATCH (1000)
+        assert main(["submit", "--file", str(path)]) == 1
+        line = one_clean_line(capsys.readouterr().err)
+        assert "stopped at line 2,001: queue backend unreachable" in line
+        assert "2,000 submitted through line 2,000" in line
+        assert "--if-exists skip" in line
+        proxy.restore()
+        monkeypatch.setattr(submit_module, "enqueue", real)
+        assert main(["submit", "--file", str(path), "--if-exists", "skip"]) == 0
+        assert "submitted 1000 jobs, 2,000 skipped" in capsys.readouterr().out
+        runtime = redis_backend.runtime()
+        assert queue_depths(runtime, "default")["queued"] == 3000
+    finally:
+        proxy.close()
