@@ -181,6 +181,8 @@ def ellipsize(cell: Any, width: int) -> Any:
 
 
 def natural_width(cell: Any) -> int:
+    """The cells `cell` takes as shown (a str literally, control characters escaped)."""
+    cell = as_cell(cell)
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
