@@ -236,9 +236,17 @@ def create_schema(database) -> list[str]:
         for model in all_models():
             table = model._meta.table_name
             if table not in existing:
-                database.create_tables([model], safe=True)
-                added.append(f"table {table}")
-                continue
+                try:
+                    database.create_tables([model], safe=True)
+                    added.append(f"table {table}")
+                    continue
+                except Exception as exc:
+                    # Another process created the table a moment before us: its
+                    # CREATE TABLE IF NOT EXISTS was a no-op here, and then MySQL
+                    # (no CREATE INDEX IF NOT EXISTS) refused the index it made.
+                    # The checks below bring the table up to date as for any other.
+                    if "Duplicate key name" not in str(exc):
+                        raise
             columns = {column.name for column in database.get_columns(table)}
             migrator = (SqliteMigrator(database) if isinstance(database, SqliteDatabase)
                         else MySQLMigrator(database))
