@@ -391,6 +391,15 @@ def cmd_workers(args) -> int:
     from tq.queries import list_workers
 
     runtime = make_runtime(args)
+    if args.forget:
+        from tq import ops
+        from tq.text import visible
+        try:
+            ops.forget_worker(runtime, args.forget)
+        except ops.ActionError as exc:
+            raise CliError(str(exc)) from None
+        out.print(f"forgot consumer {visible(args.forget)}", markup=False)
+        return 0
     workers = list_workers(runtime)
     if args.json:
         print_json(workers)
@@ -648,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("workers", help="consumers and their heartbeats")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--forget", metavar="ID",
+                   help="remove a dead (silent) consumer from the list")
     p.set_defaults(func=cmd_workers)
 
     p = sub.add_parser("periodic", help="periodic tasks with their next run")

@@ -3,24 +3,30 @@ tq.tui.data in workers, read-only enforcement and confirm-then-act."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
+
+from rich.cells import cell_len
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
-from tq.tui.data import Filter, FilterError, Preview, fetch, is_connection_error, running
 from tq.text import console_markup
-from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
+from tq.tui.data import (Filter, FilterError, Preview, fetch, is_connection_error, running,
+                         server_of)
+from tq.tui.widgets import (Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar,
+                            cursor_key, ellipsize, fill_table, fit_columns, natural_width,
+                            table_width)
 
 # Actions that change anything: hidden and refused in a --readonly console.
-WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge"})
+WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge",
+                           "forget"})
 ACTION_BINDINGS = [
     Binding("R", "requeue", "Requeue"),
     Binding("c", "cancel", "Cancel"),
-    Binding("r", "run_now", "Run now"),
-    Binding("ctrl+d", "purge", "Purge"),
+    Binding("r", "run_now", "Run now", show=False),
+    Binding("ctrl+d", "purge", "Purge", show=False),
 ]
 DONE = {"requeue": "requeued {n:,} job{s}", "cancel": "canceled {n:,} job{s}",
         "run_now": "{n:,} job{s} moved to the front of the queue",
@@ -34,6 +40,7 @@ class TqScreen(Screen):
     loaded = False  # set once the screen has shown its first data (tests and bench wait on it)
     MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
     _last_tick = 0.0
+    SERVER = "history"  # the server this screen's reads need (see TqApp.server_failed)
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")
@@ -43,6 +50,15 @@ class TqScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def on_key(self, event) -> None:
+        """A printable key that no binding took (an input takes its own): said, not
+        ignored, so text typed into the wrong place is seen to do nothing."""
+        if (event.is_printable and event.character and event.character != " "
+                and not isinstance(self.focused, Input)
+                and event.key not in self.active_bindings):
+            self.notify(f"key {event.character!r} does nothing here (? lists the keys)",
+                        severity="warning", timeout=3)
 
     @property
     def data(self):
@@ -70,18 +86,25 @@ class TqScreen(Screen):
         self.refresh_data()
 
     def load(self, call: Callable[[], Any], done: Callable[[Any], None], *,
-             group: str = "refresh", exclusive: bool = False) -> None:
-        fetch(self, call, lambda result: self._loaded(done, result), self.load_failed,
-              data=self.data, group=group, exclusive=exclusive)
+             group: str = "refresh", exclusive: bool = False, server: str | None = None,
+             failed: Callable[[BaseException], None] | None = None) -> None:
+        """Run `call` (a read from `server`, the screen's SERVER by default) in a worker;
+        its answer clears that server's banner, a connection error raises it."""
+        server = server or self.SERVER
 
-    def _loaded(self, done: Callable[[Any], None], result: Any) -> None:
-        if self.app.connection_error:
-            self.app.connection_restored()
-        done(result)
+        def answered(result: Any) -> None:
+            self.app.server_answered(server)
+            done(result)
 
-    def load_failed(self, error: BaseException) -> None:
+        def refused(error: BaseException) -> None:
+            if failed is not None:
+                failed(error)
+            self.load_failed(error, server)
+        fetch(self, call, answered, refused, data=self.data, group=group, exclusive=exclusive)
+
+    def load_failed(self, error: BaseException, server: str = "history") -> None:
         if is_connection_error(error):
-            self.app.connection_lost(error)
+            self.app.server_failed(server_of(error, server), error)
         else:
             self.notify(f"{type(error).__name__}: {console_markup(error)}", severity="error",
                         timeout=8)
@@ -174,12 +197,12 @@ class TqScreen(Screen):
                           lambda n: message.format(n=n, s="" if n == 1 else "s"))
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
-                     describe: Callable[[Any], str]) -> None:
+                     describe: Callable[[Any], str], server: str | None = None) -> None:
         """`question` and what `describe` returns are Textual markup: outside text
         in them has gone through console_markup."""
         def answered(yes: bool | None) -> None:
             if yes:
-                self.load(call, self._acted(describe), group="action")
+                self.load(call, self._acted(describe), group="action", server=server)
         self.app.push_screen(ConfirmDialog(question, label), answered)
 
     def _acted(self, describe: Callable[[Any], str]) -> Callable[[Any], None]:
@@ -201,12 +224,13 @@ class TqScreen(Screen):
                 self.confirm_then(f"Resume {what}?", "Resume",
                                   lambda: self.data.resume(queue, task),
                                   lambda moved: f"resumed {what}"
-                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""))
+                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""),
+                                  server="queue")
             else:
                 self.confirm_then(f"Pause {what}? Running jobs finish; nothing is dropped.",
                                   "Pause", lambda: self.data.pause(queue, task),
-                                  lambda _: f"paused {what}")
-        self.load(self.data.paused_targets, ask, group="action")
+                                  lambda _: f"paused {what}", server="queue")
+        self.load(self.data.paused_targets, ask, group="action", server="queue")
 
     def after_action(self) -> None:
         """Forget marks and the like once an action has run."""
@@ -245,3 +269,28 @@ class TableScreen(TqScreen):
 
     def show(self, rows: Any) -> None:
         raise NotImplementedError
+
+    # Columns take their data's width up to MAX_WIDTH, in COLUMNS order as many as
+    # the terminal holds (widgets.fit_columns), FLEXIBLE taking what is left, and a
+    # cell wider than its column ends in an ellipsis.
+    MAX_WIDTH = 40
+    FLEXIBLE: str | None = None
+    ORDER: tuple[str, ...] = ()  # the order shown, most telling first (default COLUMNS)
+
+    def fill(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        rows = list(rows)
+        table = self.query_one(Table)
+        current = cursor_key(table)
+        index = {name: i for i, name in enumerate(self.COLUMNS)}
+        specs = [(name, min(self.MAX_WIDTH, max([cell_len(name)] + [
+            natural_width(cells[index[name]]) for _, cells in rows])))
+            for name in self.ORDER or self.COLUMNS]
+        widths = fit_columns(table, specs, table_width(table), flexible=self.FLEXIBLE)
+        fill_table(table, [(key, [ellipsize(cells[index[name]], width)
+                                  for name, width in widths.items()])
+                           for key, cells in rows], current=current)
+        self._rows = rows
+
+    def on_resize(self) -> None:
+        if getattr(self, "_rows", None) is not None:
+            self.fill(self._rows)
