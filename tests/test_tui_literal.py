@@ -193,6 +193,6 @@ async def test_every_screen_shows_hostile_text_literally(backend):
         running(app)
 
         # The connection banner, with an error text holding markup.
-        app.connection_lost(ConnectionError("[/]down\x1b[0m [Errno 111] [$accent]"))
+        app.server_failed("queue", ConnectionError("[/]down\x1b[0m [Errno 111] [$accent]"))
         await shows(pilot, "[/]down\x1b[0m [Errno 111] [$accent]")
         running(app)

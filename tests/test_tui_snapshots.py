@@ -13,6 +13,7 @@ from tq.config import load_config
 from tq.history import write_records
 from tq.models import IngestedFile, Job, state_seq
 from tq.runtime import Runtime
+from tq.summaries import rollup
 from tq.tui.app import TqApp
 from tq.tui.data import Data
 
@@ -104,6 +105,7 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                             sha256=f"{n}" * 64, accepted=accepted, rejected=rejected,
                             started_at=NOW - 600 + n * 60, finished_at=NOW - 590 + n * 60,
                             outcome=outcome, reason=reason)
+    rollup(runtime, now=NOW)  # the charts' hour, from the summaries
     return runtime
 
 

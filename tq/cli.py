@@ -233,9 +233,9 @@ def _submit_file(runtime, path: str, if_exists: str) -> int:
         raise CliError(f"--file {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # the queue backend went away mid-batch
         first = batch[0][0] if batch else number
-        reason = str(exc).splitlines()[0] if str(exc) else "connection lost"
+        reason = visible(str(exc).splitlines()[0] if str(exc) else "connection lost")
         _report_bad(bad)
-        err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({visible(reason)}); "
+        err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({reason}); "
                   f"{counts['submitted']:,} submitted through line {last_done:,}"
                   + (f", lines {first:,} to {batch[-1][0]:,} may or may not be in"
                      if batch else "")
@@ -393,6 +393,15 @@ def cmd_workers(args) -> int:
     from tq.queries import list_workers
 
     runtime = make_runtime(args)
+    if args.forget:
+        from tq import ops
+        from tq.text import visible
+        try:
+            ops.forget_worker(runtime, args.forget)
+        except ops.ActionError as exc:
+            raise CliError(str(exc)) from None
+        out.print(f"forgot consumer {visible(args.forget)}", markup=False)
+        return 0
     workers = list_workers(runtime)
     if args.json:
         print_json(workers)
@@ -682,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("workers", help="consumers and their heartbeats")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--forget", metavar="ID",
+                   help="remove a dead (silent) consumer from the list")
     p.set_defaults(func=cmd_workers)
 
     p = sub.add_parser("periodic", help="periodic tasks with their next run")

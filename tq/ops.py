@@ -496,3 +496,24 @@ def run_now(runtime, ids: Iterable[str]) -> ActionResult:
                           if job_id in remaining}
     _audit_result(runtime, result)
     return result
+
+
+# --- consumers ---------------------------------------------------------------------
+
+def forget_worker(runtime, worker_id: str) -> dict:
+    """Remove a dead consumer's registration (one killed with SIGKILL stays listed
+    until then, or for an hour). A consumer still heartbeating within its lease is
+    refused: it would only register again, and its jobs are its own. Jobs the dead
+    one was running are unaffected: recovery puts back in-flight records of any
+    consumer it does not hear from, registered or not. Returns what was removed."""
+    lease = runtime.config.consumer["lease"]
+    info = next((w for w in runtime.control.workers() if w.get("id") == worker_id), None)
+    if info is None:
+        raise ActionError(f"no consumer {worker_id!r} is registered")
+    age = info["heartbeat_age"]  # by the queue backend's clock, like recovery's
+    if age < lease:
+        raise ActionError(f"consumer {worker_id!r} is alive (heartbeat {age:.0f}s ago, "
+                          f"lease {lease:g}s): stop it first")
+    runtime.control.forget_worker(worker_id)
+    audit(runtime, "forget-worker", worker_id, 1)
+    return info

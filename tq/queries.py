@@ -56,16 +56,42 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     count: that counts every row of the queue, a cost that grows with the history;
     the failed and retrying counts then come from index ranges of those states."""
     now = time.time() if now is None else now
+    state = queue_state(runtime, now)
+    history = queue_history(runtime, now, totals=totals)
+    for name, entry in state["queues"].items():
+        entry.update(history[name])
+    return dict(state, queue_backend=runtime.config.queue_url_safe,
+                history=runtime.config.history_url_safe)
+
+
+def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
+    """What the queue backend alone says: per queue paused, paused task types and
+    depths; the consumers' heartbeats. Answers while the history database is down."""
+    now = time.time() if now is None else now
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
-    catch_up(runtime)
-    runtime.database
     queues = {}
     for name in runtime.queues:
         entry: dict[str, Any] = {"paused": name in paused,
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
         entry.update(queue_depths(runtime, name))
+        queues[name] = entry
+    return {"queues": queues, "workers_alive": sum(1 for w in workers if w["alive"]),
+            "workers": workers}
+
+
+def queue_history(runtime, now: float | None = None, totals: bool = True
+                  ) -> dict[str, dict[str, Any]]:
+    """What history alone says per queue: retrying and failed counts, outcomes of the
+    last minute and hour, the oldest queued job. Answers while the queue backend is
+    down (then without the jobs submitted since, which travel through it)."""
+    now = time.time() if now is None else now
+    catch_up(runtime)
+    runtime.database
+    queues = {}
+    for name in runtime.queues:
+        entry: dict[str, Any] = {}
         if totals:
             counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
                           .group_by(Job.state).tuples())
@@ -90,11 +116,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
         entry["error_rate_last_hour"] = (round(entry["failed_last_hour"] / finished, 4)
                                          if finished else 0.0)
         queues[name] = entry
-    return {"queues": queues,
-            "workers_alive": sum(1 for w in workers if w["alive"]),
-            "workers": workers,
-            "queue_backend": runtime.config.queue_url_safe,
-            "history": runtime.config.history_url_safe}
+    return queues
 
 
 def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",

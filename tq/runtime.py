@@ -105,11 +105,12 @@ class Runtime:
                 failed_at, failure = self._database_failure
                 timeout = self.config.queue["connect_timeout"]
                 if failure is not None and time.monotonic() - failed_at < timeout:
-                    # Just failed: one command waits connect_timeout once, not
+                    # Just timed out: one command waits connect_timeout once, not
                     # once per read; a long-running process tries again later.
                     raise ConfigError(failure)
                 history = self.config.history
                 password = history["password"]
+                started = time.monotonic()
                 database = open_database(history["url"], password, timeout,
                                          history["query_timeout"])
                 try:
@@ -117,7 +118,8 @@ class Runtime:
                 except Exception as exc:
                     failure = (f"history database {self.config.history_url_safe} "
                                f"unreachable: {_first_line(exc)}")
-                    self._database_failure = (time.monotonic(), failure)
+                    if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
+                        self._database_failure = (time.monotonic(), failure)
                     raise ConfigError(failure) from None
                 self._database_failure = (0.0, None)
                 db.initialize(database)

@@ -8,7 +8,9 @@ dict argument by its JSON text. A bare word matches a job id exactly or a task
 name by substring. `task:` also matches by substring. `group:TYPE: MESSAGE`
 matches exactly the failure group of that exception type and normalised message
 (see tq/groups.py; quote it: `'group:RuntimeError: gateway returned <n>'`); SQL
-narrows it, `Filter.accepts` decides.
+narrows it, `Filter.accepts` decides. A term that looks like
+`word:value` with a word that is not a key is an error, never a bare word: a
+mistyped key (`tsk:`) would otherwise silently match nothing.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from tq.models import STATES, Job
 from tq.serializer import dumps_json
 
 KEYS = ("task", "state", "queue", "args", "since", "before", "error", "id", "priority", "group")
+_KEYLIKE = re.compile(r"[A-Za-z_]+")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -97,6 +100,8 @@ def parse(text: str, now: float | None = None) -> Filter:
     since = before = priority = group = None
     for token in tokens:
         key, sep, value = token.partition(":")
+        if sep and key not in KEYS and _KEYLIKE.fullmatch(key):
+            raise FilterError(f"unknown filter key {key!r} (keys: {', '.join(KEYS)})")
         if not sep or key not in KEYS:
             values["words"].append(token)
             continue

@@ -21,11 +21,12 @@ from tq.models import STATES, IngestedFile
 from tq.scheduler import periodic_specs
 from tq.registry import TASKS
 from tq.submit import submit
+from tq.summaries import TaskTotal, recent_minutes
 from tq.where import Filter, FilterError, group_filter, parse
 
 __all__ = ["Data", "Preview", "ReadOnly", "FilterError", "ActionError", "ActionResult",
-           "Filter", "STATES", "SORTABLE", "fetch", "is_connection_error", "group_filter",
-           "reason"]
+           "Filter", "STATES", "SORTABLE", "SERVERS", "fetch", "is_connection_error",
+           "server_of", "group_filter", "reason"]
 
 ActionError = ops.ActionError
 Preview = ops.Preview
@@ -43,6 +44,26 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                             peewee.OperationalError, peewee.InterfaceError, ConfigError,
                             OSError))
+
+
+# The two servers the console reads, each with its own banner: a read declares which
+# one it needs, and only an answer from that server clears that server's banner.
+SERVERS = {"queue": "queue backend", "history": "history database"}
+
+
+def server_of(exc: BaseException, default: str) -> str:
+    """Which server a connection error came from (`default`: the one the read used)."""
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "queue"
+    if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+        return "history"
+    if isinstance(exc, ConfigError):  # Runtime names the server it could not open
+        text = str(exc)
+        if text.startswith("queue backend"):
+            return "queue"
+        if text.startswith("history database"):
+            return "history"
+    return default
 
 
 class Data:
@@ -82,7 +103,26 @@ class Data:
     def queue_names(self) -> list[str]:
         return list(self.runtime.queues)
 
+    def probe(self, server: str) -> None:
+        """One cheap read from `server` (raises if it does not answer): the app asks each
+        server this on every refresh, whatever the screen reads, for the banners."""
+        if server == "queue":
+            self.runtime.control.paused()
+        else:
+            self.runtime.database.execute_sql("SELECT 1").fetchall()
+
     # --- reading --------------------------------------------------------------------
+    def queue_state(self) -> dict[str, Any]:
+        """The Queues screen's part from the queue backend (depths, pause, held, consumers)."""
+        return queries.queue_state(self.runtime, now=self.now())
+
+    def queue_history(self, minutes: int = 60) -> dict[str, Any]:
+        """The Queues screen's part from history: counts and the per-minute charts."""
+        now = self.now()
+        starts, series = recent_minutes(self.runtime, now=now, minutes=minutes)
+        return {"queues": queries.queue_history(self.runtime, now=now, totals=False),
+                "minutes": starts, "series": series}
+
     def status(self) -> dict[str, Any]:
         # No per-state totals: counting every history row each refresh grows with history.
         return queries.status(self.runtime, now=self.now(), totals=False)
@@ -116,6 +156,18 @@ class Data:
     def task_names() -> list[str]:
         return sorted(TASKS)
 
+    def task_names_of(self, queue: str) -> list[str]:
+        """Task types to pick from for `queue`: those it has run (the summaries' small
+        totals table, when history answers), then every registered one."""
+        seen: list[str] = []
+        try:
+            self.runtime.database
+            seen = [task for task, in TaskTotal.select(TaskTotal.task)
+                    .where(TaskTotal.queue == queue).order_by(TaskTotal.task).tuples()]
+        except Exception:  # history down: the registered names still make a list
+            pass
+        return list(dict.fromkeys([*seen, *sorted(TASKS)]))
+
     # --- previews: the exact count an action will touch (tq.ops decides) ---------------
     def preview(self, action: str, ids: list[str] | None = None,
                 flt: Filter | None = None) -> Preview:
@@ -134,6 +186,10 @@ class Data:
     def resume(self, queue: str, task: str | None = None) -> int:
         self._check_writable()
         return ops.resume(self.runtime, queue, task)
+
+    def forget_worker(self, worker_id: str) -> None:
+        self._check_writable()
+        ops.forget_worker(self.runtime, worker_id)
 
     def paused_targets(self) -> set[str]:
         return set(self.runtime.control.paused())

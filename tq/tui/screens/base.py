@@ -3,25 +3,30 @@ tq.tui.data in workers, read-only enforcement and confirm-then-act."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
+
+from rich.cells import cell_len
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
-from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
-                         reason, running)
 from tq.text import console_markup
-from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
+from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
+                         reason, running, server_of)
+from tq.tui.widgets import (Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar,
+                            cursor_key, ellipsize, fill_table, fit_columns, natural_width,
+                            table_width)
 
 # Actions that change anything: hidden and refused in a --readonly console.
-WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge"})
+WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge",
+                           "forget"})
 ACTION_BINDINGS = [
     Binding("R", "requeue", "Requeue"),
     Binding("c", "cancel", "Cancel"),
-    Binding("r", "run_now", "Run now"),
-    Binding("ctrl+d", "purge", "Purge"),
+    Binding("r", "run_now", "Run now", show=False),
+    Binding("ctrl+d", "purge", "Purge", show=False),
 ]
 # How an action's outcome is shown (ActionResult.outcome -> notification severity).
 SEVERITY = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
@@ -34,6 +39,7 @@ class TqScreen(Screen):
     loaded = False  # set once the screen has shown its first data (tests and bench wait on it)
     MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
     _last_tick = 0.0
+    SERVER = "history"  # the server this screen's reads need (see TqApp.server_failed)
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")
@@ -43,6 +49,15 @@ class TqScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def on_key(self, event) -> None:
+        """A printable key that no binding took (an input takes its own): said, not
+        ignored, so text typed into the wrong place is seen to do nothing."""
+        if (event.is_printable and event.character and event.character != " "
+                and not isinstance(self.focused, Input)
+                and event.key not in self.active_bindings):
+            self.notify(f"key {event.character!r} does nothing here (? lists the keys)",
+                        severity="warning", timeout=3)
 
     @property
     def data(self):
@@ -70,18 +85,25 @@ class TqScreen(Screen):
         self.refresh_data()
 
     def load(self, call: Callable[[], Any], done: Callable[[Any], None], *,
-             group: str = "refresh", exclusive: bool = False) -> None:
-        fetch(self, call, lambda result: self._loaded(done, result), self.load_failed,
-              data=self.data, group=group, exclusive=exclusive)
+             group: str = "refresh", exclusive: bool = False, server: str | None = None,
+             failed: Callable[[BaseException], None] | None = None) -> None:
+        """Run `call` (a read from `server`, the screen's SERVER by default) in a worker;
+        its answer clears that server's banner, a connection error raises it."""
+        server = server or self.SERVER
 
-    def _loaded(self, done: Callable[[Any], None], result: Any) -> None:
-        if self.app.connection_error:
-            self.app.connection_restored()
-        done(result)
+        def answered(result: Any) -> None:
+            self.app.server_answered(server)
+            done(result)
 
-    def load_failed(self, error: BaseException) -> None:
+        def refused(error: BaseException) -> None:
+            if failed is not None:
+                failed(error)
+            self.load_failed(error, server)
+        fetch(self, call, answered, refused, data=self.data, group=group, exclusive=exclusive)
+
+    def load_failed(self, error: BaseException, server: str = "history") -> None:
         if is_connection_error(error):
-            self.app.connection_lost(error)
+            self.app.server_failed(server_of(error, server), error)
         else:
             self.notify(f"{type(error).__name__}: {console_markup(error)}", severity="error",
                         timeout=8)
@@ -171,8 +193,8 @@ class TqScreen(Screen):
                         f"no matching job is in a state it applies to", severity="warning")
             return
         run = getattr(self.data, preview.action)
-        self.confirm_then(preview.text, preview.action.replace("_", " ").capitalize(),
-                          lambda: run(ids, flt), lambda result: result.line(),
+        self.confirm_then(console_markup(preview.text, multiline=True),
+                          preview.action.replace("_", " ").capitalize(), lambda: run(ids, flt), lambda result: result.line(),
                           failed=f"{preview.action.replace('_', ' ').capitalize()} failed")
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
@@ -191,7 +213,15 @@ class TqScreen(Screen):
         def done(result: Any) -> None:
             outcome = result.outcome if isinstance(result, ActionResult) else "done"
             # Notifications are markup; the outcome names outside things (ids, errors).
-            self.notify(console_markup(describe(result)), severity=SEVERITY[outcome],
+            # Notices are markup: an action's outcome line names outside things (ids,
+            # errors), so it is escaped; describe() of a pause already is.
+            text = describe(result)
+            if isinstance(result, ActionResult):
+                text = console_markup(text)
+            if outcome not in ("failed", "partly"):
+                self.app.server_answered("queue")
+                self.app.server_answered("history")
+            self.notify(text, severity=SEVERITY[outcome],
                         timeout=4 if outcome == "done" else 12)
             self.after_action()
             self.refresh_data()
@@ -200,11 +230,11 @@ class TqScreen(Screen):
     def action_failed(self, what: str) -> Callable[[BaseException], None]:
         """An action that raised: an error notice saying so (and the banner for an outage)."""
         def failed(error: BaseException) -> None:
-            self.notify(console_markup(f"{what}: {reason(error)}; nothing changed"),
+            self.notify(f"{what}: {console_markup(reason(error))}; nothing changed",
                         severity="error",
                         timeout=12)
             if is_connection_error(error):
-                self.app.connection_lost(error)
+                self.app.server_failed(server_of(error, "queue"), error)
         return failed
 
     def toggle_pause(self, queue: str, task: str | None = None) -> None:
@@ -212,8 +242,7 @@ class TqScreen(Screen):
         if self.refuse_if_readonly():
             return
         target = f"{queue}/{task}" if task else queue
-        # Plain text: the confirm shows its question literally, notices escape theirs.
-        what = f"task {task} in queue {queue}" if task else f"queue {queue}"
+        what = console_markup(f"task {task} in queue {queue}" if task else f"queue {queue}")
 
         def ask(paused: set[str]) -> None:
             if target in paused:
@@ -267,3 +296,28 @@ class TableScreen(TqScreen):
 
     def show(self, rows: Any) -> None:
         raise NotImplementedError
+
+    # Columns take their data's width up to MAX_WIDTH, in COLUMNS order as many as
+    # the terminal holds (widgets.fit_columns), FLEXIBLE taking what is left, and a
+    # cell wider than its column ends in an ellipsis.
+    MAX_WIDTH = 40
+    FLEXIBLE: str | None = None
+    ORDER: tuple[str, ...] = ()  # the order shown, most telling first (default COLUMNS)
+
+    def fill(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        rows = list(rows)
+        table = self.query_one(Table)
+        current = cursor_key(table)
+        index = {name: i for i, name in enumerate(self.COLUMNS)}
+        specs = [(name, min(self.MAX_WIDTH, max([cell_len(name)] + [
+            natural_width(cells[index[name]]) for _, cells in rows])))
+            for name in self.ORDER or self.COLUMNS]
+        widths = fit_columns(table, specs, table_width(table), flexible=self.FLEXIBLE)
+        fill_table(table, [(key, [ellipsize(cells[index[name]], width)
+                                  for name, width in widths.items()])
+                           for key, cells in rows], current=current)
+        self._rows = rows
+
+    def on_resize(self) -> None:
+        if getattr(self, "_rows", None) is not None:
+            self.fill(self._rows)

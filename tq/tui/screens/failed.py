@@ -16,6 +16,7 @@ from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_tab
 class FailedScreen(TableScreen):
     TITLE = "Failed"
     COLUMNS = ("count", "error", "message", "queues", "first seen", "last seen")
+    FLEXIBLE = "message"
     # Grouping reads up to 100,000 failures: live, but not every 1.5 s.
     MIN_TICK_SECONDS = 30.0
     BINDINGS = [
@@ -44,7 +45,7 @@ class FailedScreen(TableScreen):
         self.groups = groups
         now = self.data.now()
         width = max(30, self.size.width - 70)
-        fill_table(self.query_one(Table), [
+        self.fill([
             (self.group_key(group), (
                 Text(fmt_count(group["count"]), style="bold red"),
                 literal(group["error_type"] or "?"), literal(shorten(group["message"], width)),

@@ -15,11 +15,12 @@ class IngestScreen(TableScreen):
     TITLE = "Ingest"
     COLUMNS = ("file", "outcome", "accepted", "rejected", "size", "started", "finished", "reason",
                "sha256", "errors file")
+    FLEXIBLE = "reason"
     SOURCE = "ingested"
 
     def show(self, files: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(Table), [
+        self.fill([
             (str(f["id"]), (
                 shorten(f["name"], 40), literal(f["outcome"] or "",
                                                 style=OUTCOME_STYLE.get(f["outcome"] or "", "")),

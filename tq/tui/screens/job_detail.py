@@ -1,4 +1,9 @@
-"""Everything about one job: arguments, each attempt, the traceback, requeue links."""
+"""Everything about one job: arguments, each attempt, the traceback, requeue links.
+
+One detail screen however far `f`/`n` follow requeue links: each step shows the
+other job in place and remembers the way (the trail, shown in the top bar);
+Esc steps back along it, and leaves the screen from the first job.
+"""
 from __future__ import annotations
 
 import json
@@ -14,7 +19,7 @@ from textual.widgets import Static
 
 from tq.text import console_markup, literal, visible
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.tui.widgets import fmt_duration, fmt_time
+from tq.tui.widgets import fmt_duration, fmt_times, shorten
 
 # ANSI themes follow the terminal's own colours.
 THEME = "ansi_dark"
@@ -26,14 +31,15 @@ class JobDetailScreen(TqScreen):
         Binding("escape,backspace", "back", "Back"),
         *ACTION_BINDINGS,
         Binding("p", "pause", "Pause queue", show=False),
-        Binding("f", "follow('from')", "Requeued from", show=False),
-        Binding("n", "follow('to')", "Requeued to", show=False),
+        Binding("f", "follow('from')", "Requeued from (same screen; Esc back)", show=False),
+        Binding("n", "follow('to')", "Requeued to (same screen; Esc back)", show=False),
     ]
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
         self.job_id = job_id
         self.job: dict | None = None
+        self.trail: list[str] = []  # the jobs followed to get here, first one first
 
     def compose_body(self) -> ComposeResult:
         # Narrow: one column, the traceback right after the summary. Wide: a 2x2 grid.
@@ -48,12 +54,29 @@ class JobDetailScreen(TqScreen):
         self.query_one("#detail").focus()
 
     def topbar_text(self) -> str:
-        return f"[b]{console_markup(self.job_id)}[/b]"
+        crumbs = [console_markup(shorten(job, 14)) for job in self.trail[-3:]]
+        if len(self.trail) > 3:
+            crumbs.insert(0, "…")
+        return " › ".join([*crumbs, f"[b]{console_markup(self.job_id)}[/b]"])
+
+    def go(self, job_id: str, back: bool = False) -> None:
+        """Show another job here (a requeue link followed, or a step back)."""
+        if not back:
+            self.trail.append(self.job_id)
+        self.job_id = job_id
+        self.job = None
+        self.loaded = False
+        self.update_topbar()
+        self.query_one("#detail").scroll_home(animate=False)
+        self.load(lambda: self.data.job(job_id), self.show, exclusive=True)
 
     def refresh_data(self) -> None:
-        self.load(lambda: self.data.job(self.job_id), self.show)
+        job_id = self.job_id
+        self.load(lambda: self.data.job(job_id), self.show)
 
     def show(self, job: dict | None) -> None:
+        if job is not None and job.get("id") not in (None, self.job_id):
+            return  # a read of the job shown before `go`
         self.job = job
         self.loaded = True
         if job is None:
@@ -69,10 +92,9 @@ class JobDetailScreen(TqScreen):
                 ("queue", job["queue"]), ("priority", job["priority"]),
                 ("attempts", f"{job['attempts'] or 0} of {1 + (job['max_retries'] or 0)}"),
                 ("worker", job["worker"]),
-                ("enqueued", fmt_time(job["enqueued_at"], now)),
-                ("eta", fmt_time(job["eta"], now)),
-                ("started", fmt_time(job["started_at"], now)),
-                ("finished", fmt_time(job["finished_at"], now)),
+                *zip(("enqueued", "eta", "started", "finished"),
+                     fmt_times([job["enqueued_at"], job["eta"], job["started_at"],
+                                job["finished_at"]], now)),
                 ("duration", fmt_duration(job["started_at"], job["finished_at"])),
                 ("error", literal(f"{job['error_type']}: {job['error_message']}", style="red")
                  if job.get("error_type") else ""),
@@ -92,12 +114,13 @@ class JobDetailScreen(TqScreen):
         for column in ("#", "outcome", "started", "finished", "took", "worker"):
             attempts.add_column(column, no_wrap=True)
         attempts.add_column("error", overflow="fold", ratio=1)
-        for attempt in job["attempt_log"]:
+        moments = fmt_times([t for a in job["attempt_log"]
+                             for t in (a["started_at"], a["finished_at"])], now)
+        for index, attempt in enumerate(job["attempt_log"]):
             error = (f"{attempt['error_type']}: {attempt['error_message']}"
                      if attempt.get("error_type") else "")
             attempts.add_row(str(attempt["attempt"]), literal(attempt["outcome"] or "running"),
-                             fmt_time(attempt["started_at"], now),
-                             fmt_time(attempt["finished_at"], now),
+                             moments[2 * index], moments[2 * index + 1],
                              fmt_duration(attempt["started_at"], attempt["finished_at"]),
                              literal(attempt["worker"] or ""), literal(error, style="red"))
         self.query_one("#attempts", Static).update(Group(
@@ -111,7 +134,10 @@ class JobDetailScreen(TqScreen):
 
     # --- keys ----------------------------------------------------------------------------
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if self.trail:
+            self.go(self.trail.pop(), back=True)
+        else:
+            self.app.pop_screen()
 
     def action_follow(self, direction: str) -> None:
         if self.job is None:

@@ -13,12 +13,14 @@ OUTCOME_STYLE = {"failed": "red", "succeeded": "green"}
 class PeriodicScreen(TableScreen):
     TITLE = "Periodic"
     COLUMNS = ("name", "schedule", "task", "queue", "next run", "last run", "outcome", "last job")
+    FLEXIBLE = "last job"
     SOURCE = "periodic"
+    SERVER = "queue"  # schedules and last runs; outcomes only when history answers
     BINDINGS = [Binding("r", "run_now", "Run now")]
 
     def show(self, rows: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(Table), [
+        self.fill([
             (row["name"], (row["name"], row["schedule"], row["task"], row["queue"],
                            fmt_time(row["next_run"], now), fmt_time(row["last_run"], now),
                            literal(row["last_outcome"] or "",
