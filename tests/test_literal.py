@@ -16,6 +16,7 @@ import pytest
 import tq
 from conftest import wait_for_states
 from tq.cli import main
+from tq import summaries
 from tq.history import write_records
 from tq.models import state_seq
 from tq.text import visible
@@ -58,6 +59,7 @@ def hostile(backend, start_consumer, tq_env):
     wait_for_states(runtime, [ok], ("succeeded",))
     wait_for_states(runtime, [failed], ("failed",))
     write_records(runtime.database, [forged_record(time.time())])
+    summaries.rollup(runtime)
     runtime.control.heartbeat("[/]consumer\x1b[31m", {
         "id": "[/]consumer\x1b[31m", "host": "[bold]host\x1b]0;x\x07", "pid": 1,
         "queues": ["[b]q", "default"], "workers": 1, "worker_type": "[/]thread",
@@ -98,6 +100,8 @@ CASES = [
     (("pause", "default", "--task", "[/]t\x1b[0m"), 0, ["paused default / [/]t\\x1b[0m"], []),
     (("resume", "default", "--task", "[/]t\x1b[0m"), 0, ["resumed default / [/]t\\x1b[0m"], []),
     (("periodic",), 0, ["add them under [periodic]"], []),
+    (("stats",), 0, ["[b]q\\x1b[0m", "[/]task\\x1b[2J"], []),
+    (("stats", "--by", "queue"), 0, ["[b]q\\x1b[0m"], []),
 ]
 
 

@@ -231,9 +231,9 @@ def _submit_file(runtime, path: str, if_exists: str) -> int:
         raise CliError(f"--file {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # the queue backend went away mid-batch
         first = batch[0][0] if batch else number
-        reason = str(exc).splitlines()[0] if str(exc) else "connection lost"
+        reason = visible(str(exc).splitlines()[0] if str(exc) else "connection lost")
         _report_bad(bad)
-        err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({visible(reason)}); "
+        err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({reason}); "
                   f"{counts['submitted']:,} submitted through line {last_done:,}"
                   + (f", lines {first:,} to {batch[-1][0]:,} may or may not be in"
                      if batch else "")
