@@ -412,6 +412,12 @@ class PickerDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+def help_rows(height: int) -> int:
+    """Rows for the help table: the dialog is at most 90% of the terminal, and its
+    border, padding, title and hint take 9 of them."""
+    return max(3, int(height * 0.9) - 9)
+
+
 class HelpScreen(ModalScreen[None]):
     """`?`: every key of the screen it was opened on, with what it does."""
 
@@ -438,12 +444,11 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#help-keys", DataTable)
-        # The dialog's border, padding, title and hint take 9 rows of the terminal.
-        table.styles.max_height = max(3, self.app.size.height - 9)
+        table.styles.max_height = help_rows(self.app.size.height)
         table.focus()
 
     def on_resize(self) -> None:
-        self.query_one("#help-keys", DataTable).styles.max_height = max(3, self.size.height - 9)
+        self.query_one("#help-keys", DataTable).styles.max_height = help_rows(self.size.height)
 
     def action_scroll(self, direction: str) -> None:
         table = self.query_one("#help-keys", DataTable)
