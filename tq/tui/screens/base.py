@@ -198,14 +198,15 @@ class TqScreen(Screen):
                           failed=f"{preview.action.replace('_', ' ').capitalize()} failed")
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
-                     describe: Callable[[Any], str], failed: str = "") -> None:
+                     describe: Callable[[Any], str], failed: str = "",
+                     server: str | None = None) -> None:
         """Ask; on yes run `call` in a worker and say what happened: a success
         notice, a warning for partly done or nothing done, an error (with the
         reason) if it failed or raised: never a success toast for a failure."""
         def answered(yes: bool | None) -> None:
             if yes:
                 fetch(self, call, self._acted(describe),
-                      self.action_failed(failed or f"{label} failed"), data=self.data,
+                      self.action_failed(failed or f"{label} failed", server), data=self.data,
                       group="action")
         self.app.push_screen(ConfirmDialog(question, label), answered)
 
@@ -227,14 +228,15 @@ class TqScreen(Screen):
             self.refresh_data()
         return done
 
-    def action_failed(self, what: str) -> Callable[[BaseException], None]:
+    def action_failed(self, what: str, server: str | None = None
+                      ) -> Callable[[BaseException], None]:
         """An action that raised: an error notice saying so (and the banner for an outage)."""
         def failed(error: BaseException) -> None:
             self.notify(f"{what}: {console_markup(reason(error))}; nothing changed",
                         severity="error",
                         timeout=12)
             if is_connection_error(error):
-                self.app.server_failed(server_of(error, "queue"), error)
+                self.app.server_failed(server_of(error, server or "queue"), error)
         return failed
 
     def toggle_pause(self, queue: str, task: str | None = None) -> None:
