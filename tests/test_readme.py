@@ -35,8 +35,6 @@ SKIP = {
     "tq tui": "interactive console (tested in test_tui)",
     "tq consumer": "runs until stopped (tested in test_queue_ops)",
     "tq metrics --serve": "serves until stopped (tested in test_stats)",
-    "export TQ_": "placeholders for secrets from the reader's secret store",
-    "tq db init": "in the production block: needs the MySQL at 10.0.0.6 of the example",
 }
 
 # Files the reader is assumed to have (the README names them): small ones are made here.
