@@ -164,13 +164,16 @@ def test_pause_one_task_type_holds_it_and_lets_others_run(backend, start_consume
 
 def test_cancel_scheduled_job_never_runs(backend, start_consumer):
     runtime = backend.runtime()
-    job_id = tq.submit("tq.tasks.demo.echo", delay=1.5, runtime=runtime)
+    # Due in 4 s: long enough that the cancel below certainly comes first, even on a
+    # busy machine. The marker is due half a second later on the same queue, so once
+    # it has run the scheduler has been past the canceled job's due time.
+    job_id = tq.submit("tq.tasks.demo.echo", delay=4, runtime=runtime)
+    marker = tq.submit("tq.tasks.demo.echo", delay=4.5, runtime=runtime)
     assert job_states(runtime, [job_id]) == {job_id: "scheduled"}
     start_consumer(runtime, workers=1)
     result = ops.cancel(runtime, [job_id])
     assert result.canceled == [job_id]
-    time.sleep(3)
-    runtime.flush_history()
+    wait_for_states(runtime, [marker], timeout=30)
     assert job_states(runtime, [job_id]) == {job_id: "canceled"}
     assert Attempt.select().where(Attempt.job_id == job_id).count() == 0
     assert queue_depths(runtime, "default")["scheduled"] == 0
