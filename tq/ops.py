@@ -7,7 +7,6 @@ host, action, target, count).
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from tq.history import write_records
 from tq.models import TERMINAL, Audit, Job, state_seq
 from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
-from tq.serializer import dumps_json
+from tq.serializer import dumps_json, loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
@@ -168,8 +167,8 @@ def requeue(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
                 result.skipped[job.id] = f"still {job.state}"
                 continue
             try:
-                spec = {"task": job.task, "args": json.loads(job.args or "[]"),
-                        "kwargs": json.loads(job.kwargs or "{}"), "queue": job.queue,
+                spec = {"task": job.task, "args": loads_json(job.args or "[]"),
+                        "kwargs": loads_json(job.kwargs or "{}"), "queue": job.queue,
                         "priority": job.priority, "retries": job.max_retries,
                         "requeued_from": job.id}
                 prepared.append((job.id, prepare(runtime, {k: v for k, v in spec.items()
