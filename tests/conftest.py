@@ -53,7 +53,7 @@ class Backend:
         self.prefix = f"t{self.token}"
         self.database_name = f"tq_t_{self.token}"
         self.env: dict[str, str] = {"TQ_TQ_DATA_DIR": str(tmp_path / "data"),
-                                    "TQ_CONSUMER_HEARTBEAT": "0.5",
+                                    "TQ_CONSUMER_HEARTBEAT": "0.3",  # lease 1 s (some tests) >= 3 x heartbeat
                                     "TQ_CONSUMER_POLL_MAX": "0.1",
                                     "TQ_CONSUMER_GRACE": "10",
                                     # No built-in roll-up job in tests that do not ask

@@ -262,8 +262,8 @@ def test_crash_between_queue_write_and_checkpoint_loses_and_repeats_nothing(
     real = pipeline.enqueue
     calls = {"n": 0}
 
-    def dies_after_third_queue_write(runtime, jobs, dedupe=False):
-        sent = real(runtime, jobs, dedupe=dedupe)
+    def dies_after_third_queue_write(runtime, jobs):
+        sent = real(runtime, jobs)
         calls["n"] += 1
         if calls["n"] == 3:  # batch 3 is on the queue; its checkpoint is not written
             raise Crash()
@@ -482,3 +482,23 @@ def test_orphaned_claims_are_found_only_when_their_owner_is_gone(tmp_path, monke
     os.utime(remote, ns=(time.time_ns(), time.time_ns() + 10**9))  # its owner touches it
     time.sleep(0.4)
     assert remote not in finder.find()
+
+
+@pytest.mark.parametrize("name, body, events", [
+    ("blank-first.jsonl", b'{"type": "t", "n": 1}\n{"type": "t", "n": 2}\n', 2),
+    ("blank-first.jsonl.gz", b'{"type": "t", "n": 1}\n', 1),
+    ("blank-first.json", b'[{"type": "t", "n": 1}, {"type": "t", "n": 2}]', 2),
+    ("blank-first.csv", b"type,n\nt,1\nt,2\n", 2),
+])
+def test_a_file_is_judged_by_its_content_not_its_first_64_kib(backend, tmp_path, name, body,
+                                                               events):
+    """70 KiB of blank lines (a BOM, spaces, CRs) before the events: not "empty"."""
+    runtime = backend.runtime()
+    leading = b"\xef\xbb\xbf" + b"\n" * 70_000 + b" \t\r\n" * 100
+    data = leading + body
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    result = ingest_file(runtime, tmp_path / name)
+    assert (result.outcome, result.accepted) == ("done", events), result.reason
+    (tmp_path / "blank.jsonl").write_bytes(b"\n" * 100_000)
+    assert formats.inspect(tmp_path / "blank.jsonl", "blank.jsonl").problem == (
+        "empty file (only white space)")

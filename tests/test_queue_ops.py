@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 
 
+import pytest
+
 import tq
 from tq import ops
 from tq.cli import main
 from tq.models import Attempt, Job
 from tq.queries import job_detail, list_workers, queue_depths, status
 from tq.recovery import recover_lost
-from tq.where import parse
+from tq.where import FilterError, parse
 
 from conftest import job_states, wait_for, wait_for_states
 
@@ -286,11 +288,11 @@ def test_killed_consumer_job_is_recovered_by_another(backend, start_consumer):
 
 
 def test_live_consumer_job_is_never_taken_over(backend, start_consumer):
-    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
     job_id = tq.submit("tq.tasks.demo.sleep", 3.0, runtime=runtime)
     start_consumer(runtime, workers=1)
     wait_for_states(runtime, [job_id], states=("running",))
-    observer = backend.runtime(TQ_CONSUMER_LEASE="1")
+    observer = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
     for _ in range(4):
         assert recover_lost(observer) == 0
         time.sleep(0.5)
@@ -323,6 +325,26 @@ def test_filter_language_selects_jobs(backend):
     assert count_jobs(runtime, parse("queue:events state:queued")) == 1
     assert count_jobs(runtime, parse("echo since:1h")) == 2
     assert count_jobs(runtime, parse("state:failed")) == 0
+
+
+@pytest.mark.parametrize("text", ["tsk:echo", "State:failed", "queue:q tsk:x", "_x:1",
+                                  "error:E nosuchkey:[/]"])
+def test_an_unknown_filter_key_is_an_error_not_a_bare_word(text):
+    with pytest.raises(FilterError, match="unknown filter key"):
+        parse(text)
+
+
+@pytest.mark.parametrize("text", ["web-1:4242", "12:30", "a.b:c", ":y", "plain"])
+def test_colon_words_that_are_not_key_like_stay_bare_words(text):
+    assert parse(text).words == (text,)
+
+
+def test_cli_where_refuses_an_unknown_key_in_one_line(backend, tq_env, capsys):
+    backend.runtime()
+    assert main(["jobs", "--where", "tsk:echo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown filter key 'tsk'" in err
+    assert "Traceback" not in err and "FilterError" not in err
 
 
 def test_purge_deletes_only_dead_letters(backend, start_consumer, tq_env, capsys):

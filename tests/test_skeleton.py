@@ -68,13 +68,13 @@ def test_history_records_in_any_order_end_in_the_latest_state(runtime):
 
 def test_config_precedence_file_then_env_then_flag(tmp_path):
     ini = tmp_path / "tq.ini"
-    ini.write_text("[consumer]\nworkers = 3\nheartbeat = 7\n[queues]\nmail = 4\n")
+    ini.write_text("[consumer]\nworkers = 3\nheartbeat = 4\n[queues]\nmail = 4\n")
     assert load_config(ini, env={}).consumer["workers"] == 3
     assert load_config(ini, env={}).queues == {"mail": 4}
     assert load_config(ini, env={"TQ_CONSUMER_WORKERS": "5"}).consumer["workers"] == 5
     flag = load_config(ini, env={"TQ_CONSUMER_WORKERS": "5"},
                        overrides={"consumer": {"workers": 9}})
-    assert (flag.consumer["workers"], flag.consumer["heartbeat"]) == (9, 7.0)
+    assert (flag.consumer["workers"], flag.consumer["heartbeat"]) == (9, 4.0)
     assert load_config(env={"TQ_CONFIG": str(ini)}).consumer["workers"] == 3
     defaults = load_config(env={})
     assert defaults.queue["backend"] == "sqlite" and set(defaults.queues) == {
@@ -161,7 +161,7 @@ def test_batch_file_with_bad_lines_submits_the_good_ones(tq_env, backend, tmp_pa
     path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
     assert main(["submit", "--file", str(path)]) == 2
     captured = capsys.readouterr()
-    assert "submitted 3 jobs, 3 bad lines skipped" in captured.out
+    assert "tq: 3 submitted, 3 bad: line 2: invalid JSON" in captured.err.splitlines()[-1]
     assert "line 2: invalid JSON" in captured.err
     assert "line 4: unknown task" in captured.err
     assert "line 6: not UTF-8" in captured.err

@@ -4,7 +4,9 @@ import io
 import pytest
 from rich.console import Console
 
-from tq.text import literal, markup, visible
+from textual.content import Content
+
+from tq.text import console_markup, literal, markup, visible
 
 HOSTILE = [
     ("[/]", "[/]"),
@@ -19,12 +21,24 @@ HOSTILE = [
     ("abc\u202edcba", "abc\\u202edcba"),
     ("\ud800", "\\ud800"),
     ("", ""),
+    # Tags in Textual's markup but not in Rich's, and backslashes next to tags.
+    ("[$accent]x", "[$accent]x"),
+    ("[ bold]x", "[ bold]x"),
+    ("[Bold]x", "[Bold]x"),
+    ("[@click=app.quit]q[/]", "[@click=app.quit]q[/]"),
+    ("a\\", "a\\"),
+    ("\\\\[b]", "\\\\[b]"),
+    ("[[b]]", "[[b]]"),
+    (":smile:", ":smile:"),
 ]
+# What ends a value that ends in a backslash (see tq.text._end): invisible.
+ZWSP = "\u200b"
 
 
 def render(renderable) -> str:
     out = io.StringIO()
-    Console(file=out, width=200, color_system=None, legacy_windows=False).print(renderable)
+    Console(file=out, width=200, color_system=None, legacy_windows=False,
+            emoji=False).print(renderable)
     return out.getvalue().rstrip("\n")
 
 
@@ -32,7 +46,21 @@ def render(renderable) -> str:
 def test_shown_as_written(raw, shown):
     assert visible(raw) == shown
     assert render(literal(raw)) == shown
-    assert render(f"[bold]x[/] {markup(raw)}") == f"x {shown}"
+    assert render(f"[bold]x[/] {markup(raw)}").replace(ZWSP, "") == f"x {shown}"
+    # Right after a tag and right before one: an escape must neither leak out nor
+    # swallow tq's own tags.
+    assert render(f"[bold]{markup(raw)}[/]x").replace(ZWSP, "") == f"{shown}x"
+
+
+@pytest.mark.parametrize("raw,shown", HOSTILE)
+def test_shown_as_written_in_the_console(raw, shown):
+    """Textual's markup (status lines, labels, notifications) is another language."""
+    content = Content.from_markup(f"[b]x[/b] {console_markup(raw)} [i]y[/i]")
+    assert content.plain.replace(ZWSP, "") == f"x {shown} y"
+    assert [(span.start, span.end) for span in content.spans] == [
+        (0, 1), (len(content.plain) - 1, len(content.plain))]
+    tight = Content.from_markup(f"[b]{console_markup(raw)}[/b]y")
+    assert tight.plain.replace(ZWSP, "") == f"{shown}y"
 
 
 def test_multiline_keeps_lines_only():

@@ -13,6 +13,7 @@ from tq.config import load_config
 from tq.history import write_records
 from tq.models import IngestedFile, Job, state_seq
 from tq.runtime import Runtime
+from tq.summaries import rollup
 from tq.tui.app import TqApp
 from tq.tui.data import Data
 
@@ -80,13 +81,18 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                         "worker": "web-1:4242/Worker-3"})
     write_records(runtime.database, records)
     control = runtime.control
+    # Heartbeats are stamped and aged by the queue backend's clock (SQLite's:
+    # the host's), set here so the ages shown are fixed.
+    control.clock = lambda: NOW - 1.2
     control.heartbeat("web-1:4242:a1b2c3", {
         "id": "web-1:4242:a1b2c3", "host": "web-1", "pid": 4242,
         "queues": ["default", "events", "reports"], "workers": 4, "worker_type": "thread",
         "started": NOW - 86000, "beat": NOW - 1.2})
+    control.clock = lambda: NOW - 95
     control.heartbeat("web-2:977:d4e5f6", {
         "id": "web-2:977:d4e5f6", "host": "web-2", "pid": 977, "queues": ["reports"],
         "workers": 2, "worker_type": "process", "started": NOW - 7200, "beat": NOW - 95})
+    control.clock = lambda: NOW
     control.record_periodic("nightly_report", {"tick": 1, "at": NOW - 16400,
                                                "job_id": "job-ok-03", "by": "web-1:4242"})
     control.set_paused("reports/tq.tasks.demo.sleep", True, {"at": NOW - 50, "by": "ops"})
@@ -99,6 +105,7 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                             sha256=f"{n}" * 64, accepted=accepted, rejected=rejected,
                             started_at=NOW - 600 + n * 60, finished_at=NOW - 590 + n * 60,
                             outcome=outcome, reason=reason)
+    rollup(runtime, now=NOW)  # the charts' hour, from the summaries
     return runtime
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import tq
 
@@ -40,3 +41,12 @@ def fail_first_attempt_if(fail: bool) -> None:
     """Load test: a chosen share of jobs fails once, then succeeds on retry."""
     if fail and tq.current_attempt() == 1:
         raise RuntimeError("planned first-attempt failure")
+
+
+@tq.task()
+def log_run(path: str, seconds: float = 0.0) -> None:
+    """Appends the job id to `path` each time it runs (an execution log that
+    several processes share: O_APPEND writes of one short line do not mix)."""
+    with open(path, "a") as log:
+        log.write(tq.current_job_id() + "\n")
+    time.sleep(seconds)

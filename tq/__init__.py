@@ -7,8 +7,9 @@ enqueue them with `tq.submit()` / `tq.submit_many()`, and let long tasks call
 from tq.registry import (cancel_requested, check_cancel, current_attempt, current_job_id,
                          periodic, task)
 from tq.runtime import configure, current
-from tq.submit import SubmitError, submit, submit_many
+from tq.submit import JobExists, SubmitError, submit, submit_many
 
-__all__ = ["task", "periodic", "submit", "submit_many", "SubmitError", "configure", "current",
+__all__ = ["task", "periodic", "submit", "submit_many", "SubmitError", "JobExists", "configure",
+           "current",
            "cancel_requested", "check_cancel", "current_job_id", "current_attempt"]
 __version__ = "0.1.0"

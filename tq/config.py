@@ -8,12 +8,13 @@ misspelt key silently ignored is how production ends up on the embedded queue.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(Exception):
@@ -29,18 +30,38 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
+_WHOLE = re.compile(r"[+-]?[0-9]{1,30}")
+_DECIMAL = re.compile(r"[+-]?([0-9]{1,30}\.?[0-9]{0,30}|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?")
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("expected a number above 0")
-    return number
+def _plain(number: float) -> str:
+    """1e+08 as 100000000, 0.15 as 0.15: how tq.example.ini writes a range."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+def _number(low: float, high: float, whole: bool = False,
+            low_open: bool = False) -> Callable[[str], float | int]:
+    """A parser for a finite number in [low, high] (`low_open`: above low).
+
+    NaN, inf, 1e400 and 10**5000 are refused here, once, so no later
+    arithmetic (a sleep, a deadline, an int() of a float) ever sees them."""
+    lo, hi = _plain(low), _plain(high)
+    wanted = (f"a whole number from {lo} to {hi}" if whole
+              else f"a number above {lo} and at most {hi}" if low_open
+              else f"a number from {lo} to {hi}")
+    pattern = _WHOLE if whole else _DECIMAL
+
+    def parse(value: str) -> float | int:
+        text = value.strip()
+        if not pattern.fullmatch(text):  # no "1_000", "0x10", "١٢" or "inf"
+            raise ValueError(f"expected {wanted}")
+        number: float | int = int(text) if whole else float(text)
+        if (not math.isfinite(number) or number < low or number > high
+                or (low_open and number == low)):
+            raise ValueError(f"expected {wanted}")
+        return number
+    parse.range = (low, high)  # type: ignore[attr-defined]  # read by the tests
+    return parse
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -66,54 +87,64 @@ def _names(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _text(value: str) -> str:
+    """A path, URL or field name: not empty, no NUL (no OS call accepts one)."""
+    if not value.strip():
+        raise ValueError("expected a value, got nothing")
+    if "\x00" in value:
+        raise ValueError("a NUL character is not allowed")
+    return value
+
+
+MIB = 1024 * 1024
 # section -> key -> (parser, default). None as a default means "derived later".
 SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
     "tq": {
-        "data_dir": (str, "tq-data"),
+        "data_dir": (_text, "tq-data"),
         "log_level": (_choice("debug", "info", "warning", "error"), "info"),
     },
     "queue": {
         "backend": (_choice("sqlite", "redis"), "sqlite"),
-        "path": (str, None),  # <data_dir>/queue.db
-        "url": (str, "redis://127.0.0.1:6379/0"),
-        "prefix": (str, "tq"),
-        "max_arg_bytes": (_positive_int, 1_048_576),
-        "connect_timeout": (_positive_float, 5.0),
+        "path": (_text, None),  # <data_dir>/queue.db
+        "url": (_text, "redis://127.0.0.1:6379/0"),
+        "prefix": (_text, "tq"),
+        "max_arg_bytes": (_number(1, MIB * 64, whole=True), 1_048_576),
+        "connect_timeout": (_number(0.1, 300), 5.0),
     },
     "history": {
-        "url": (str, None),  # sqlite:///<data_dir>/history.db
+        "url": (_text, None),  # sqlite:///<data_dir>/history.db
         "password": (str, ""),  # environment only: TQ_HISTORY_PASSWORD
-        "flush_interval": (_positive_float, 0.2),
-        "flush_rows": (_positive_int, 500),
-        "buffer_rows": (_positive_int, 100_000),
-        "keep_days": (_positive_int, 30),
-        "keep_summary_days": (_positive_int, 400),
+        "query_timeout": (_number(0.1, 3600), 30.0),
+        "flush_interval": (_number(0.01, 60), 0.2),
+        "flush_rows": (_number(1, 100_000, whole=True), 500),
+        "buffer_rows": (_number(1, 100_000_000, whole=True), 100_000),
+        "keep_days": (_number(1, 36_500, whole=True), 30),
+        "keep_summary_days": (_number(1, 36_500, whole=True), 400),
         "rollup_every": (_schedule_or_off, "@every 60s"),
     },
     "consumer": {
-        "workers": (_positive_int, 2),
+        "workers": (_number(1, 1024, whole=True), 2),
         "worker_type": (_choice("thread", "process"), "thread"),
-        "heartbeat": (_positive_float, 2.0),
-        "lease": (_positive_float, 15.0),
-        "lost_retries": (int, 3),
-        "grace": (_positive_float, 30.0),
-        "poll_max": (_positive_float, 0.5),
-        "on_shutdown": (_choice("finish", "requeue"), "finish"),
+        "heartbeat": (_number(0.05, 3600), 2.0),
+        "lease": (_number(0.15, 86_400), 15.0),
+        "lost_retries": (_number(0, 1000, whole=True), 3),
+        "grace": (_number(0, 86_400, low_open=True), 30.0),
+        "poll_max": (_number(0.01, 3600), 0.5),
     },
     "tasks": {
         "modules": (_names, ["tq.tasks.demo", "tq.tasks.events", "tq.tasks.maintenance"]),
     },
     "ingest": {
-        "inbox": (str, None),
-        "processing": (str, None),
-        "history": (str, None),
-        "rejected": (str, None),
-        "type_field": (str, "type"),
+        "inbox": (_text, None),
+        "processing": (_text, None),
+        "history": (_text, None),
+        "rejected": (_text, None),
+        "type_field": (_text, "type"),
         "polling": (_bool, False),
-        "poll_interval": (_positive_float, 1.0),
-        "batch_size": (_positive_int, 500),
-        "max_event_bytes": (_positive_int, 1_048_576),
-        "settle_seconds": (float, 1.0),
+        "poll_interval": (_number(0.01, 3600), 1.0),
+        "batch_size": (_number(1, 100_000, whole=True), 500),
+        "max_event_bytes": (_number(1, MIB * 64, whole=True), 1_048_576),
+        "settle_seconds": (_number(0, 3600, low_open=True), 1.0),
     },
 }
 # Sections whose keys are names the operator chooses.
@@ -159,6 +190,12 @@ class Config:
         """The history URL with any password masked, for status and logs."""
         return redact_url(self.history["url"])
 
+    def secrets(self) -> list[str]:
+        """Every secret this config holds, to mask in any message or log line."""
+        found = [self.history["password"], self.secret]
+        found += url_secrets(self.history["url"]) + url_secrets(self.queue["url"])
+        return [secret for secret in found if secret]
+
     @property
     def queue_url_safe(self) -> str:
         if self.queue["backend"] == "sqlite":
@@ -166,17 +203,111 @@ class Config:
         return redact_url(self.queue["url"])
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)", re.S)
+_SECRET_QUERY = re.compile(r"((?:^|[?&;])(?:password|passwd|pwd|secret|token)=)[^&;]*", re.I)
+MASK = "***"
+
+
 def redact_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    """`url` with its whole password masked, whatever the password holds.
+
+    The userinfo ends at the LAST `@` of the URL, so a password with an
+    unencoded `@`, `:` or `/` is masked whole (a path with an `@` in it is
+    masked too: over-masking is the safe way to be wrong). Passwords given as
+    `?password=` are masked as well. A string that is not a URL at all is
+    masked whole: it cannot be told what part of it is secret."""
+    match = _SCHEME.fullmatch(url)
+    if match is None:
+        return MASK if url else url
+    scheme, rest = match.groups()
+    rest = _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, rest)  # first: it may hold an @
+    if not rest.startswith("/") and "@" in rest:
+        userinfo, _, after = rest.rpartition("@")
+        if ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:{MASK}@{after}"
+    return scheme + rest
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of `url` (password, as written and decoded), to mask
+    wherever a message or log line might repeat them."""
+    found: list[str] = []
+    match = _SCHEME.fullmatch(url)
+    if match is None:
+        return found
+    rest = match.group(2)
+    found += [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(rest)]
+    rest = _SECRET_QUERY.sub(lambda m: m.group(1), rest)
+    if not rest.startswith("/") and "@" in rest:
+        userinfo = rest.rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    found += [unquote(secret) for secret in found]
+    return [secret for secret in found if secret]
+
+
+def environment_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets the environment holds, for messages written before (or
+    without) a loaded config: a bad setting, a server down mid-command."""
+    env = os.environ if env is None else env
+    found = [env.get("TQ_HISTORY_PASSWORD", ""), env.get("TQ_SECRET", "")]
+    for name in ("TQ_QUEUE_URL", "TQ_HISTORY_URL"):
+        found += url_secrets(env.get(name, ""))
+    return [secret for secret in found if secret]
+
+
+def mask_secrets(text: str, secrets: "list[str] | tuple[str, ...]") -> str:
+    """`text` with every occurrence of every secret replaced by ***."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 3:  # shorter, it would garble every word; URLs mask it anyway
+            text = text.replace(secret, MASK)
+    return text
+
+
+class SecretFilter:
+    """A logging filter masking `secrets` in every record's message."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+
+    def filter(self, record) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = mask_secrets(message, self.secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+def _shown(section: str, key: str, raw: Any) -> str:
+    """A setting's value as an error message may show it: secrets masked,
+    URLs redacted, control characters visible, and cut short."""
+    from tq.text import visible  # local: text imports rich, config stays light
+
+    if (section, key) in SECRET_KEYS:
+        return MASK
+    text = str(raw)
+    if key == "url":
+        text = redact_url(text)
+    text = visible(text)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _q(value: Any) -> str:
+    """Outside text quoted for a one-line error: control characters visible, cut short."""
+    from tq.text import visible  # local: text imports rich, config stays light
+
+    text = visible(value)
+    return "'" + (text if len(text) <= 80 else text[:77] + "...") + "'"
 
 
 def parse_route(key: str, value: str) -> Route:
     parts = [p.strip() for p in value.split(":")]
     if len(parts) not in (2, 3) or not all(parts[:2]):
-        raise ConfigError(f"[routes] {key}: expected QUEUE:TASK[:PRIORITY], got {value!r}")
+        raise ConfigError(f"[routes] {_q(key)}: expected QUEUE:TASK[:PRIORITY], got {_q(value)}")
     priority = None
     if len(parts) == 3 and parts[2]:
-        priority = _parse_priority(f"[routes] {key}", parts[2])
+        priority = _parse_priority(f"[routes] {_q(key)}", parts[2])
     return Route(parts[0], parts[1], priority)
 
 
@@ -193,36 +324,66 @@ def parse_periodic(key: str, value: str) -> Periodic:
     else:
         schedule, rest = " ".join(tokens[:5]), tokens[5:]
     if len(rest) != 1:
-        raise ConfigError(f"[periodic] {key}: expected 'SCHEDULE TASK [@QUEUE]', got {value!r}")
+        raise ConfigError(f"[periodic] {_q(key)}: expected 'SCHEDULE TASK [@QUEUE]', "
+                          f"got {_q(value)}")
     try:
         parse_schedule(schedule)
-    except ValueError as exc:
-        raise ConfigError(f"[periodic] {key}: {exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError(f"[periodic] {_q(key)} = {_q(value)}: {_q(exc)[1:-1]}") from None
     return Periodic(key, schedule, rest[0], queue)
 
 
 def _parse_priority(where: str, raw: str) -> int:
+    low, high = PRIORITY_RANGE
     try:
         priority = int(raw)
     except ValueError:
-        raise ConfigError(f"{where}: priority must be a whole number, got {raw!r}") from None
-    low, high = PRIORITY_RANGE
-    if not low <= priority <= high:
-        raise ConfigError(f"{where}: priority must be between {low} and {high}, got {priority}")
+        priority = None
+    if priority is None or not low <= priority <= high:
+        raise ConfigError(f"{where}: priority must be a whole number from {low} to {high}, "
+                          f"got {_q(raw)}")
     return priority
 
 
+def _check_name(where: str, name: str, kind: str, limit: int) -> None:
+    """A name that is stored in a history column must fit it: a longer one
+    would be accepted here and then refused by every history write."""
+    if len(name) > limit:
+        raise ConfigError(f"{where}: {kind} {_q(name)} is {len(name)} characters long; "
+                          f"history stores at most {limit}")
+
+
+MAX_FILE_BYTES = 1024 * 1024
+
+
 def _read_file(path: Path) -> dict[str, dict[str, str]]:
+    """The file's sections; anything that keeps it from being read is one ConfigError."""
     parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     parser.optionxform = str  # event types and queue names are case-sensitive
+    shown = _q(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        if path.is_dir():
+            raise ConfigError(f"config file {shown} is a folder, not a file")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # bounded: --config /dev/zero must end
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: cannot parse: {first_line}") from None
+        raise ConfigError(f"config file not found: {shown}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {shown}: "
+                          f"{(exc.strerror or 'unreadable').lower()}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"config file {shown} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {shown} is not UTF-8 text "
+                          f"(byte 0x{data[exc.start]:02x} on line {line})") from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else "not an ini file"
+        raise ConfigError(f"{shown}: cannot parse: {_q(first_line)[1:-1]}") from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
@@ -255,11 +416,11 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
 
     for section, items in file_values.items():
         if section not in SCHEMA and section not in OPEN_SECTIONS:
-            raise ConfigError(f"{source}: unknown section [{section}]")
+            raise ConfigError(f"{_q(source)}: unknown section [{_q(section)[1:-1]}]")
         for key in items:
             if (section, key) in SECRET_KEYS:
-                raise ConfigError(f"{source}: [{section}] {key} must come from the environment "
-                                  f"(TQ_{section.upper()}_{key.upper()}), not a file")
+                raise ConfigError(f"{_q(source)}: [{section}] {key} must come from the "
+                                  f"environment (TQ_{section.upper()}_{key.upper()}), not a file")
 
     env_values = _env_values(env)
     merged: dict[str, dict[str, Any]] = {}
@@ -274,17 +435,18 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         typed[section] = {}
         for key, raw in merged[section].items():
             if key not in keys:
-                raise ConfigError(f"unknown setting [{section}] {key}"
+                raise ConfigError(f"unknown setting [{section}] {_q(key)[1:-1]}"
                                   f" (known: {', '.join(sorted(keys))})")
         for key, (parse, default) in keys.items():
             if key not in merged[section]:
                 typed[section][key] = default
                 continue
             raw = merged[section][key]
-            try:
-                typed[section][key] = parse(raw) if isinstance(raw, str) else raw
-            except ValueError as exc:
-                raise ConfigError(f"bad value for [{section}] {key} = {raw!r}: {exc}") from None
+            try:  # CLI flags come typed; they get the same checks as text
+                typed[section][key] = parse(raw if isinstance(raw, str) else str(raw))
+            except (ValueError, OverflowError) as exc:
+                raise ConfigError(_bad(section, key, raw, _q(exc)[1:-1])) from None
+    _cross_check(typed)
 
     data_dir = Path(typed["tq"]["data_dir"])
     if typed["queue"]["path"] is None:
@@ -295,17 +457,22 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
                        and "url" not in env_values.get("history", {}))
     if typed["queue"]["backend"] == "redis":
         _check_redis_url(typed["queue"]["url"])
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", typed["queue"]["prefix"]):
-        raise ConfigError(f"bad value for [queue] prefix = {typed['queue']['prefix']!r}: "
-                          "use letters, digits, '_' and '-'")
+    prefix = typed["queue"]["prefix"]
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", prefix):
+        raise ConfigError(_bad("queue", "prefix", prefix,
+                               "use 1 to 64 letters, digits, '_' and '-'"))
     for folder in ("inbox", "processing", "history", "rejected"):
         if typed["ingest"][folder] is None:
             typed["ingest"][folder] = str(data_dir / folder)
 
+    from tq.models import Event, Job  # local: the column sizes, without a database
+
     queues = dict(DEFAULT_QUEUES) if not merged["queues"] else {}
     for name, raw in merged["queues"].items():
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-            raise ConfigError(f"bad queue name [queues] {name!r}: use letters, digits, '_' and '-'")
+            raise ConfigError(f"bad queue name [queues] {_q(name)}: "
+                              "use letters, digits, '_' and '-'")
+        _check_name("[queues]", name, "queue name", Job.queue.max_length)
         queues[name] = _parse_priority(f"[queues] {name}", str(raw) or "0")
 
     if merged["routes"]:
@@ -315,12 +482,19 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
                              DEFAULT_ROUTE_TASK)}
     for key, route in routes.items():
         if route.queue not in queues:
-            raise ConfigError(f"[routes] {key}: unknown queue {route.queue!r} "
+            raise ConfigError(f"[routes] {_q(key)}: unknown queue {_q(route.queue)} "
                               f"(configured: {', '.join(queues)})")
+        _check_name(f"[routes] {_q(key)}", key, "event type", Event.type.max_length)
+        _check_name(f"[routes] {_q(key)}", route.task, "task name", Job.task.max_length)
     periodic = {key: parse_periodic(key, value) for key, value in merged["periodic"].items()}
     for key, spec in periodic.items():
         if spec.queue is not None and spec.queue not in queues:
-            raise ConfigError(f"[periodic] {key}: unknown queue {spec.queue!r}")
+            raise ConfigError(f"[periodic] {_q(key)}: unknown queue {_q(spec.queue)}")
+        _check_name(f"[periodic] {_q(key)}", spec.task, "task name", Job.task.max_length)
+    for module in typed["tasks"]["modules"]:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+            raise ConfigError(_bad("tasks", "modules", module,
+                                   "expected dotted module names, separated by commas"))
 
     return Config(
         source=source,
@@ -338,20 +512,78 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     )
 
 
+def _bad(section: str, key: str, raw: Any, why: str) -> str:
+    """The one shape of a bad-value error: names the key and shows the value."""
+    return f"bad value for [{section}] {key} = '{_shown(section, key, raw)}': {why}"
+
+
+# Cross-checks between settings; each (why it matters) in tq.example.ini too.
+LEASE_HEARTBEATS = 3
+
+
+def _cross_check(typed: dict[str, dict[str, Any]]) -> None:
+    consumer = typed["consumer"]
+    if consumer["lease"] < LEASE_HEARTBEATS * consumer["heartbeat"]:
+        # One late heartbeat (a slow Redis, a busy machine) must not make a
+        # live consumer look dead: its running jobs would be started again.
+        raise ConfigError(_bad("consumer", "lease", f"{consumer['lease']:g}",
+                               f"must be at least {LEASE_HEARTBEATS} x [consumer] heartbeat "
+                               f"({consumer['heartbeat']:g} s), or a live consumer's jobs "
+                               "are taken over and run twice"))
+    history = typed["history"]
+    if history["buffer_rows"] < history["flush_rows"]:
+        raise ConfigError(_bad("history", "buffer_rows", history["buffer_rows"],
+                               f"must be at least [history] flush_rows "
+                               f"({history['flush_rows']})"))
+
+
+def _check_port(section: str, url: str, parts) -> None:
+    try:
+        port = parts.port  # raises ValueError past 65535 or for text
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(_bad(section, "url", url, "the port must be a number from 1 to 65535"))
+
+
+def _check_userinfo(section: str, url: str, parts) -> None:
+    # An unencoded `/`, `?` or `#` in a password ends the host part early:
+    # the driver would then read part of the password as a host or port.
+    after_host = _SECRET_QUERY.sub("", url.partition("://")[2])[len(parts.netloc):]
+    if "@" in after_host:
+        raise ConfigError(_bad(section, "url", url, "a password holding '/', '?' or '#' "
+                               "must be percent-encoded (%2F, %3F, %23)"))
+
+
 def _check_history_url(url: str, from_file: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("sqlite", "mysql", "mysql+pymysql", "mariadb"):
-        raise ConfigError(f"bad value for [history] url = {redact_url(url)!r}: "
-                          "expected sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE")
-    if parts.scheme != "sqlite" and not parts.path.strip("/"):
-        raise ConfigError("bad value for [history] url: the database name is missing")
+        raise ConfigError(_bad("history", "url", url,
+                               "expected sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE"))
+    if parts.scheme == "sqlite":
+        return
+    _check_userinfo("history", url, parts)
+    _check_port("history", url, parts)
+    database = parts.path.strip("/")
+    if not database:
+        raise ConfigError(_bad("history", "url", url, "the database name is missing"))
+    if len(database) > 64 or not re.fullmatch(r"[A-Za-z0-9_$-]+", database):
+        raise ConfigError(_bad("history", "url", url, "the database name must be 1 to 64 "
+                               "letters, digits, '_', '$' or '-'"))
     if parts.password and from_file:
         raise ConfigError("[history] url in a file must not hold a password: "
                           "set TQ_HISTORY_PASSWORD in the environment")
 
 
 def _check_redis_url(url: str) -> None:
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"bad value for [queue] url = {redact_url(url)!r}: "
-                          "expected redis://HOST:PORT/DB")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(_bad("queue", "url", url, "expected redis://HOST:PORT/DB"))
+    if parts.scheme != "unix":
+        _check_userinfo("queue", url, parts)
+        _check_port("queue", url, parts)
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) <= 1_000_000):
+            raise ConfigError(_bad("queue", "url", url, "the database must be a number, "
+                                   "e.g. redis://HOST:PORT/0"))
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from huey.consumer import Consumer, ProcessEnvironment, Scheduler, Worker
 
 from tq import recovery
-from tq.periodic import PeriodicScheduler
+from tq.scheduler import PeriodicScheduler
 from tq.queues import host_name
 
 logger = logging.getLogger("tq.consumer")
@@ -136,7 +136,7 @@ class ConsumerGroup:
         self.periodic = periodic
         self.services = list(services)
         self.name = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.started = time.time()
+        self.started = runtime.clock()
         self.stop_event = threading.Event()
         self.stopped = threading.Event()
         self._signals = 0
@@ -148,7 +148,6 @@ class ConsumerGroup:
         runtime = self.runtime
         runtime.set_worker_name(self.name)
         runtime.consumer_pid = os.getpid()
-        runtime.writer.attach_outbox(runtime.control, self.name)
         self.beat()  # registered before the first job is claimed
         for name in self.queues:
             consumer = TqConsumer(runtime.queues[name], workers=self.workers, periodic=False,
@@ -159,6 +158,11 @@ class ConsumerGroup:
             self.consumers.append(consumer)
         for consumer in self.consumers:
             consumer.start()
+        # The history writer starts only once the process workers are forked: a
+        # fork while its thread is inside SQLite copies SQLite's mutexes held, and
+        # the child then waits forever in its first sqlite3.connect (seen as a
+        # process worker that never claims a job on a busy machine).
+        runtime.writer.attach_outbox(runtime.control, self.name)
         loops = [("tq-heartbeat", self._heartbeat_loop), ("tq-recovery", self._recovery_loop)]
         if self.periodic:
             scheduler = PeriodicScheduler(runtime)
@@ -243,7 +247,7 @@ class ConsumerGroup:
         for thread in self._threads:
             thread.join(timeout=2)
         try:
-            self.runtime.control.forget_worker(self.name)
+            recovery.forget_if_idle(self.runtime, self.name)
         except Exception:
             logger.warning("could not deregister consumer %s", self.name)
         if not self.runtime.flush_history(timeout=10):
@@ -257,7 +261,10 @@ class ConsumerGroup:
     def info(self) -> dict:
         return {"id": self.name, "host": host_name(), "pid": os.getpid(),
                 "queues": self.queues, "workers": self.workers,
-                "worker_type": self.worker_type, "started": self.started, "beat": time.time()}
+                "worker_type": self.worker_type, "started": self.started,
+                # Read only by older tq versions, which judged liveness by it; the
+                # backend stamps the beat that counts (see storage).
+                "beat": self.runtime.clock()}
 
     def beat(self) -> None:
         self.runtime.control.heartbeat(self.name, self.info())

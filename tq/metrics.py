@@ -1,4 +1,5 @@
-"""`tq metrics`: the Prometheus text exposition format (version 0.0.4), by hand.
+"""`tq metrics`: the Prometheus text exposition format (version 0.0.4), by hand,
+served by a threaded HTTP server (an idle client never blocks a scrape).
 
 The format is a few lines of text; writing it here keeps tq free of another
 dependency. What is exported:
@@ -19,7 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tq.queries import queue_depths
 from tq.summaries import (EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram,
@@ -123,11 +124,24 @@ def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[dict, flo
     return merged
 
 
-def make_server(runtime, host: str, port: int) -> HTTPServer:
-    """An HTTP server answering GET /metrics. One request at a time: a scrape is
-    small, and one thread keeps one database connection."""
+CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or read the reply
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """A thread per connection, so an idle or slow client (a port scanner, a
+    half-open TCP connection, a scraper that never sends its request) never
+    keeps another scrape waiting; each connection is dropped after
+    CLIENT_TIMEOUT seconds of silence, so idle ones do not pile up."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+
+def make_server(runtime, host: str, port: int) -> MetricsServer:
+    """An HTTP server answering GET /metrics, concurrently."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = CLIENT_TIMEOUT  # applied to the socket: bounds every read and write
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != "/metrics":
                 self._reply(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
@@ -152,4 +166,4 @@ def make_server(runtime, host: str, port: int) -> HTTPServer:
         def log_message(self, format: str, *args) -> None:
             logger.debug("metrics: " + format, *args)
 
-    return HTTPServer((host, port), Handler)
+    return MetricsServer((host, port), Handler)

@@ -11,6 +11,7 @@ import os
 import threading
 from urllib.parse import unquote, urlsplit
 
+import pymysql
 from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, DoubleField,
                     IntegerField, Model, SqliteDatabase, TextField)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
@@ -20,8 +21,12 @@ from playhouse.shortcuts import ReconnectMixin
 db = DatabaseProxy()
 
 STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "canceled",
-          "expired")
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+          "expired", "requeued")
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired", "requeued"})
+# What `tq requeue` takes: a finished job not yet requeued. A requeued job is retired
+# for good (its copy, linked by requeued_from, carries on); it keeps its error and
+# attempts, so summaries still count the outcome it had (summaries.py).
+REQUEUABLE = ("succeeded", "failed", "canceled", "expired")
 _RANK = {"queued": 0, "scheduled": 1, "running": 2, "retrying": 3}
 
 
@@ -29,7 +34,11 @@ def state_seq(state: str, attempt: int) -> int:
     """Order of a job's states: a later state never goes back to an earlier one.
 
     Within one attempt: queued < scheduled < running < retrying < an outcome;
-    a later attempt beats an earlier one; any outcome beats every non-outcome."""
+    a later attempt beats an earlier one; any outcome beats every non-outcome;
+    `requeued` beats everything, so a late `failed` record (an outbox replayed
+    after an outage) can never put a retired job back in the failed set."""
+    if state == "requeued":
+        return 2_000_000 + attempt * 10 + 5
     if state in TERMINAL:
         return 1_000_000 + attempt * 10 + 4
     return attempt * 10 + _RANK[state]
@@ -135,21 +144,59 @@ class IngestedFile(BaseModel):
 
 
 class Audit(BaseModel):
+    """One operator action (see tq/audit.py): who, where, when, what, on what, how many."""
     id = BigAutoField()
+    uid = CharField(max_length=36, null=True, unique=True)  # replays of the outbox dedupe on it
     at = DoubleField(index=True)
     user = CharField(max_length=64)
     host = CharField(max_length=128)
     action = CharField(max_length=32)
-    target = TextField(null=True)  # ids or the filter acted on
+    target = TextField(null=True)  # the filter or group acted on, as text ("3 ids" for ids)
     count = IntegerField(default=0)
+    outcome = CharField(max_length=16, null=True)  # done / partly / failed / nothing
+    detail = TextField(null=True)  # why it was partly done or failed
+
+
+class AuditJob(BaseModel):
+    """Every job id an audited action touched, in full (not a cut comma list)."""
+    id = BigAutoField()
+    audit_id = BigIntegerField()
+    job_id = CharField(max_length=64)
+
+    class Meta:
+        indexes = ((("audit_id", "job_id"), True), (("job_id",), False))
 
 
 class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
     """Pooled, and reconnects a connection the server or network dropped
-    (outside a transaction), so a MariaDB restart needs no tq restart."""
+    (outside a transaction), so a MariaDB restart needs no tq restart.
+
+    Timeouts: connecting, including the server's greeting and the login, is
+    bounded by `connect_timeout` (PyMySQL reads the greeting under its read
+    timeout, so that starts as connect_timeout); each query then gets
+    `query_timeout`, since a roll-up or a prune may rightly take longer."""
+
+    def __init__(self, *args, query_timeout: float = 30.0, **kwargs) -> None:
+        self.query_timeout = query_timeout
+        super().__init__(*args, **kwargs)
+
+    def _connect(self):
+        try:
+            conn = super()._connect()
+        except pymysql.err.OperationalError as exc:
+            # A server that accepts but never greets: say so, under a code
+            # ReconnectMixin does not retry (2013 would be tried once more).
+            if exc.args and exc.args[0] == 2013:
+                raise pymysql.err.OperationalError(
+                    2003, f"no answer from the MySQL server within "
+                          f"{self.connect_params.get('connect_timeout')} s") from None
+            raise
+        # PyMySQL has no public setter; these are its constructor's values.
+        conn._read_timeout = conn._write_timeout = self.query_timeout
+        return conn
 
 
-ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit]
+ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit, AuditJob]
 _extra_models: list[type[Model]] = []
 _init_lock = threading.Lock()
 
@@ -174,7 +221,8 @@ def all_models() -> list[type[Model]]:
     return ALL_MODELS + _extra_models
 
 
-def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
+def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
+                  query_timeout: float = 30.0):
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parts.path
@@ -191,8 +239,9 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0):
         password=password or unquote(parts.password or ""),
         charset="utf8mb4",
         connect_timeout=connect_timeout,
-        read_timeout=30,
-        write_timeout=30,
+        read_timeout=connect_timeout,  # the greeting and login; then query_timeout
+        write_timeout=connect_timeout,
+        query_timeout=query_timeout,
         max_connections=32,
         stale_timeout=300,
         autoconnect=True,
@@ -209,9 +258,17 @@ def create_schema(database) -> list[str]:
         for model in all_models():
             table = model._meta.table_name
             if table not in existing:
-                database.create_tables([model], safe=True)
-                added.append(f"table {table}")
-                continue
+                try:
+                    database.create_tables([model], safe=True)
+                    added.append(f"table {table}")
+                    continue
+                except Exception as exc:
+                    # Another process created the table a moment before us: its
+                    # CREATE TABLE IF NOT EXISTS was a no-op here, and then MySQL
+                    # (no CREATE INDEX IF NOT EXISTS) refused the index it made.
+                    # The checks below bring the table up to date as for any other.
+                    if "Duplicate key name" not in str(exc):
+                        raise
             columns = {column.name for column in database.get_columns(table)}
             migrator = (SqliteMigrator(database) if isinstance(database, SqliteDatabase)
                         else MySQLMigrator(database))
@@ -235,5 +292,6 @@ def clear_all(database) -> None:
         database.drop_tables(all_models(), safe=True)
 
 
-__all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "STATES", "TERMINAL",
+__all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
+           "TERMINAL", "REQUEUABLE",
            "state_seq", "open_database", "create_schema", "register_model", "SQL"]

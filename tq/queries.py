@@ -15,8 +15,9 @@ from typing import Any
 
 from peewee import SQL, SqliteDatabase, fn
 
+from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
 from tq.models import Attempt, Job, STATES
-from tq.periodic import periodic_specs
+from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
@@ -55,16 +56,42 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     count: that counts every row of the queue, a cost that grows with the history;
     the failed and retrying counts then come from index ranges of those states."""
     now = time.time() if now is None else now
+    state = queue_state(runtime, now)
+    history = queue_history(runtime, now, totals=totals)
+    for name, entry in state["queues"].items():
+        entry.update(history[name])
+    return dict(state, queue_backend=runtime.config.queue_url_safe,
+                history=runtime.config.history_url_safe)
+
+
+def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
+    """What the queue backend alone says: per queue paused, paused task types and
+    depths; the consumers' heartbeats. Answers while the history database is down."""
+    now = time.time() if now is None else now
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
-    catch_up(runtime)
-    runtime.database
     queues = {}
     for name in runtime.queues:
         entry: dict[str, Any] = {"paused": name in paused,
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
         entry.update(queue_depths(runtime, name))
+        queues[name] = entry
+    return {"queues": queues, "workers_alive": sum(1 for w in workers if w["alive"]),
+            "workers": workers}
+
+
+def queue_history(runtime, now: float | None = None, totals: bool = True
+                  ) -> dict[str, dict[str, Any]]:
+    """What history alone says per queue: retrying and failed counts, outcomes of the
+    last minute and hour, the oldest queued job. Answers while the queue backend is
+    down (then without the jobs submitted since, which travel through it)."""
+    now = time.time() if now is None else now
+    catch_up(runtime)
+    runtime.database
+    queues = {}
+    for name in runtime.queues:
+        entry: dict[str, Any] = {}
         if totals:
             counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
                           .group_by(Job.state).tuples())
@@ -89,11 +116,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
         entry["error_rate_last_hour"] = (round(entry["failed_last_hour"] / finished, 4)
                                          if finished else 0.0)
         queues[name] = entry
-    return {"queues": queues,
-            "workers_alive": sum(1 for w in workers if w["alive"]),
-            "workers": workers,
-            "queue_backend": runtime.config.queue_url_safe,
-            "history": runtime.config.history_url_safe}
+    return queues
 
 
 def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
@@ -116,10 +139,21 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     expression = condition(flt) if flt is not None else None
     if expression is not None:
         query = query.where(expression)
-    if after is not None:
-        query = query.where(_after(column, after, descending))
     order = [column.desc(), Job.id.desc()] if descending else [column.asc(), Job.id.asc()]
-    return list(query.order_by(*order).limit(limit).dicts())
+    if flt is None or not flt.exact:
+        if after is not None:
+            query = query.where(_after(column, after, descending))
+        return list(query.order_by(*order).limit(limit).dicts())
+    # A group term: SQL narrows, Filter.accepts decides; read on until the page is full.
+    page: list[dict] = []
+    while len(page) < limit:
+        window = query if after is None else query.where(_after(column, after, descending))
+        rows = list(window.order_by(*order).limit(max(limit, 200)).dicts())
+        page += [row for row in rows if flt.accepts(row["error_type"], row["error_message"])]
+        if len(rows) < max(limit, 200):
+            break
+        after = (rows[-1][sort], rows[-1]["id"])
+    return page[:limit]
 
 
 def _after(column, after: tuple[Any, str], descending: bool):
@@ -136,11 +170,32 @@ def _after(column, after: tuple[Any, str], descending: bool):
 def count_jobs(runtime, flt: Filter | None = None) -> int:
     catch_up(runtime)
     runtime.database
-    query = Job.select(fn.COUNT(Job.id))
     expression = condition(flt) if flt is not None else None
+    if flt is not None and flt.exact:
+        return sum(len(rows) for rows in exact_rows(flt, (Job.id,)))
+    query = Job.select(fn.COUNT(Job.id))
     if expression is not None:
         query = query.where(expression)
     return query.scalar() or 0
+
+
+def exact_rows(flt: Filter, columns: tuple = (), chunk: int = 1000):
+    """Jobs matching `flt` exactly (its group term too), `chunk` at a time by id:
+    the rows carry `columns` (Job fields) as peewee objects."""
+    expression = condition(flt)
+    wanted = tuple(dict.fromkeys(columns + (Job.id, Job.error_type, Job.error_message)))
+    last = ""
+    while True:
+        query = Job.select(*wanted).where(Job.id > last)
+        if expression is not None:
+            query = query.where(expression)
+        rows = list(query.order_by(Job.id).limit(chunk))
+        if not rows:
+            return
+        last = rows[-1].id
+        kept = [row for row in rows if flt.accepts(row.error_type, row.error_message)]
+        if kept:
+            yield kept
 
 
 def job_detail(runtime, job_id: str) -> dict | None:
@@ -161,25 +216,16 @@ def job_detail(runtime, job_id: str) -> dict | None:
     return job
 
 
-def normalise_message(message: str | None) -> str:
-    """Group failures whose messages differ only in numbers, ids and quoted values."""
-    import re
-    text = (message or "").splitlines()[0] if message else ""
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
-    text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f-]{27}\b", "<id>", text)
-    return re.sub(r"\d+(\.\d+)?", "<n>", text)[:200]
-
-
 def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000,
                    chunk: int = 5000) -> list[dict]:
-    """Failed jobs grouped by exception type and normalised message (newest
+    """Failed jobs grouped by exception type and normalised message (tq/groups.py; newest
     `scan_limit` failures; enough to see what is breaking now). Read `chunk` rows at
     a time (keyset on finished_at, id): the driver buffers a whole result set, and
     100,000 failures with their messages held at once cost the console ~80 MB."""
     catch_up(runtime)
     runtime.database
-    query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue)
-             .where(Job.state == "failed"))
+    query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue,
+                        Job.task).where(Job.state == "failed"))
     expression = condition(flt) if flt is not None else None
     if expression is not None:
         query = query.where(expression)
@@ -195,15 +241,18 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
             break
         seen += len(rows)
         last = (rows[-1][3], rows[-1][0])
-        for job_id, error_type, message, finished, queue in rows:
+        for job_id, error_type, message, finished, queue, task in rows:
+            if flt is not None and not flt.accepts(error_type, message):
+                continue
             key = (error_type or "", normalise_message(message))
             group = groups.get(key)
             if group is None:
                 group = groups[key] = {"error_type": key[0], "message": key[1], "count": 0,
                                        "first_seen": finished, "last_seen": finished,
-                                       "queues": set(), "ids": []}
+                                       "queues": set(), "tasks": set(), "ids": []}
             group["count"] += 1
             group["queues"].add(queue)
+            group["tasks"].add(task)
             if finished is not None:
                 group["first_seen"] = min(group["first_seen"] or finished, finished)
                 group["last_seen"] = max(group["last_seen"] or finished, finished)
@@ -211,11 +260,15 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
     result = sorted(groups.values(), key=lambda g: -g["count"])
     for group in result:
         group["queues"] = sorted(q for q in group["queues"] if q)
+        group["tasks"] = sorted(t for t in group["tasks"] if t)
     return result
 
 
 def list_workers(runtime, now: float | None = None) -> list[dict]:
-    now = time.time() if now is None else now
+    """Registered consumers, alive or silent, with the jobs they run. A
+    heartbeat's age is measured by the queue backend's clock (see storage), not
+    by `now`: this host's clock may disagree with the backend's. Junk in the
+    control state is skipped where it is read (tq.control)."""
     lease = runtime.config.consumer["lease"]
     running: dict[str, list[str]] = {}
     for huey in runtime.queues.values():
@@ -227,10 +280,10 @@ def list_workers(runtime, now: float | None = None) -> list[dict]:
             running.setdefault(record.worker, []).append(job_id)
     workers = []
     for info in runtime.control.workers():
-        age = now - info["beat"]
+        age = info["heartbeat_age"]
         workers.append(dict(info, heartbeat_age=round(age, 1), alive=age < lease,
                             running=running.get(info["id"], [])))
-    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"]))
+    return sorted(workers, key=lambda w: (not w["alive"], w["host"], w["pid"], w["id"]))
 
 
 def list_periodic(runtime, now: float | None = None) -> list[dict]:
@@ -241,7 +294,9 @@ def list_periodic(runtime, now: float | None = None) -> list[dict]:
     for spec in periodic_specs(runtime):
         last = runs.get(spec.name)
         outcome = None
-        if last and database is not None:
+        if last and last.get("outcome"):
+            outcome = last.get("outcome")  # run in the scheduler, not as a job
+        elif last and database is not None:
             outcome = Job.select(Job.state).where(Job.id == last["job_id"]).scalar()
         result.append({"name": spec.name, "schedule": spec.schedule.text, "task": spec.task,
                        "queue": spec.queue or "default",

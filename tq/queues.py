@@ -10,7 +10,6 @@ TqHuey changes four things about Huey and nothing else:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ from huey import signals as S
 from huey.exceptions import HueyException
 from huey.registry import Message, Registry
 
-from tq import registry
+from tq import jobspec, registry
 from tq.models import state_seq
 from tq.serializer import JsonSerializer, MessageRefused, dumps_json, exception_text
 from tq.storage import Finished
@@ -38,6 +37,7 @@ logger = logging.getLogger("tq.queues")
 PAUSE_CACHE_SECONDS = 0.5
 # Not a Huey signal: sent by TqHuey.execute for a started job that no signal settled.
 UNSETTLED = "tq-unsettled"
+MESSAGE_OVERHEAD = 65536  # a message's own fields, beside its arguments
 
 
 def utc_timestamp(value: datetime | None) -> float | None:
@@ -118,9 +118,25 @@ class TqHuey(Huey):
         return self.serializer.serialize(data)
 
     def deserialize_task(self, data: bytes):
+        """A message -> a task, or MessageRefused with the reason (the caller
+        quarantines it). The job spec rules of tq.jobspec hold here again: a
+        message written straight into the backend, even one signed with the
+        secret, never reaches a worker or the history writer with a value
+        submit would have refused."""
+        limit = self.runtime.config.queue["max_arg_bytes"] + MESSAGE_OVERHEAD
+        if len(data) > limit:
+            raise MessageRefused(f"message is {len(data):,} bytes, over the limit of "
+                                 f"{limit:,}")
+        if jobspec.depth_exceeds(bytes(data).decode("utf-8", "replace"),
+                                 jobspec.MAX_DEPTH + 2):  # the message and its args
+            raise MessageRefused(f"arguments nested deeper than {jobspec.MAX_DEPTH} levels")
         payload = self.serializer.deserialize(data)
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
             raise MessageRefused("not a tq message")
+        try:
+            jobspec.check_message(payload)
+        except jobspec.SpecError as exc:
+            raise MessageRefused(str(exc)) from None
         meta = payload.pop("tq", None) or {}
         task = self._registry.create_task(_dict_to_message(payload))
         task.tq_attempt = int(meta.get("attempt") or 0)
@@ -159,7 +175,7 @@ class TqHuey(Huey):
             # As in _release: recovery puts the jobs back; outcomes from memory.
             logger.exception("queue %s: could not release finished jobs", self.queue)
             for record in finished.records:
-                self.runtime.writer.record(json.loads(record))
+                self.runtime.writer.record(self.runtime.records.open(record))
         finished.clear()
 
     def dequeue(self):
@@ -184,7 +200,8 @@ class TqHuey(Huey):
         try:
             task = self.deserialize_task(data)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, MessageRefused) else \
+                f"unreadable message: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
             logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
             self.storage.quarantine(token, data, reason)
             return None
@@ -275,7 +292,7 @@ class TqHuey(Huey):
     def _release(self, task, token) -> None:
         records = getattr(task, "tq_outbox", [])
         task.tq_outbox = []
-        encoded = [json.dumps(record) for record in records]
+        encoded = [self.runtime.records.seal(record) for record in records]
         finished = getattr(self._worker, "finished", None)
         if finished is not None and not getattr(task, "tq_interrupted", False):
             finished.tokens.append(token)

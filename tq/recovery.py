@@ -6,50 +6,80 @@ consumer has not heartbeated for `[consumer] lease` seconds belongs to a dead
 consumer: a live consumer puts the job back on its queue as a new attempt, or,
 after `lost_retries` losses of the same job, ends it `failed` ("worker lost")
 so a job that kills its worker cannot loop forever. The put-back is atomic
-(storage.put_back), so of two consumers recovering the same record one wins.
-A job whose consumer is alive is never taken over.
+(storage.put_back), so of two consumers recovering the same record one wins,
+and the job goes back where it was in line: its priority and its place ahead
+of the jobs enqueued after it.
+
+Invariants:
+  - A heartbeat's age is judged by the queue backend's clock (the time it
+    stamped on the heartbeat against its "now"), never by this host's clock
+    against another host's: consumers whose clocks disagree are all alive.
+  - Only tq consumers are recovered: a record is taken over only when its
+    consumer registered (heartbeated) and then went silent. A record of
+    anything else that claims through tq's storage (a stock `huey_consumer`
+    serving a TqHuey, a script calling dequeue) is never taken over, since
+    nothing says when that claimer is dead.
+  - A consumer's registration is kept while it has in-flight records, so a
+    silent consumer's jobs are recovered however long it has been silent.
+  - A malformed in-flight entry (no claim wrote it) is moved aside to the
+    quarantine, where it can be seen and requeued; it never stops the pass.
 
 The window: a lost job is noticed within lease + heartbeat seconds (17 s with
 the defaults) of its consumer's death.
 """
 from __future__ import annotations
 
-import json
 import logging
-import time
 
 from tq.models import state_seq
 
 logger = logging.getLogger("tq.recovery")
+FORGET_AFTER = 3600  # seconds of silence before an idle dead consumer is forgotten
 
 
-def alive_workers(runtime, now: float | None = None) -> set[str]:
-    now = time.time() if now is None else now
+def alive_workers(runtime) -> set[str]:
     lease = runtime.config.consumer["lease"]
-    return {info["id"] for info in runtime.control.workers() if now - info["beat"] < lease}
+    return {info["id"] for info in runtime.control.workers()
+            if info["heartbeat_age"] < lease}
 
 
 def recover_lost(runtime, now: float | None = None) -> int:
-    """One recovery pass over all queues; returns how many jobs were recovered."""
-    now = time.time() if now is None else now
+    """One recovery pass over all queues; returns how many jobs were recovered.
+    `now` (default: this process's clock) only dates the history records."""
+    now = runtime.clock() if now is None else now
     lease = runtime.config.consumer["lease"]
     workers = {info["id"]: info for info in runtime.control.workers()}
-    alive = {name for name, info in workers.items() if now - info["beat"] < lease}
+    alive = {name for name, info in workers.items() if info["heartbeat_age"] < lease}
+    if runtime.consumer_pid is not None:
+        alive.add(runtime.worker_name())  # this consumer, however late its own heartbeat
+    busy: set[str] = set()
     recovered = 0
     for huey in runtime.queues.values():
-        for record in huey.storage.inflight():
-            if record.worker in alive:
-                continue
-            if record.worker not in workers and now - record.taken < lease:
-                continue  # a claimer we have not heard of yet: give it one lease
+        records, malformed = huey.storage.inflight_records()
+        for entry in malformed:
+            huey.storage.quarantine(entry.token, entry.data, entry.reason)
+        for record in records:
+            busy.add(record.worker)
+            if record.worker in alive or record.worker not in workers:
+                continue  # alive, or not a tq consumer: never taken over
             recovered += _recover(runtime, huey, record, now, reason=(
                 f"consumer {record.worker} stopped heartbeating"))
     for name, info in workers.items():
-        if now - info["beat"] > 3600:
+        if info["heartbeat_age"] > FORGET_AFTER and name not in busy:
             runtime.control.forget_worker(name)
     if runtime.consumer_pid is not None:
-        adopt_outboxes(runtime, alive | {runtime.worker_name()})
+        adopt_outboxes(runtime, alive)
     return recovered
+
+
+def forget_if_idle(runtime, worker: str) -> bool:
+    """Deregister `worker` unless it still has in-flight records (which then
+    stay recoverable: see the invariants)."""
+    for huey in runtime.queues.values():
+        if any(record.worker == worker for record in huey.storage.inflight()):
+            return False
+    runtime.control.forget_worker(worker)
+    return True
 
 
 def put_back_own(runtime, worker: str) -> int:
@@ -59,7 +89,7 @@ def put_back_own(runtime, worker: str) -> int:
     for huey in runtime.queues.values():
         for record in huey.storage.inflight():
             if record.worker == worker:
-                count += _recover(runtime, huey, record, time.time(),
+                count += _recover(runtime, huey, record, runtime.clock(),
                                   reason="consumer stopped before the job finished",
                                   counts_as_loss=False)
     return count
@@ -83,14 +113,15 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
     lost = {"kind": "attempt", "job_id": task.id, "attempt": attempt, "worker": record.worker,
             "started_at": record.taken, "finished_at": now, "outcome": "lost", **error}
     # The records travel with the put-back, into this consumer's durable outbox.
-    records = [json.dumps(job), json.dumps(lost)]
+    records = [runtime.records.seal(job), runtime.records.seal(lost)]
     owner = runtime.worker_name()
     if give_up:
         done = storage.put_back(record.token, drop=True, outbox=owner, records=records)
     else:
         task.tq_attempt = attempt
+        # No priority given: the record's own score (and place) is kept.
         done = storage.put_back(record.token, data=huey.serialize_task(task),
-                                priority=record.priority, outbox=owner, records=records)
+                                outbox=owner, records=records)
     if done:
         logger.warning("job %s (%s): %s; %s", task.id, huey.queue, reason,
                        "ended failed" if give_up else "put back on the queue")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from tq.config import Config, ConfigError, load_config
 from tq.history import HistoryWriter, write_submitted
 from tq.models import create_schema, db, open_database
 from tq.queues import TqHuey, default_worker_name
+from tq.serializer import RecordSigner
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
 
 logger = logging.getLogger("tq")
@@ -33,6 +35,8 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         registry.import_task_modules(config.task_modules)
+        # Seals every history record put in an outbox and opens it again (see serializer).
+        self.records = RecordSigner(config.secret)
         self._lock = threading.RLock()
         # A process worker is forked while other threads may hold this lock
         # (the test or console reading history, the writer): the child needs
@@ -41,16 +45,26 @@ class Runtime:
         os.register_at_fork(after_in_child=lambda: _new_lock_after_fork(ref))
         self._database = None
         self._database_pid = 0
+        self._database_failure: tuple[float, str | None] = (0.0, None)
         self._writer: HistoryWriter | None = None
         self._writer_pid = 0
         self._worker_name: str | None = None
         self.consumer_pid: int | None = None
+        # This process's wall clock: history timestamps and the like. Never
+        # used to judge another process's liveness (that is the queue
+        # backend's clock: control.workers()). A seam for tests, as Huey
+        # passes `now` around: a host whose clock is off is a Runtime whose
+        # `clock` is shifted.
+        self.clock: Callable[[], float] = time.time
         self.queues: dict[str, TqHuey] = {}
         queue_cfg = config.queue
         if queue_cfg["backend"] == "redis":
+            # connect_timeout bounds a connect and every reply: a Redis that
+            # accepts connections but never answers fails in that time. The one
+            # blocking command (storage.wait_for_work) blocks for less than it.
             self.redis_pool = redis.ConnectionPool.from_url(
                 queue_cfg["url"], socket_connect_timeout=queue_cfg["connect_timeout"],
-                socket_timeout=max(queue_cfg["connect_timeout"], 10), health_check_interval=30)
+                socket_timeout=queue_cfg["connect_timeout"], health_check_interval=30)
             for name in config.queues:
                 self.queues[name] = TqHuey(name, self, TqRedisStorage,
                                            prefix=queue_cfg["prefix"],
@@ -88,15 +102,26 @@ class Runtime:
             if self._database is None or self._database_pid != os.getpid():
                 # After fork the parent's connections are not ours to use or close.
                 self._database_pid = os.getpid()
+                failed_at, failure = self._database_failure
+                timeout = self.config.queue["connect_timeout"]
+                if failure is not None and time.monotonic() - failed_at < timeout:
+                    # Just timed out: one command waits connect_timeout once, not
+                    # once per read; a long-running process tries again later.
+                    raise ConfigError(failure)
                 history = self.config.history
                 password = history["password"]
-                database = open_database(history["url"], password,
-                                         self.config.queue["connect_timeout"])
+                started = time.monotonic()
+                database = open_database(history["url"], password, timeout,
+                                         history["query_timeout"])
                 try:
                     create_schema(database)
                 except Exception as exc:
-                    raise ConfigError(f"history database {self.config.history_url_safe} "
-                                      f"unreachable: {_first_line(exc)}") from None
+                    failure = (f"history database {self.config.history_url_safe} "
+                               f"unreachable: {_first_line(exc)}")
+                    if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
+                        self._database_failure = (time.monotonic(), failure)
+                    raise ConfigError(failure) from None
+                self._database_failure = (0.0, None)
                 db.initialize(database)
                 self._database = database
             return self._database
@@ -116,7 +141,7 @@ class Runtime:
                 self._writer = HistoryWriter(
                     self._writer_database, flush_interval=history["flush_interval"],
                     flush_rows=history["flush_rows"], buffer_rows=history["buffer_rows"],
-                    spill_dir=self.config.data_dir / "spill")
+                    spill_dir=self.config.data_dir / "spill", signer=self.records)
             return self._writer
 
     def _writer_database(self):
@@ -143,7 +168,8 @@ class Runtime:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
         return write_submitted(self.control, self.database,
-                               f"{self.worker_name()}-writer")
+                               f"{self.worker_name()}-writer", self.records,
+                               self.config.data_dir / "spill")
 
     # --- identity of this process as a consumer ------------------------------------
     def worker_name(self) -> str:

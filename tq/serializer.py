@@ -180,3 +180,63 @@ class JsonSerializer(Serializer):
             return json.loads(data.decode("utf-8"), object_hook=_decode_hook)
         except (UnicodeDecodeError, ValueError) as exc:
             raise MessageRefused(f"not a tq message: {exc}") from None
+
+
+# --- history records in the outboxes ------------------------------------------
+# A history record travels through the queue backend (the outboxes, see
+# storage.py) on its way to the history database, so whoever can write to the
+# queue backend could write history too. With TQ_SECRET set every record is
+# signed like a message, with a key of its own (a signed message is never a
+# valid record, nor the reverse), and the history writer sets aside a record
+# whose signature is missing or wrong instead of writing it.
+
+_RECORD_MARK = "tq1:"
+# ASCII-only: a lone surrogate in an error message is escaped, so the record
+# always reaches the outbox (a NaN too: the history writer refuses it there,
+# with its reason, rather than the worker failing to hand the outcome over).
+_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+
+class RecordRefused(ValueError):
+    """An outbox record that is not ours: unsigned, forged, or not JSON."""
+
+
+class RecordSigner:
+    """seal() a history record for an outbox; open() one read back from it."""
+
+    def __init__(self, secret: str = "") -> None:
+        self._key = hashlib.sha256(b"tq-record:" + secret.encode()).digest() if secret else None
+
+    @property
+    def signing(self) -> bool:
+        return self._key is not None
+
+    def seal(self, record: dict) -> str:
+        payload = _RECORD_ENCODER.encode(record)
+        if self._key is None:
+            return payload
+        # One HMAC per record, in C (hmac.digest): submit_many signs each job's record.
+        signature = hmac.digest(self._key, payload.encode(), "sha256").hex()
+        return f"{_RECORD_MARK}{signature}:{payload}"
+
+    def open(self, raw: str | bytes) -> Any:
+        """The record's JSON value (not yet checked for shape); RecordRefused if
+        it is unsigned or forged while TQ_SECRET is set, or not JSON at all."""
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "surrogateescape")
+        if self._key is not None:
+            if not raw.startswith(_RECORD_MARK):
+                raise RecordRefused("bad signature: unsigned record (TQ_SECRET is set)")
+            signature, _, payload = raw[len(_RECORD_MARK):].partition(":")
+            expected = hmac.digest(self._key, payload.encode("utf-8", "surrogateescape"),
+                                   "sha256").hex()
+            if not hmac.compare_digest(signature.encode("utf-8", "surrogateescape"),
+                                       expected.encode()):
+                raise RecordRefused("bad signature: record signature does not match")
+            raw = payload
+        elif raw.startswith(_RECORD_MARK):
+            raw = raw[len(_RECORD_MARK):].partition(":")[2]
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise RecordRefused(f"not JSON: {str(exc)[:200]}") from None

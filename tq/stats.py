@@ -110,7 +110,7 @@ def _seconds(value: float | None) -> str:
 def cmd_stats(args) -> int:
     from rich.table import Table
 
-    from tq.cli import fmt_time, make_runtime, out, print_json
+    from tq.cli import add_row, fmt_time, make_runtime, out, print_json
     from tq.where import parse_time
 
     now = time.time()
@@ -143,10 +143,10 @@ def cmd_stats(args) -> int:
     if spark:
         table.add_column("trend")
     for row, cell in zip(rows, cells):
-        table.add_row(*(cell + ([sparkline(row["series"])] if spark else [])))
+        add_row(table, *(cell + ([sparkline(row["series"])] if spark else [])))
     if not rows:
         out.print(f"no summaries since {fmt_time(since)} UTC (roll-up schedule: "
-                  f"{runtime.config.history['rollup_every']})")
+                  f"{runtime.config.history['rollup_every']})", markup=False)
         return 0
     out.print(table)
     return 0
@@ -157,9 +157,8 @@ def cmd_metrics(args) -> int:
 
     from tq.cli import CliError, err, make_runtime
     from tq.metrics import exposition, make_server
+    from tq.text import literal
 
-    if args.serve is not None and not 0 <= args.serve <= 65535:
-        raise CliError(f"--serve {args.serve}: a port is 0 to 65535")
     runtime = make_runtime(args)
     if args.serve is None:
         sys.stdout.write(exposition(runtime))
@@ -169,8 +168,8 @@ def cmd_metrics(args) -> int:
     except OSError as exc:
         raise CliError(f"cannot listen on {args.bind}:{args.serve}: {exc.strerror or exc}") \
             from None
-    err.print(f"serving metrics on http://{args.bind}:{server.server_address[1]}/metrics "
-              "(Ctrl-C stops)")
+    err.print(literal(f"serving metrics on http://{args.bind}:{server.server_address[1]}"
+                      "/metrics (Ctrl-C stops)"))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -181,16 +180,18 @@ def cmd_metrics(args) -> int:
 
 
 def add_commands(subparsers) -> None:
+    from tq.cli import PORT, _moment  # the CLI's checks of a time and a port
+
     p = subparsers.add_parser("stats", help="throughput, failure rate and latency from the "
                                             "summaries")
-    p.add_argument("--since", default="1h", help="window: 30m, 6h, 7d or an ISO time "
-                                                 "(default 1h)")
+    p.add_argument("--since", default="1h", type=_moment,
+                   help="window: 30m, 6h, 7d or an ISO time (default 1h)")
     p.add_argument("--by", choices=BY_CHOICES, default="task")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("metrics", help="Prometheus text exposition (stdout, or --serve)")
-    p.add_argument("--serve", type=int, metavar="PORT", help="serve /metrics over HTTP")
+    p.add_argument("--serve", type=PORT, metavar="PORT", help="serve /metrics over HTTP")
     p.add_argument("--bind", default="127.0.0.1", help="address for --serve "
                                                        "(default 127.0.0.1)")
     p.set_defaults(func=cmd_metrics)

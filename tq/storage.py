@@ -11,6 +11,13 @@ thing every consumer on every machine already talks to: pause flags, consumer
 heartbeats, cancel requests, periodic-tick claims and moved-aside messages.
 The two classes below implement the same methods; `Control` names them.
 
+Liveness is judged by the queue backend's clock alone: a heartbeat and an
+in-flight record carry the time the backend stamped on them (Redis `TIME`
+inside the scripts; on SQLite, the one host's clock), and a heartbeat's age
+is that backend's "now" minus it, so hosts whose clocks disagree never take
+each other for dead. Everything read back is parsed entry by entry
+(control.py): junk written into these keys is skipped, never fatal.
+
 A submitted job's `queued` (or `scheduled`) history record is written in the
 same atomic step as its message, to the shared outbox SUBMITTED: submitting
 never waits for (or depends on) the history database, and the record cannot
@@ -27,9 +34,13 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Iterable
 
+import redis
 from huey.storage import PriorityRedisStorage, SqliteStorage
+
+from tq import control as parse
 
 DEDUPE_TTL = 7 * 86400
 SUBMITTED = "@submitted"  # outbox owner of submitted jobs' first records; never "alive"
@@ -43,6 +54,15 @@ class Inflight:
     priority: int
     worker: str
     taken: float
+
+
+@dataclass
+class Malformed:
+    """An entry of the in-flight records that no claim wrote: set aside by
+    recovery (to the quarantine), skipped by every other reader."""
+    token: bytes | str
+    data: bytes
+    reason: str
 
 
 @dataclass
@@ -79,8 +99,9 @@ class Claimed:
 # step, so no job is handed out after `tq pause` returns. The reply tells
 # whether any Huey flag exists, so the worker skips the revocation lookup
 # when there is none.
+# The record's claim time is Redis's own (TIME), never the worker host's.
 # KEYS: queue, in-flight, paused, outbox, Huey flags, outbox registry
-# ARGV: worker, now, queue, take, #tokens, #records, tokens..., records..., flags...
+# ARGV: worker, (unused), queue, take, #tokens, #records, tokens..., records..., flags...
 _CLAIM = """
 local tokens, records = tonumber(ARGV[5]), tonumber(ARGV[6])
 for i = 7, 6 + tokens do redis.call('HDEL', KEYS[2], ARGV[i]) end
@@ -91,21 +112,46 @@ if ARGV[4] == '0' then return nil end
 if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return nil end
 local items = redis.call('ZPOPMIN', KEYS[1], 1)
 if #items == 0 then return nil end
-redis.call('HSET', KEYS[2], items[1], ARGV[1] .. '|' .. items[2] .. '|' .. ARGV[2])
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[2], items[1], ARGV[1] .. '|' .. items[2] .. '|' .. now[1] .. '.' ..
+           string.format('%06d', tonumber(now[2])))
 items[3] = redis.call('EXISTS', KEYS[5])
 return items
 """
 # Put an in-flight message back (or a replacement message), only if the record
-# is still there: of two consumers recovering the same job, one wins.
-# KEYS: in-flight, queue, outbox, outbox registry; ARGV: token, member, score, owner, records...
+# is still there: of two consumers recovering the same job, one wins. It goes
+# back where it was: its score (priority) from the record, and the time prefix
+# of its original member (the token), so it is ahead of every job of its
+# priority enqueued after it. Mode: 'drop' (nothing re-queued), 'same' (the
+# token itself), 'new' (the replacement data under the token's prefix).
+# KEYS: in-flight, queue, outbox, outbox registry
+# ARGV: token, mode, data, score ('' = the record's), owner, records...
 _PUT_BACK = """
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
-  if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
-  for i = 5, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-  if #ARGV > 4 then redis.call('SADD', KEYS[4], ARGV[4]) end
-  return 1
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[2] ~= 'drop' then
+  local score = ARGV[4]
+  if score == '' then score = string.match(value, '|([^|]*)|[^|]*$') end
+  local number = tonumber(score)
+  if not number or number ~= number or number == math.huge or number == -math.huge then
+    score = '0'
+  end
+  local member = ARGV[1]
+  if ARGV[2] == 'new' then member = string.sub(ARGV[1], 1, 8) .. ARGV[3] end
+  redis.call('ZADD', KEYS[2], score, member)
 end
-return 0
+for i = 6, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if #ARGV > 5 then redis.call('SADD', KEYS[4], ARGV[5]) end
+return 1
+"""
+# A heartbeat: the consumer's info (shown only) and the time Redis saw it
+# (liveness), in one step. KEYS: info hash, beats zset; ARGV: consumer id, info
+_HEARTBEAT = """
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now[1] .. '.' .. string.format('%06d', tonumber(now[2])), ARGV[1])
+return 1
 """
 # The job's outcome records go to the consumer's outbox in the same step that
 # drops its in-flight record: an outcome is durable the moment the job stops
@@ -167,6 +213,37 @@ end
 return added
 """ % (DEDUPE_TTL, SUBMITTED, WAKE_MAX - 1)
 
+# Enqueue jobs that carry their own id at most once: a job whose id has a
+# dedupe marker is skipped, record and all; the marker is set in the same step
+# as the message, so "exists" is decided atomically. A job ready now goes to
+# the queue (target 'q'), a later one to the schedule ('s').
+# KEYS: queue, dedupe key prefix, submitted outbox, outbox registry, wake list, schedule
+# ARGV: (job id, marker ttl, target, score, member, record) per job; record '' for none
+# Returns the (0-based) positions of the jobs enqueued.
+_SUBMIT_ONCE = """
+local added, ready = {}, 0
+for i = 1, #ARGV, 6 do
+  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', ARGV[i + 1]) then
+    if ARGV[i + 2] == 'q' then
+      redis.call('ZADD', KEYS[1], ARGV[i + 3], ARGV[i + 4])
+      ready = ready + 1
+    else
+      redis.call('ZADD', KEYS[6], ARGV[i + 3], ARGV[i + 4])
+    end
+    if ARGV[i + 5] ~= '' then
+      redis.call('RPUSH', KEYS[3], ARGV[i + 5])
+      redis.call('SADD', KEYS[4], '%s')
+    end
+    added[#added + 1] = (i - 1) / 6
+  end
+end
+if ready > 0 then
+  for i = 1, math.min(ready, %d) do redis.call('LPUSH', KEYS[5], '1') end
+  redis.call('LTRIM', KEYS[5], 0, %d)
+end
+return added
+""" % (SUBMITTED, WAKE_MAX, WAKE_MAX - 1)
+
 
 class TqRedisStorage(PriorityRedisStorage):
     """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
@@ -188,6 +265,7 @@ class TqRedisStorage(PriorityRedisStorage):
         self._put_back = self.conn.register_script(_PUT_BACK)
         self._release = self.conn.register_script(_RELEASE)
         self._enqueue_once = self.conn.register_script(_ENQUEUE_ONCE)
+        self._submit_once = self.conn.register_script(_SUBMIT_ONCE)
         self._hold = self.conn.register_script(_HOLD)
         self._unhold = self.conn.register_script(_UNHOLD)
 
@@ -225,6 +303,29 @@ class TqRedisStorage(PriorityRedisStorage):
                   self.outboxes_key, self.wake_key], args=args)}
         return [job_id in added for job_id in dedupe_ids]
 
+    def submit_once(self, jobs: list[tuple[str, bytes, int, object, str | None]]
+                    ) -> list[bool]:
+        """Enqueue (job id, message, priority, eta or None, record) jobs, each
+        only if no job with its id was submitted within DEDUPE_TTL of its eta:
+        one atomic step for the batch (see _SUBMIT_ONCE). True per job enqueued."""
+        if not jobs:
+            return []
+        now = time.time()
+        args: list = []
+        for index, (job_id, data, priority, eta, record) in enumerate(jobs):
+            if eta is None:
+                args += [job_id, DEDUPE_TTL, "q", -(priority or 0), self._member(data, index)]
+            else:
+                score = self.convert_ts(eta)
+                ttl = DEDUPE_TTL + max(0, int(eta.replace(tzinfo=timezone.utc).timestamp()
+                                              - now))
+                args += [job_id, ttl, "s", score, data]
+            args.append(record or "")
+        added = {int(position) for position in self._submit_once(
+            keys=[self.queue_key, f"{self.ns}dedupe.", f"{self.ns}outbox.{SUBMITTED}",
+                  self.outboxes_key, self.wake_key, self.schedule_key], args=args)}
+        return [index in added for index in range(len(jobs))]
+
     def schedule_many(self, items: list[tuple[bytes, object]], records: list[str] | None = None
                       ) -> None:
         pipe = self.conn.pipeline(transaction=True)
@@ -251,8 +352,12 @@ class TqRedisStorage(PriorityRedisStorage):
         pipe.execute()
 
     def wait_for_work(self, timeout: float) -> None:
-        """Block until something is enqueued or `timeout` seconds pass."""
-        self.conn.blpop([self.wake_key], timeout=timeout)
+        """Block until something is enqueued or `timeout` seconds pass (at most
+        half the socket timeout: a longer block would read as a dead server)."""
+        socket_timeout = self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout:
+            timeout = min(timeout, socket_timeout / 2)
+        self.conn.blpop([self.wake_key], timeout=max(timeout, 0.01))
 
     def _push_submitted(self, pipe, records: list[str] | None) -> None:
         if records:
@@ -270,7 +375,7 @@ class TqRedisStorage(PriorityRedisStorage):
         items = self._claim(
             keys=[self.queue_key, self.inflight_key, f"{self.ns}paused",
                   f"{self.ns}outbox.{worker}", self.result_key, self.outboxes_key],
-            args=[worker, repr(time.time()), self.queue, "1" if take else "0",
+            args=[worker, "", self.queue, "1" if take else "0",
                   len(finished.tokens), len(finished.records), *finished.tokens,
                   *finished.records, *finished.flags])
         if not items:
@@ -296,25 +401,44 @@ class TqRedisStorage(PriorityRedisStorage):
                  ) -> bool:
         """Return an in-flight message to the queue (a replacement `data` if
         given). With drop=True the record is removed and nothing re-queued."""
-        if priority is None:
-            value = self.conn.hget(self.inflight_key, token)
-            if value is None:
-                return False
-            priority = -int(float(value.decode().split("|")[1]))
-        member = b"" if drop else (token if data is None else self._member(data))
+        mode = "drop" if drop else ("same" if data is None else "new")
         return bool(self._put_back(keys=[self.inflight_key, self.queue_key,
                                          f"{self.ns}outbox.{outbox}", self.outboxes_key],
-                                   args=[token, member, -priority, outbox or "", *records]))
+                                   args=[token, mode, data or b"",
+                                         "" if priority is None else -priority,
+                                         outbox or "", *records]))
 
     def inflight(self) -> list[Inflight]:
-        records = []
-        for token, value in self.conn.hgetall(self.inflight_key).items():
-            worker, score, taken = value.decode().rsplit("|", 2)
-            records.append(Inflight(token, token[8:], -int(float(score)), worker, float(taken)))
-        return records
+        return self.inflight_records()[0]
+
+    def inflight_records(self) -> tuple[list[Inflight], list[Malformed]]:
+        """The in-flight records, and beside them the malformed entries of the
+        in-flight hash (none that the claim script wrote)."""
+        records, malformed = [], []
+        for token, value in _hgetall(self.conn, self.inflight_key).items():
+            fields: tuple | str = "not 'consumer|score|time' text"
+            if len(token) <= 8:
+                fields = "token is not a queue member"
+            elif len(value) <= parse.MAX_ENTRY:
+                try:
+                    fields = parse.inflight(*value.decode("utf-8").rsplit("|", 2))
+                except (UnicodeDecodeError, TypeError):
+                    pass
+            if isinstance(fields, str):
+                parse.report("in-flight record", token, fields)
+                malformed.append(Malformed(token, token[8:] if len(token) > 8 else token,
+                                           f"malformed in-flight record: {fields}"))
+                continue
+            worker, score, taken = fields
+            records.append(Inflight(token, token[8:], -score, worker, taken))
+        return records, malformed
 
     def inflight_count(self) -> int:
-        return self.conn.hlen(self.inflight_key)
+        try:
+            return self.conn.hlen(self.inflight_key)
+        except redis.ResponseError as exc:  # not a hash: junk, no record of ours
+            parse.report("key", self.inflight_key, str(exc)[:80])
+            return 0
 
     def hold(self, token: bytes, task: str) -> None:
         """Move a claimed message of a paused task type aside until resume."""
@@ -328,9 +452,13 @@ class TqRedisStorage(PriorityRedisStorage):
 
     def held_count(self) -> int:
         pipe = self.conn.pipeline(transaction=False)
-        for task in self.conn.smembers(self.held_tasks_key):
-            pipe.zcard(f"{self.ns}held.{self.queue}.{task.decode()}")
-        return sum(pipe.execute())
+        for task in _smembers(self.conn, self.held_tasks_key):
+            name = parse.text(task, limit=1024)
+            if name is None:
+                parse.report("held task type", task, "not a UTF-8 task name")
+                continue
+            pipe.zcard(f"{self.ns}held.{self.queue}.{name}")
+        return sum(int(n) for n in pipe.execute(raise_on_error=False) if isinstance(n, int))
 
     def quarantine(self, token: bytes, data: bytes, reason: str) -> None:
         entry = json.dumps({"queue": self.queue, "at": time.time(), "reason": reason,
@@ -342,6 +470,23 @@ class TqRedisStorage(PriorityRedisStorage):
         pipe.execute()
 
 
+def _hgetall(conn, key: str) -> dict:
+    """A hash's entries; {} (reported) when the key holds another type."""
+    try:
+        return conn.hgetall(key)
+    except redis.ResponseError as exc:
+        parse.report("key", key, str(exc)[:80])
+        return {}
+
+
+def _smembers(conn, key: str) -> set:
+    try:
+        return conn.smembers(key)
+    except redis.ResponseError as exc:
+        parse.report("key", key, str(exc)[:80])
+        return set()
+
+
 class RedisControl:
     """Shared state for all queues, on the same Redis as the queues."""
 
@@ -350,9 +495,15 @@ class RedisControl:
         self.ns = storage.ns
         self.outboxes_key = storage.outboxes_key
         self._adopt = self.conn.register_script(_ADOPT)
+        self._heartbeat = self.conn.register_script(_HEARTBEAT)
 
     def ping(self) -> None:
         self.conn.ping()
+
+    def now(self) -> float:
+        """The queue backend's clock: Redis's TIME."""
+        seconds, micros = self.conn.time()
+        return seconds + micros / 1e6
 
     def set_paused(self, target: str, paused: bool, info: dict | None = None) -> None:
         if paused:
@@ -361,17 +512,35 @@ class RedisControl:
             self.conn.hdel(f"{self.ns}paused", target)
 
     def paused(self) -> dict[str, dict]:
-        return {key.decode(): json.loads(value) for key, value in
-                self.conn.hgetall(f"{self.ns}paused").items()}
+        flags = (parse.pause_info(key, value) for key, value in
+                 _hgetall(self.conn, f"{self.ns}paused").items())
+        return dict(flag for flag in flags if flag is not None)
 
     def heartbeat(self, worker_id: str, info: dict) -> None:
-        self.conn.hset(f"{self.ns}workers", worker_id, json.dumps(info))
+        """Register or refresh a consumer; Redis stamps the time."""
+        self._heartbeat(keys=[f"{self.ns}workers", f"{self.ns}beats"],
+                        args=[worker_id, json.dumps(info)])
 
     def workers(self) -> list[dict]:
-        return [json.loads(value) for value in self.conn.hgetall(f"{self.ns}workers").values()]
+        """Consumers that heartbeated, each with `beat` (Redis's time of the
+        last one) and `heartbeat_age` (by Redis's clock too)."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.hgetall(f"{self.ns}workers")
+        pipe.zrange(f"{self.ns}beats", 0, -1, withscores=True)
+        pipe.time()
+        infos, beats, (seconds, micros) = pipe.execute(raise_on_error=False)
+        infos = infos if isinstance(infos, dict) else {}
+        beats = beats if isinstance(beats, list) else []
+        now = seconds + micros / 1e6
+        workers = (parse.heartbeat(worker_id, infos.get(worker_id), beat, now)
+                   for worker_id, beat in beats)
+        return [worker for worker in workers if worker is not None]
 
     def forget_worker(self, worker_id: str) -> None:
-        self.conn.hdel(f"{self.ns}workers", worker_id)
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.hdel(f"{self.ns}workers", worker_id)
+        pipe.zrem(f"{self.ns}beats", worker_id)
+        pipe.execute()
 
     def request_cancel(self, job_ids: Iterable[str]) -> None:
         pipe = self.conn.pipeline(transaction=False)
@@ -389,15 +558,21 @@ class RedisControl:
         self.conn.hset(f"{self.ns}periodic", name, json.dumps(info))
 
     def periodic_runs(self) -> dict[str, dict]:
-        return {key.decode(): json.loads(value) for key, value in
-                self.conn.hgetall(f"{self.ns}periodic").items()}
+        runs = (parse.periodic_run(key, value) for key, value in
+                _hgetall(self.conn, f"{self.ns}periodic").items())
+        return dict(run for run in runs if run is not None)
 
     def count_loss(self, job_id: str) -> int:
         key = f"{self.ns}lost.{job_id}"
-        pipe = self.conn.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, 7 * 86400)
-        return int(pipe.execute()[0])
+        try:
+            pipe = self.conn.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, 7 * 86400)
+            return int(pipe.execute()[0])
+        except redis.ResponseError as exc:  # not a counter: count from here
+            parse.report("loss counter", key, str(exc)[:80])
+            self.conn.set(key, 1, ex=7 * 86400)
+            return 1
 
     def quarantined(self, limit: int = 100) -> list[dict]:
         return [json.loads(raw) for raw in self.conn.lrange(f"{self.ns}quarantine", 0, limit - 1)]
@@ -405,8 +580,10 @@ class RedisControl:
     # outboxes: durable history records waiting for the history database
     def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int]:
         """The oldest records of an outbox and a marker for outbox_done."""
-        records = [raw.decode() for raw in self.conn.lrange(f"{self.ns}outbox.{owner}", 0,
-                                                            limit - 1)]
+        # Undecodable bytes kept as they are (surrogateescape): the history writer
+        # sets such a record aside; a strict decode would stop the outbox for good.
+        records = [raw.decode("utf-8", "surrogateescape")
+                   for raw in self.conn.lrange(f"{self.ns}outbox.{owner}", 0, limit - 1)]
         return records, len(records)
 
     def outbox_done(self, owner: str, marker: int) -> None:
@@ -434,8 +611,10 @@ class RedisControl:
 # --- SQLite -------------------------------------------------------------------
 
 _SQLITE_DDL = [
+    # task_id: the message's row in `task`, so a put-back job keeps its place.
     "create table if not exists tq_inflight (token text primary key, queue text not null, "
-    "data blob not null, priority real not null, worker text not null, taken real not null)",
+    "data blob not null, priority real not null, worker text not null, taken real not null, "
+    "task_id integer)",
     "create index if not exists tq_inflight_queue on tq_inflight (queue)",
     "create table if not exists tq_held (id integer primary key, queue text not null, "
     "task text not null, data blob not null, priority real not null)",
@@ -485,6 +664,17 @@ class TqSqliteStorage(SqliteStorage):
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
 
+    def initialize_schema(self) -> None:
+        super().initialize_schema()
+        # Files made before tq_inflight had task_id.
+        columns = {row[1] for row in self.sql("pragma table_info(tq_inflight)", results=True)}
+        if "task_id" not in columns:
+            try:
+                self.sql("alter table tq_inflight add column task_id integer", commit=True)
+            except Exception as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
     def enqueue_many(self, items: list[tuple[bytes, int]], dedupe_ids: list[str] | None = None,
                      records: list[str] | None = None) -> list[bool]:
         accepted = []
@@ -504,6 +694,33 @@ class TqSqliteStorage(SqliteStorage):
                            [record for record, ok in zip(records, accepted) if ok])
             if dedupe_ids is not None:
                 curs.execute("delete from tq_dedupe where at < ?", (time.time() - DEDUPE_TTL,))
+        return accepted
+
+    def submit_once(self, jobs: list[tuple[str, bytes, int, object, str | None]]
+                    ) -> list[bool]:
+        """As TqRedisStorage.submit_once, in one transaction."""
+        accepted = []
+        now = time.time()
+        with self.db(commit=True) as curs:
+            for job_id, data, priority, eta, record in jobs:
+                due = eta.replace(tzinfo=timezone.utc).timestamp() if eta is not None else now
+                # A marker is kept DEDUPE_TTL past the job's eta (`at` is when it starts).
+                curs.execute("insert or ignore into tq_dedupe (id, at) values (?, ?)",
+                             (job_id, max(now, due)))
+                if curs.rowcount != 1:
+                    accepted.append(False)
+                    continue
+                if eta is None:
+                    curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                                 (self.name, self.to_blob(data), priority or 0))
+                else:
+                    curs.execute("insert into schedule (queue, data, timestamp) "
+                                 "values (?, ?, ?)", (self.name, self.to_blob(data),
+                                                      eta.timestamp()))
+                if record:
+                    _to_outbox(curs, SUBMITTED, [record])
+                accepted.append(True)
+            curs.execute("delete from tq_dedupe where at < ?", (now - DEDUPE_TTL,))
         return accepted
 
     def wake_workers(self) -> None:
@@ -543,9 +760,9 @@ class TqSqliteStorage(SqliteStorage):
             task_id, data, priority = row
             token = uuid.uuid4().hex
             curs.execute("delete from task where id = ?", (task_id,))
-            curs.execute("insert into tq_inflight (token, queue, data, priority, worker, taken) "
-                         "values (?, ?, ?, ?, ?, ?)",
-                         (token, self.queue, data, priority, worker, time.time()))
+            curs.execute("insert into tq_inflight (token, queue, data, priority, worker, taken, "
+                         "task_id) values (?, ?, ?, ?, ?, ?, ?)",
+                         (token, self.queue, data, priority, worker, time.time(), task_id))
             curs.execute("select 1 from kv where queue = ? limit 1", (self.name,))
             return Claimed(token, bytes(data), curs.fetchone() is not None)
 
@@ -570,23 +787,44 @@ class TqSqliteStorage(SqliteStorage):
                  drop: bool = False, outbox: str | None = None, records: list[str] = ()
                  ) -> bool:
         with self.db(commit=True) as curs:
-            curs.execute("select data, priority from tq_inflight where token = ?", (token,))
+            curs.execute("select data, priority, task_id from tq_inflight where token = ?",
+                         (token,))
             row = curs.fetchone()
             if row is None:
                 return False
             curs.execute("delete from tq_inflight where token = ?", (token,))
             _to_outbox(curs, outbox, records)
             if not drop:
-                curs.execute("insert into task (queue, data, priority) values (?, ?, ?)",
-                             (self.name, self.to_blob(data) if data is not None else row[0],
-                              row[1] if priority is None else priority))
+                values = (self.name, self.to_blob(data) if data is not None else row[0],
+                          row[1] if priority is None else priority)
+                # Back where it was: its own row id (order is priority, id), or,
+                # when a later job took that id (SQLite reuses the highest
+                # one), ahead of every job now queued.
+                curs.execute("insert or ignore into task (id, queue, data, priority) "
+                             "values (?, ?, ?, ?)", (row[2], *values))
+                if curs.rowcount != 1:
+                    curs.execute("insert into task (id, queue, data, priority) values "
+                                 "((select coalesce(min(id), 1) - 1 from task), ?, ?, ?)",
+                                 values)
             return True
 
     def inflight(self) -> list[Inflight]:
+        return self.inflight_records()[0]
+
+    def inflight_records(self) -> tuple[list[Inflight], list[Malformed]]:
         rows = self.sql("select token, data, priority, worker, taken from tq_inflight "
                         "where queue = ?", (self.queue,), results=True)
-        return [Inflight(token, bytes(data), int(priority), worker, taken)
-                for token, data, priority, worker, taken in rows]
+        records, malformed = [], []
+        for token, data, priority, worker, taken in rows:
+            fields = (parse.inflight(worker, priority, taken) if isinstance(data, bytes)
+                      else "message is not a blob")
+            if isinstance(fields, str):
+                parse.report("in-flight record", token, fields)
+                malformed.append(Malformed(token, parse.as_bytes(data),
+                                           f"malformed in-flight record: {fields}"))
+                continue
+            records.append(Inflight(token, data, fields[1], fields[0], fields[2]))
+        return records, malformed
 
     def inflight_count(self) -> int:
         return self.sql("select count(*) from tq_inflight where queue = ?", (self.queue,),
@@ -623,6 +861,12 @@ class SqliteControl:
     def __init__(self, storage: TqSqliteStorage) -> None:
         self.storage = storage
         self._lock = threading.Lock()
+        # The queue backend's clock: SQLite's file is on one host, whose clock
+        # every process using it shares. An attribute so tests can set it.
+        self.clock = time.time
+
+    def now(self) -> float:
+        return self.clock()
 
     def _sql(self, query: str, params: tuple = (), commit: bool = False, results: bool = False):
         return self.storage.sql(query, params, commit=commit, results=results)
@@ -638,16 +882,25 @@ class SqliteControl:
             self._sql("delete from tq_paused where target = ?", (target,), commit=True)
 
     def paused(self) -> dict[str, dict]:
-        return {target: json.loads(info) for target, info in
-                self._sql("select target, info from tq_paused", results=True)}
+        flags = (parse.pause_info(target, info) for target, info in
+                 self._sql("select target, info from tq_paused", results=True))
+        return dict(flag for flag in flags if flag is not None)
 
     def heartbeat(self, worker_id: str, info: dict) -> None:
+        """Register or refresh a consumer; the beat is this (the one) host's time."""
         self._sql("insert or replace into tq_workers (id, info) values (?, ?)",
-                  (worker_id, json.dumps(info)), commit=True)
+                  (worker_id, json.dumps(dict(info, beat=self.clock()))), commit=True)
 
     def workers(self) -> list[dict]:
-        return [json.loads(info) for info, in self._sql("select info from tq_workers",
-                                                        results=True)]
+        now = self.clock()
+        workers = []
+        for worker_id, info in self._sql("select id, info from tq_workers", results=True):
+            value = parse.json_object(info, "heartbeat", worker_id)
+            if value is not None:
+                worker = parse.heartbeat(worker_id, value, value.get("beat"), now)
+                if worker is not None:
+                    workers.append(worker)
+        return workers
 
     def forget_worker(self, worker_id: str) -> None:
         self._sql("delete from tq_workers where id = ?", (worker_id,), commit=True)
@@ -677,15 +930,21 @@ class SqliteControl:
                   (name, json.dumps(info)), commit=True)
 
     def periodic_runs(self) -> dict[str, dict]:
-        return {name: json.loads(info) for name, info in
-                self._sql("select name, info from tq_periodic", results=True)}
+        runs = (parse.periodic_run(name, info) for name, info in
+                self._sql("select name, info from tq_periodic", results=True))
+        return dict(run for run in runs if run is not None)
 
     def count_loss(self, job_id: str) -> int:
         with self.storage.db(commit=True) as curs:
             curs.execute("insert into tq_lost (job_id, n) values (?, 1) "
                          "on conflict(job_id) do update set n = n + 1", (job_id,))
             curs.execute("select n from tq_lost where job_id = ?", (job_id,))
-            return curs.fetchone()[0]
+            count = curs.fetchone()[0]
+            if not isinstance(count, int):  # a junk row: count from here
+                parse.report("loss counter", job_id, "not a number")
+                curs.execute("update tq_lost set n = 1 where job_id = ?", (job_id,))
+                count = 1
+            return count
 
     def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int | None]:
         rows = self._sql("select id, record from tq_outbox where owner = ? order by id limit ?",

@@ -20,20 +20,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
-from tq import registry
-from tq.config import PRIORITY_RANGE
+from tq import jobspec, registry
+from tq.jobspec import SpecError
 from tq.serializer import dumps_json
 
 logger = logging.getLogger("tq.submit")
-SPEC_KEYS = {"task", "args", "kwargs", "queue", "priority", "delay", "eta", "expires",
-             "retries", "retry_delay", "timeout", "id", "requeued_from"}
+SPEC_KEYS = jobspec.SPEC_KEYS
+IF_EXISTS = ("error", "skip")
 _SIMPLE_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,),
                  dict: (dict,)}
 _SIMPLE_TYPES_BY_NAME = {kind.__name__: accepted for kind, accepted in _SIMPLE_TYPES.items()}
 
+SubmitError = SpecError  # the name the Python API has always raised
 
-class SubmitError(ValueError):
-    """A job that cannot be submitted; the message says why in one line."""
+
+class JobExists(SubmitError):
+    """Jobs whose ids already exist were refused (if_exists="error"). `existing`
+    names them; `submitted` holds the ids of the batch's other jobs, which went in."""
+
+    def __init__(self, existing: list[str], submitted: list[str] | None = None) -> None:
+        self.existing, self.submitted = existing, submitted or []
+        more = f" (and {len(existing) - 1:,} more)" if len(existing) > 1 else ""
+        super().__init__(f"job {jobspec.show(existing[0], 80)} already exists{more}; "
+                         "give if_exists=\"skip\" (tq submit --if-exists skip) to skip it")
 
 
 @dataclass
@@ -44,29 +53,12 @@ class Prepared:
     data: bytes
     eta: datetime | None
     record: dict
+    explicit: bool = False  # the id came with the spec: enqueued at most once
 
 
 def parse_eta(value: Any) -> datetime:
     """ISO 8601 (naive means UTC) or a datetime -> naive UTC datetime, as Huey keeps it."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise SubmitError(f"eta {value!r} is not an ISO 8601 time "
-                              "(e.g. 2026-11-23T18:00:00Z)") from None
-    else:
-        raise SubmitError(f"eta must be an ISO 8601 string, got {type(value).__name__}")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
-def _number(name: str, value: Any, minimum: float = 0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise SubmitError(f"{name} must be a number of at least {minimum}, got {value!r}")
-    return float(value)
+    return jobspec.eta(value)
 
 
 def _check_arguments(definition: registry.TaskDef, args: list, kwargs: dict) -> None:
@@ -87,146 +79,164 @@ def _check_arguments(definition: registry.TaskDef, args: list, kwargs: dict) -> 
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             type_name = getattr(annotation, "__name__", annotation)
             raise SubmitError(f"argument {name!r} of {definition.name} must be {type_name}, "
-                              f"got {dumps_json(value)[:60]}")
+                              f"got {jobspec.show(value, 60)}")
 
 
 def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Prepared:
-    """Check one job and turn it into a queue message plus its history record."""
-    if not isinstance(spec, Mapping):
-        raise SubmitError("a job must be a JSON object with at least a \"task\" key")
-    unknown = set(spec) - SPEC_KEYS
-    if unknown:
-        raise SubmitError(f"unknown job field(s): {', '.join(sorted(unknown))}")
-    name = spec.get("task")
-    if not isinstance(name, str) or not name:
-        raise SubmitError("missing \"task\": the dotted name of a task, e.g. tq.tasks.demo.echo")
+    """Check one job (tq.jobspec) and turn it into a queue message plus its history record."""
+    checked = jobspec.check(spec, max_arg_bytes=runtime.config.queue["max_arg_bytes"])
+    name = checked.task
     definition = registry.TASKS.get(name)
     if definition is None:
-        raise SubmitError(f"unknown task {name!r} (is its module in [tasks] modules?)")
+        raise SubmitError(f"unknown task {jobspec.show(name, 80)} "
+                          "(is its module in [tasks] modules?)")
 
-    queue = spec.get("queue") or definition.queue or (
+    queue = checked.queue or definition.queue or (
         "default" if "default" in runtime.queues else next(iter(runtime.queues)))
     if queue not in runtime.queues:
-        raise SubmitError(f"unknown queue {queue!r} (configured: {', '.join(runtime.queues)})")
+        raise SubmitError(f"unknown queue {jobspec.show(queue, 80)} "
+                          f"(configured: {', '.join(runtime.queues)})")
     huey = runtime.queues[queue]
 
-    priority = spec.get("priority")
+    priority = checked.priority
     if priority is None:
         priority = definition.priority if definition.priority is not None else \
             runtime.config.queues[queue]
-    low, high = PRIORITY_RANGE
-    if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
-        raise SubmitError(f"priority must be a whole number from {low} to {high}, "
-                          f"got {priority!r}")
+    args, kwargs = checked.args, checked.kwargs
+    _check_arguments(definition, args, kwargs)
+    # The task's own defaults count too: together they must not strand a job.
+    jobspec.retry_schedule(
+        checked.retries if checked.retries is not None else definition.retries,
+        checked.retry_delay if checked.retry_delay is not None else definition.retry_delay,
+        checked.retry_backoff if checked.retry_backoff is not None
+        else definition.retry_backoff)
 
-    args = spec.get("args") if spec.get("args") is not None else []
-    kwargs = spec.get("kwargs") if spec.get("kwargs") is not None else {}
-    if not isinstance(args, (list, tuple)):
-        raise SubmitError(f"args must be a JSON array, got {type(args).__name__}")
-    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise SubmitError("kwargs must be a JSON object")
-    try:
-        encoded_args, encoded_kwargs = dumps_json(list(args)), dumps_json(kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SubmitError(f"arguments must be JSON-safe: {exc}") from None
-    size = len(encoded_args.encode()) + len(encoded_kwargs.encode())
-    limit = runtime.config.queue["max_arg_bytes"]
-    if size > limit:
-        raise SubmitError(f"arguments are {size:,} bytes, over the limit of {limit:,} "
-                          "([queue] max_arg_bytes)")
-    _check_arguments(definition, list(args), kwargs)
-
-    eta = None
-    if spec.get("delay") is not None and spec.get("eta") is not None:
-        raise SubmitError("give either delay or eta, not both")
-    if spec.get("delay") is not None:
-        eta = datetime.utcnow() + timedelta(seconds=_number("delay", spec["delay"]))
-    elif spec.get("eta") is not None:
-        eta = parse_eta(spec["eta"])
-    expires = spec.get("expires")
-    if expires is not None:
-        expires = _number("expires", expires, minimum=0.001)
-    retries = spec.get("retries")
-    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
-                                or not 0 <= retries <= 1000):
-        raise SubmitError(f"retries must be a whole number from 0 to 1000, got {retries!r}")
-    retry_delay = spec.get("retry_delay")
-    if retry_delay is not None:
-        retry_delay = _number("retry_delay", retry_delay)
-    timeout = spec.get("timeout")
-    if timeout is not None:
-        timeout = _number("timeout", timeout, minimum=0.001)
-
-    job_id = spec.get("id") or str(uuid.uuid4())
-    if not isinstance(job_id, str) or len(job_id) > 64:
-        raise SubmitError("id must be a string of at most 64 characters")
+    eta = checked.eta
+    job_id = checked.id or str(uuid.uuid4())
     task_class = huey._registry.string_to_task(name)
     task = task_class(args=tuple(args), kwargs=dict(kwargs), id=job_id, eta=eta,
-                      retries=retries, retry_delay=retry_delay, priority=priority,
-                      expires=expires, timeout=timeout)
+                      retries=checked.retries, retry_delay=checked.retry_delay,
+                      retry_backoff=checked.retry_backoff, priority=priority,
+                      expires=checked.expires, timeout=checked.timeout)
     if task.expires:
         task.resolve_expires(True)
     now = time.time() if now is None else now
     task.tq_enqueued_at = now
     task.tq_max_retries = task.retries
-    task.tq_requeued_from = spec.get("requeued_from")
-    task.tq_encoded = (encoded_args, encoded_kwargs)
+    task.tq_requeued_from = checked.requeued_from
+    task.tq_encoded = (checked.encoded_args, checked.encoded_kwargs)
     scheduled = eta is not None and eta > datetime.utcnow()
     record = huey.job_record(task, "scheduled" if scheduled else "queued",
                              eta=eta.replace(tzinfo=timezone.utc).timestamp() if eta else None)
     return Prepared(job_id, queue, priority, huey.serialize_task(task),
-                    eta if scheduled else None, record)
+                    eta if scheduled else None, record, explicit=checked.id is not None)
 
 
-def enqueue(runtime, jobs: list[Prepared], dedupe: bool = False) -> list[Prepared]:
-    """Write prepared jobs, with their history records, to their queues.
+def enqueue(runtime, jobs: list[Prepared]) -> list[Prepared]:
+    """Write prepared jobs, with their history records, to their queues; returns
+    the jobs enqueued.
 
-    With dedupe=True a job id already enqueued (within a week) is skipped, so a
-    source that re-sends after a crash cannot enqueue a job twice. Returns the
-    jobs that were enqueued."""
+    A job whose id came with its spec (`explicit`) is enqueued at most once:
+    one that exists is left out of the result (the caller refuses or skips it).
+    "Exists" is decided atomically by the queue backend, in the same step that
+    enqueues the message and its record (`submit_once`: a dedupe marker kept
+    DEDUPE_TTL past the job's eta), so two submitters racing with one id
+    enqueue it once. Ids older than that are looked up in history first (see
+    `_in_history`). Jobs with generated ids (UUIDs) take the plain, faster path."""
     by_queue: dict[str, list[Prepared]] = defaultdict(list)
+    seal = runtime.records.seal  # signed with TQ_SECRET, like the messages
     for job in jobs:
         by_queue[job.queue].append(job)
+    known = _in_history(runtime, [job.job_id for job in jobs if job.explicit])
     accepted: list[Prepared] = []
     for queue, group in by_queue.items():
         storage = runtime.queues[queue].storage
-        ready = [job for job in group if job.eta is None]
-        later = [job for job in group if job.eta is not None]
+        once = [job for job in group if job.explicit and job.job_id not in known]
+        ready = [job for job in group if not job.explicit and job.eta is None]
+        later = [job for job in group if not job.explicit and job.eta is not None]
+        if once:
+            flags = storage.submit_once([(job.job_id, job.data, job.priority, job.eta,
+                                          seal(job.record)) for job in once])
+            accepted += [job for job, ok in zip(once, flags) if ok]
         if ready:
-            flags = storage.enqueue_many([(job.data, job.priority) for job in ready],
-                                         [job.job_id for job in ready] if dedupe else None,
-                                         [dumps_json(job.record) for job in ready])
-            accepted += [job for job, ok in zip(ready, flags) if ok]
+            storage.enqueue_many([(job.data, job.priority) for job in ready], None,
+                                 [seal(job.record) for job in ready])
+            accepted += ready
         if later:
             storage.schedule_many([(job.data, job.eta) for job in later],
-                                  [dumps_json(job.record) for job in later])
+                                  [seal(job.record) for job in later])
             accepted += later
     return accepted
+
+
+_history_warned = False
+
+
+def _in_history(runtime, ids: list[str]) -> set[str]:
+    """Which of these ids history already holds. The queue backend's markers
+    cover a week past a job's eta; a row older than that is found here. While
+    the history database is unreachable this says "none" (logged once): submits
+    work through a history outage, with the week's markers as the guard."""
+    global _history_warned
+    if not ids:
+        return set()
+    from tq.models import Job
+
+    found: set[str] = set()
+    try:
+        runtime.database
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(row.id for row in Job.select(Job.id).where(Job.id.in_(chunk)))
+    except Exception as exc:
+        if not _history_warned:
+            logger.warning("history unreachable, ids checked against the queue backend only "
+                           "(%s)", str(exc).splitlines()[0] if str(exc) else "")
+            _history_warned = True
+        return set()
+    _history_warned = False
+    return found
 
 
 def submit(task: str | Any, *args: Any, queue: str | None = None, priority: int | None = None,
            delay: float | None = None, eta: datetime | str | None = None,
            expires: float | None = None, retries: int | None = None,
-           retry_delay: float | None = None, timeout: float | None = None,
-           job_id: str | None = None, runtime=None, **kwargs: Any) -> str:
-    """Enqueue one job; returns its id. `task` is a dotted name or a @tq.task function."""
+           retry_delay: float | None = None, retry_backoff: float | None = None,
+           timeout: float | None = None, job_id: str | None = None,
+           if_exists: str = "error", runtime=None, **kwargs: Any) -> str:
+    """Enqueue one job; returns its id. `task` is a dotted name or a @tq.task function.
+
+    A `job_id` that exists raises JobExists, or with if_exists="skip" is left
+    as it is (the id is returned: submitting it again is idempotent)."""
     from tq.runtime import current
 
+    _check_if_exists(if_exists)
     runtime = runtime or current()
     name = getattr(task, "tq_name", task)
     spec = {"task": name, "args": list(args), "kwargs": kwargs, "queue": queue,
             "priority": priority, "delay": delay, "eta": eta, "expires": expires,
-            "retries": retries, "retry_delay": retry_delay, "timeout": timeout, "id": job_id}
-    return enqueue(runtime, [prepare(runtime, {k: v for k, v in spec.items()
-                                               if v is not None})])[0].job_id
+            "retries": retries, "retry_delay": retry_delay, "retry_backoff": retry_backoff,
+            "timeout": timeout, "id": job_id}
+    job = prepare(runtime, {k: v for k, v in spec.items() if v is not None})
+    if not enqueue(runtime, [job]) and if_exists == "error":
+        raise JobExists([job.job_id])
+    return job.job_id
 
 
-def submit_many(specs: Iterable[Mapping[str, Any]], *, runtime=None,
+def submit_many(specs: Iterable[Mapping[str, Any]], *, runtime=None, if_exists: str = "error",
                 dedupe: bool = False) -> list[str]:
-    """Enqueue a batch in one pipeline per queue; every job is checked first, so a
-    bad one raises SubmitError (naming its position) and nothing is enqueued."""
+    """Enqueue a batch in one pipeline per queue; returns the ids enqueued.
+
+    Every job is checked first, so an invalid one raises SubmitError (naming
+    its position) and nothing is enqueued. Jobs whose ids exist are left out;
+    with if_exists="error" (the default) JobExists is raised after the rest of
+    the batch went in (its `submitted` lists them), with "skip" they are only
+    left out of the result. `dedupe=True` is the old spelling of "skip"."""
     from tq.runtime import current
 
+    if dedupe:
+        if_exists = "skip"
+    _check_if_exists(if_exists)
     runtime = runtime or current()
     now = time.time()
     prepared = []
@@ -235,15 +245,39 @@ def submit_many(specs: Iterable[Mapping[str, Any]], *, runtime=None,
             prepared.append(prepare(runtime, spec, now=now))
         except SubmitError as exc:
             raise SubmitError(f"job {index + 1}: {exc}") from None
-    return [job.job_id for job in enqueue(runtime, prepared, dedupe=dedupe)]
+    accepted = enqueue(runtime, prepared)
+    ids = [job.job_id for job in accepted]
+    if if_exists == "error" and len(accepted) < len(prepared):
+        went_in = {id(job) for job in accepted}
+        raise JobExists([job.job_id for job in prepared if id(job) not in went_in], ids)
+    return ids
+
+
+def _check_if_exists(value: str) -> None:
+    if value not in IF_EXISTS:
+        raise SubmitError(f"if_exists must be one of {', '.join(IF_EXISTS)}, "
+                          f"got {jobspec.show(value)}")
 
 
 def parse_spec_line(line: str) -> dict:
-    """One line of `tq submit --file`: a JSON object (see SPEC_KEYS)."""
+    """One line of `tq submit --file`: a JSON object (see SPEC_KEYS), nested at
+    most jobspec.MAX_DEPTH levels (checked before parsing: a deep line would
+    exhaust the parser's recursion)."""
+    # +2: the spec object and its args/kwargs are not levels of the arguments.
+    if jobspec.depth_exceeds(line, jobspec.MAX_DEPTH + 2):
+        raise SubmitError(f"nested deeper than {jobspec.MAX_DEPTH} levels")
     try:
         spec = json.loads(line)
+    except RecursionError:
+        raise SubmitError(f"nested deeper than {jobspec.MAX_DEPTH} levels") from None
     except ValueError as exc:
-        raise SubmitError(f"invalid JSON: {exc}") from None
+        raise SubmitError(f"invalid JSON: {_json_reason(exc)}") from None
     if not isinstance(spec, dict):
         raise SubmitError("a job must be a JSON object with at least a \"task\" key")
     return spec
+
+
+def _json_reason(exc: ValueError) -> str:
+    # json's messages name no exception; ints past Python's digit limit say "Exceeds".
+    text = str(exc)
+    return "a number is too long" if "digits" in text else text

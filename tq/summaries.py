@@ -45,7 +45,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from peewee import (BigAutoField, BigIntegerField, Cast, CharField, DoubleField, IntegerField,
+from peewee import (JOIN, BigAutoField, BigIntegerField, Cast, CharField, DoubleField,
+                    IntegerField,
                     SqliteDatabase, TextField, fn)
 
 from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
@@ -378,10 +379,28 @@ def compute_task_minutes(database, lo: int, hi: int) -> dict[tuple[int, str, str
     for minute, queue, task, state, count in (
             Job.select(finished, Job.queue, Job.task, Job.state, fn.COUNT(Job.id))
             .where((Job.finished_at >= lo) & (Job.finished_at < hi)
-                   & Job.state.in_(sorted(TERMINAL)))
+                   & Job.state.in_(sorted(TERMINAL - {"requeued"})))
             .group_by(finished, Job.queue, Job.task, Job.state).tuples()):
         entry = acc(minute, queue, task)
         setattr(entry, state, getattr(entry, state) + count)
+    # A requeued job counts as the outcome it had before it was retired (its last
+    # attempt's; one that never ran was canceled or expired): requeueing rewrites no
+    # minute's figures.
+    last = Attempt.alias()
+    for minute, queue, task, outcome, error_type, count in (
+            Job.select(finished, Job.queue, Job.task, last.outcome, Job.error_type,
+                       fn.COUNT(Job.id))
+            .join(last, JOIN.LEFT_OUTER, on=((last.job_id == Job.id)
+                                             & (last.attempt == Job.attempts)))
+            .where((Job.finished_at >= lo) & (Job.finished_at < hi)
+                   & (Job.state == "requeued"))
+            .group_by(finished, Job.queue, Job.task, last.outcome, Job.error_type).tuples()):
+        if outcome not in ("succeeded", "failed", "canceled", "expired"):
+            outcome = "canceled" if error_type == "Canceled" else (
+                "expired" if outcome is None and error_type and "xpire" in error_type
+                else "failed")
+        entry = acc(minute, queue, task)
+        setattr(entry, outcome, getattr(entry, outcome) + count)
     # Raw cursors for the per-attempt rows: the drivers already return floats and
     # strings, and peewee's per-value conversion was a third of a busy minute's cost.
     starts = (Attempt.select(Attempt.started_at, Attempt.attempt, Job.queue, Job.task,
@@ -484,6 +503,60 @@ def _add_event_total(database, kind: str, delta: int, first: float | None,
         EventTotal.update(changes).where(EventTotal.type == kind).execute()
     else:
         EventTotal.insert(type=kind, count=delta, first_seen=first, last_seen=last).execute()
+
+
+# --- reading: recent outcomes per minute ---------------------------------------------
+
+LIVE_MINUTES = 5  # minutes past the watermark counted from the raw history, not summaries
+
+
+def recent_minutes(runtime, now: float | None = None, minutes: int = 60
+                   ) -> tuple[list[int], dict[str, dict[str, list[int | None]]]]:
+    """Jobs finished per minute and queue over the last `minutes` (the console's charts).
+
+    Returns (minute starts, {queue: {"done": [...], "failed": [...]}}), oldest first.
+    Minutes the roll-up has covered come from TaskMinute (no row: nothing finished);
+    the minute holding the watermark and later ones, at most LIVE_MINUTES of them,
+    are counted from Job by finish time; older minutes past the watermark (the
+    roll-up stopped) are None: unknown, drawn as a gap rather than as zero."""
+    now = time.time() if now is None else now
+    runtime.database
+    last = _minute_of(now)
+    starts = [last - 60 * (minutes - 1 - i) for i in range(minutes)]
+    state = SummaryState.get_or_none(SummaryState.name == "rollup")
+    watermark = state.watermark if state is not None else None
+    covered_until = _minute_of(watermark) if watermark else starts[0]  # first minute not whole
+    live_from = max(covered_until, last - 60 * (LIVE_MINUTES - 1))
+    done: dict[str, dict[int, int]] = {}
+    failed: dict[str, dict[int, int]] = {}
+    if covered_until > starts[0]:
+        for minute, queue, ok, bad in (
+                TaskMinute.select(TaskMinute.minute, TaskMinute.queue,
+                                  fn.SUM(TaskMinute.succeeded), fn.SUM(TaskMinute.failed))
+                .where((TaskMinute.minute >= starts[0]) & (TaskMinute.minute < covered_until))
+                .group_by(TaskMinute.minute, TaskMinute.queue).tuples()):
+            done.setdefault(queue, {})[int(minute)] = int(ok or 0) + int(bad or 0)
+            failed.setdefault(queue, {})[int(minute)] = int(bad or 0)
+    minute_expr = _minute(runtime.database, Job.finished_at)
+    for minute, queue, job_state, count in (
+            Job.select(minute_expr, Job.queue, Job.state, fn.COUNT(Job.id))
+            .where(Job.state.in_(("succeeded", "failed")) & (Job.finished_at >= live_from))
+            .group_by(minute_expr, Job.queue, Job.state).tuples()):
+        minute = int(minute)
+        done.setdefault(queue, {})
+        done[queue][minute] = done[queue].get(minute, 0) + count
+        if job_state == "failed":
+            failed.setdefault(queue, {})[minute] = failed.get(queue, {}).get(minute, 0) + count
+
+    def known(minute: int) -> bool:
+        return minute < covered_until or minute >= live_from
+
+    series = {}
+    for queue in set(runtime.queues) | set(done):
+        series[queue] = {name: [table.get(queue, {}).get(m, 0) if known(m) else None
+                                for m in starts]
+                         for name, table in (("done", done), ("failed", failed))}
+    return starts, series
 
 
 # --- retention -----------------------------------------------------------------------

@@ -13,8 +13,13 @@ So outside text goes through exactly one of these before it is shown:
 
 - `literal(s)` -> a `rich.text.Text` (never parsed as markup) with control
   characters made visible: for tables, the console's cells, `Console.print`.
-- `markup(s)` -> the same text escaped for embedding in a markup string that tq
-  writes itself (`f"[bold]id[/] {markup(job_id)}"`).
+- `markup(s)` -> the same text escaped for embedding in a Rich markup string
+  that tq writes itself (`f"[bold]id[/] {markup(job_id)}"`): the CLI.
+- `console_markup(s)` -> the same for a Textual markup string: the console's
+  status lines, top bars, labels, notifications and border titles. Textual's
+  markup is another language: every `[` opens a tag (`[$accent]`, `[ b]`,
+  `[Bold]` are tags there, not in Rich) and a backslash escapes only a `[`, so
+  Rich's escaping is not enough there (and doubles backslashes).
 - `visible(s)` -> a plain `str` with control characters made visible: for
   plain writes (`sys.stdout.write`, one-line errors) and for widgets that take
   plain text.
@@ -24,6 +29,10 @@ a lone surrogate (what `"\\ud800"` in JSON decodes to, which no terminal can
 encode) as `\\ud800`. `multiline=True` keeps newlines (and tabs) for tracebacks
 and pretty-printed JSON; everywhere else a newline is shown as `\\n`, so one
 value is one line.
+
+A string given to a Rich table cell, a Textual DataTable cell, `Static`,
+`Label` or `notify` is markup: outside text reaches them as `literal(...)` or
+through `markup`/`console_markup`, never as a bare str.
 """
 from __future__ import annotations
 
@@ -59,9 +68,24 @@ def visible(value: Any, multiline: bool = False) -> str:
     return pattern.sub(_escape_char, text)
 
 
+def _end(text: str) -> str:
+    # Neither markup language can escape a backslash that is not before a `[`:
+    # one ending a value would escape the `[` of the tag tq writes after it (or
+    # be shown doubled when none follows). A zero-width space after it keeps it
+    # a plain backslash either way.
+    return text + "\u200b" if text.endswith("\\") else text
+
+
 def markup(value: Any, multiline: bool = False) -> str:
-    """`value` made visible and escaped for a Rich markup string."""
-    return _escape_markup(visible(value, multiline))
+    """`value` made visible and escaped for a Rich markup string (printed by a
+    Console with emoji=False: Rich has no escape for `:smile:` codes)."""
+    return _escape_markup(_end(visible(value, multiline)))
+
+
+def console_markup(value: Any, multiline: bool = False) -> str:
+    """`value` made visible and escaped for a Textual markup string: there
+    `\\[` is a literal `[` whatever follows it."""
+    return _end(visible(value, multiline)).replace("[", "\\[")
 
 
 def literal(value: Any, style: str = "", multiline: bool = False) -> Text:

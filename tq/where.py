@@ -5,7 +5,12 @@
 Terms are ANDed. `since:`/`before:` take a duration (30s, 5m, 1h, 2d) or an ISO
 time and compare with the enqueue time. `args:KEY=VALUE` matches a keyword or
 dict argument by its JSON text. A bare word matches a job id exactly or a task
-name by substring. `task:` also matches by substring.
+name by substring. `task:` also matches by substring. `group:TYPE: MESSAGE`
+matches exactly the failure group of that exception type and normalised message
+(see tq/groups.py; quote it: `'group:RuntimeError: gateway returned <n>'`); SQL
+narrows it, `Filter.accepts` decides. A term that looks like
+`word:value` with a word that is not a key is an error, never a bare word: a
+mistyped key (`tsk:`) would otherwise silently match nothing.
 """
 from __future__ import annotations
 
@@ -15,10 +20,12 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
+from tq import groups
 from tq.models import STATES, Job
 from tq.serializer import dumps_json
 
-KEYS = ("task", "state", "queue", "args", "since", "before", "error", "id", "priority")
+KEYS = ("task", "state", "queue", "args", "since", "before", "error", "id", "priority", "group")
+_KEYLIKE = re.compile(r"[A-Za-z_]+")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -38,6 +45,7 @@ class Filter:
     since: float | None = None
     before: float | None = None
     priority: int | None = None
+    group: tuple[str, str] | None = None  # (exception type, normalised message)
     text: str = field(default="", compare=False)
 
     def merged(self, **changes) -> "Filter":
@@ -46,11 +54,22 @@ class Filter:
     def is_empty(self) -> bool:
         return not (self.states or self.queues or self.tasks or self.ids or self.args
                     or self.errors or self.words or self.since or self.before
-                    or self.priority is not None)
+                    or self.priority is not None or self.group is not None)
+
+    @property
+    def exact(self) -> bool:
+        """Whether rows from `condition()` still need `accepts` (a group term)."""
+        return self.group is not None
+
+    def accepts(self, error_type: str | None, error_message: str | None) -> bool:
+        """The part of the filter SQL cannot decide (see condition())."""
+        return self.group is None or groups.matches(self.group, error_type, error_message)
 
     def describe(self) -> str:
         parts = [f"state:{','.join(self.states)}"] if self.states else []
         parts += [f"queue:{','.join(self.queues)}"] if self.queues else []
+        if self.group is not None and not self.text:
+            parts.append(shlex.quote("group:" + groups.key_text(*self.group)))
         if self.text:
             parts.append(self.text)
         return " ".join(parts) or "all jobs"
@@ -58,7 +77,7 @@ class Filter:
 
 def parse_time(value: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", value.strip())
+    match = re.fullmatch(r"(\d{1,12}(?:\.\d{1,9})?)([smhdw])", value.strip())  # finite
     if match:
         return now - float(match.group(1)) * _UNITS[match.group(2)]
     try:
@@ -78,9 +97,11 @@ def parse(text: str, now: float | None = None) -> Filter:
         raise FilterError(f"filter: {exc}") from None
     values: dict[str, list] = {key: [] for key in ("states", "queues", "tasks", "ids", "args",
                                                    "errors", "words")}
-    since = before = priority = None
+    since = before = priority = group = None
     for token in tokens:
         key, sep, value = token.partition(":")
+        if sep and key not in KEYS and _KEYLIKE.fullmatch(key):
+            raise FilterError(f"unknown filter key {key!r} (keys: {', '.join(KEYS)})")
         if not sep or key not in KEYS:
             values["words"].append(token)
             continue
@@ -108,13 +129,24 @@ def parse(text: str, now: float | None = None) -> Filter:
             since = parse_time(value, now)
         elif key == "before":
             before = parse_time(value, now)
+        elif key == "group":
+            group = groups.parse_key(value)
         elif key == "priority":
             try:
                 priority = int(value)
             except ValueError:
                 raise FilterError(f"priority {value!r} is not a whole number") from None
     return Filter(**{key: tuple(items) for key, items in values.items()}, since=since,
-                  before=before, priority=priority, text=text.strip())
+                  before=before, priority=priority, group=group, text=text.strip())
+
+
+def group_filter(error_type: str | None, message: str, states: tuple[str, ...] = ("failed",)
+                 ) -> Filter:
+    """Exactly one failure group (its jobs in `states`), with its text for the filter line."""
+    group = (error_type or "", message)
+    text = " ".join([f"state:{','.join(states)}"] if states else []) + " " + \
+        shlex.quote("group:" + groups.key_text(*group))
+    return Filter(states=states, group=group, text=text.strip())
 
 
 def _json_fragment(name: str, raw: str) -> str:
@@ -152,6 +184,8 @@ def condition(flt: Filter):
         terms.append(Job.enqueued_at < flt.before)
     if flt.priority is not None:
         terms.append(Job.priority == flt.priority)
+    if flt.group is not None:
+        terms.append(groups.prefilter(flt.group))  # then Filter.accepts on each row
     if not terms:
         return None
     expression = terms[0]

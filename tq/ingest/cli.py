@@ -6,6 +6,7 @@ import signal
 import threading
 
 from tq.cli import EXIT_USAGE, err, make_runtime, out, print_json
+from tq.text import literal, markup
 
 
 def cmd_watch(args) -> int:
@@ -20,8 +21,8 @@ def cmd_watch(args) -> int:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     watcher = Watcher(runtime)
-    err.print(f"[bold]tq watch[/]: inbox {watcher.folders.inbox} -> queues on "
-              f"{runtime.config.queue_url_safe}   (Ctrl-C stops)", markup=True)
+    err.print(f"[bold]tq watch[/]: inbox {markup(watcher.folders.inbox)} -> queues on "
+              f"{markup(runtime.config.queue_url_safe)}   (Ctrl-C stops)", markup=True)
     watcher.run(stop)
     return 0
 
@@ -51,7 +52,7 @@ def cmd_ingest(args) -> int:
             if where:
                 line += f" -> {where}"
             (err if result.outcome in ("missing", "failed", "rejected", "taken") else out).print(
-                line.replace("\n", "\\n"), markup=False)
+                literal(line))
     if any(result.outcome not in ("done", "duplicate") or result.rejected
            for result in results):
         return EXIT_USAGE

@@ -10,8 +10,8 @@ read whole: lines and items are read one at a time with a size cap
 A file that cannot be read at all (empty, binary, not UTF-8, broken gzip) is
 found by `inspect()` in the first streaming pass, together with its size and
 SHA-256, before anything is enqueued, so such a file never half-enters the
-queues. (Binary and encoding are judged on the first 64 KiB; a bad byte later
-spoils only its line. A .json that is neither an array nor an object, or a
+queues. (Binary and encoding are judged on the first 64 KiB of content, after
+any leading blank lines; a bad byte later spoils only its line. A .json that is neither an array nor an object, or a
 CSV with a bad header, raises Unreadable when the reader starts.)
 
 Events must be JSON objects; values are only parsed by the json and csv
@@ -36,6 +36,7 @@ MAX_DEPTH = 100  # JSON nesting accepted in one event
 SNIFF_BYTES = 65536
 CHUNK = 1 << 20
 _BOM = codecs.BOM_UTF8
+BLANK = b" \t\r\n"
 
 
 class Unreadable(Exception):
@@ -111,7 +112,11 @@ def inspect(path: Path, name: str, tick: Callable[[], None] = lambda: None) -> F
                         inflater, started = zlib.decompressobj(wbits=47), False
                     else:
                         pending = inflater.unconsumed_tail
+                if content_size == 0 and out.startswith(_BOM):
+                    out = out[len(_BOM):]
                 content_size += len(out)
+                if not head:  # judged by content: leading blank lines do not count
+                    out = out.lstrip(BLANK)
                 if len(head) < SNIFF_BYTES:
                     head += out[:SNIFF_BYTES - len(head)]
     if size == 0:
@@ -136,7 +141,7 @@ def _sniff(head: bytes) -> str | None:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError as exc:
         return f"not UTF-8 text (bad byte at offset {exc.start})"
-    if not head.strip(b" \t\r\n" + _BOM):
+    if not head:
         return "empty file (only white space)"
     return None
 
@@ -267,6 +272,8 @@ def read_csv(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
             continue
         if not row:  # a blank line
             continue
+        if header is None and not "".join(row).strip():
+            continue  # blank lines (spaces, tabs) before the header: not a header
         if header is None:
             header = [field.strip() for field in row]
             if len(set(header)) != len(header) or not all(header):

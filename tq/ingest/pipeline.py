@@ -4,7 +4,7 @@
     inspect   one streaming pass: size, SHA-256, unreadable? (formats.py)
     record    an IngestedFile row; same SHA-256 already ingested -> duplicate
     read      events stream one at a time; each is routed by its type field
-    enqueue   per batch of [ingest] batch_size: tq.submit.enqueue(dedupe=True)
+    enqueue   per batch of [ingest] batch_size: tq.submit.enqueue (ids enqueued once)
               (one pipeline/transaction per queue, with the `queued` history records),
               bad lines appended to the file's errors file, then the checkpoint
     file away history/YYYY/MM/DD/ (UTC), or rejected/ with a .reason file;
@@ -209,10 +209,8 @@ class _Router:
             spec["priority"] = route.priority
         try:
             return prepare(self.runtime, spec, now=self.now)
-        except SubmitError as exc:
+        except SubmitError as exc:  # tq.jobspec's reason, one line
             return str(exc)
-        except RecursionError:
-            return "nested too deeply"
 
 
 def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path,
@@ -264,7 +262,7 @@ def _commit(runtime, row: IngestedFile, jobs: list[Prepared], bad: list[dict], l
     if jobs:
         # A batch re-sent after a crash: dedupe skips the jobs the queue had,
         # whose history records went with them the first time.
-        enqueue(runtime, jobs, dedupe=True)
+        enqueue(runtime, jobs)
     if bad:
         with open(errors, "a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in bad)

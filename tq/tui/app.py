@@ -15,7 +15,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tq.tui.data import Data
+from tq.text import console_markup, visible
+from tq.tui.data import SERVERS, Data, fetch, is_connection_error
+from tq.tui.screens.audit import AuditScreen
 from tq.tui.screens.base import TqScreen
 from tq.tui.screens.failed import FailedScreen
 from tq.tui.screens.ingest import IngestScreen
@@ -27,7 +29,8 @@ from tq.tui.screens.workers import WorkersScreen
 from tq.tui.widgets import HelpScreen, PromptDialog
 
 SCREENS = {"queues": QueuesScreen, "jobs": JobsScreen, "failed": FailedScreen,
-           "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen}
+           "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen,
+           "audit": AuditScreen}
 INTERVALS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 DEFAULT_INTERVAL = 1.5
 
@@ -39,8 +42,10 @@ def tq_bindings(screen) -> list[tuple[Binding, object]]:
     app = screen.app
     sources = [(screen, type(screen).__dict__.get("BINDINGS", ())), (app, TqApp.BINDINGS)]
     focused = screen.focused
-    if focused is not None and type(focused).__module__.startswith("tq."):
-        sources.insert(0, (focused, type(focused).__dict__.get("BINDINGS", ())))
+    if focused is not None:
+        # Every tq class the focused widget is made of (JobsTable's h/l, Table's j/k).
+        sources[:0] = [(focused, cls.__dict__.get("BINDINGS", ()))
+                       for cls in type(focused).__mro__ if cls.__module__.startswith("tq.")]
     found, keys = [], set()
     for node, bindings in sources:
         for binding in Binding.make_bindings(bindings):
@@ -90,9 +95,11 @@ class TqApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
+        # The footer of an 80-column terminal has room for a screen's main keys and
+        # "? Help"; help lists every key, these included.
+        Binding("q", "quit", "Quit", show=False),
         Binding("question_mark", "help", "Help"),
-        Binding("colon", "jump", "Go to"),
+        Binding("colon", "jump", "Go to (:q quits)", show=False),
         Binding("plus", "interval(-1)", "Faster", show=False),
         Binding("minus", "interval(1)", "Slower", show=False),
         Binding("z", "toggle_live", "Pause refresh", show=False),
@@ -107,32 +114,54 @@ class TqApp(App):
         self.readonly = data.readonly
         self.interval = interval
         self.live = live
-        self.connection_error: str | None = None
-        self._lost_since: float | None = None
+        self.lost: dict[str, str] = {}  # server -> its banner line, while it does not answer
+        self._lost_since: dict[str, float] = {}
         self._timer = None
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.interval, self.tick, pause=not self.live)
 
     def tick(self) -> None:
+        self.tick_probes()
         screen = self.screen
         if isinstance(screen, TqScreen):
             screen.tick()
 
-    # --- connection banner -------------------------------------------------------------
-    def connection_lost(self, error: BaseException) -> None:
-        first = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
-        if self._lost_since is None:
-            self._lost_since = time.monotonic()
-        self.connection_error = (f"connection lost: {type(error).__name__}: {first[:160]}"
-                                 f" — retrying every {self.interval:g}s")
+    # --- a banner per server --------------------------------------------------------------
+    # Each server's state is its own: a read that the queue backend answered says
+    # nothing about the history database, so only an answer from a server (a read
+    # of a screen, or the probe every refresh sends to each server whatever the
+    # screen shows) clears that server's banner.
+    def tick_probes(self) -> None:
+        for server in SERVERS:
+            if not any(w.group == f"probe-{server}" and not w.is_finished for w in self.workers):
+                fetch(self, partial(self.data.probe, server),
+                      lambda _, server=server: self.server_answered(server),
+                      lambda error, server=server: self.server_failed(server, error),
+                      data=self.data, group=f"probe-{server}")
+
+    def server_failed(self, server: str, error: BaseException) -> None:
+        if not is_connection_error(error):
+            self.notify(f"{SERVERS[server]}: {type(error).__name__}: {console_markup(error)}",
+                        severity="error", timeout=8)
+            return
+        first = (str(error).splitlines() or [""])[0] or type(error).__name__
+        self._lost_since.setdefault(server, time.monotonic())
+        self.lost[server] = (f"{SERVERS[server]} unreachable: {type(error).__name__}: "
+                             f"{visible(first[:160])} — retrying every {self.interval:g}s")
         self._show_banner()
 
-    def connection_restored(self) -> None:
-        self.connection_error = None
-        self._lost_since = None
+    def server_answered(self, server: str) -> None:
+        if self.lost.pop(server, None) is None:
+            return
+        down = time.monotonic() - self._lost_since.pop(server, time.monotonic())
         self._show_banner()
-        self.notify("connection back")
+        self.notify(f"{SERVERS[server]} back (after {down:.0f}s)")
+
+    @property
+    def connection_error(self) -> str | None:
+        """Every server's banner line, or None while all answer."""
+        return "\n".join(self.lost[s] for s in SERVERS if s in self.lost) or None
 
     def _show_banner(self) -> None:
         for screen in self.screen_stack:
@@ -155,21 +184,30 @@ class TqApp(App):
         self.run_worker(go(), group="navigate", exclusive=True)
 
     def open_job(self, job_id: str) -> None:
-        self.push_screen(JobDetailScreen(job_id))
+        """Job detail: one screen, however far f/n follow requeue links (its trail)."""
+        if isinstance(self.screen, JobDetailScreen):
+            self.screen.go(job_id)
+        else:
+            self.push_screen(JobDetailScreen(job_id))
 
     def action_jump(self) -> None:
         def chosen(name: str | None) -> None:
             if not name:
                 return
             name = name.lstrip(":").lower()
+            if name in ("q", "quit", "q!", "qa"):
+                self.exit()
+                return
             match = [screen for screen in SCREENS if screen.startswith(name)]
             if match:
                 self.run_worker(self.goto(match[0]), group="navigate", exclusive=True)
             else:
-                self.notify(f"no screen {name!r} (screens: {', '.join(SCREENS)})",
+                self.notify(f"no screen {console_markup(repr(name))} "
+                            f"(screens: {', '.join(SCREENS)})",
                             severity="error")
         self.push_screen(PromptDialog("Go to screen", list(SCREENS),
-                                      hint=" ".join(f":{name}" for name in SCREENS)), chosen)
+                                      hint=" ".join(f":{name}" for name in SCREENS)
+                                      + "  ·  :q quits"), chosen)
 
     def action_help(self) -> None:
         screen = self.screen

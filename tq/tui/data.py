@@ -9,49 +9,34 @@ thread, never the keyboard.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import peewee
 import redis
-from peewee import fn
 from textual.worker import Worker, get_current_worker
 
-from tq import ops, queries
+from tq import audit, ops, queries
 from tq.config import ConfigError
-from tq.models import STATES, TERMINAL, IngestedFile, Job
-from tq.periodic import periodic_specs
+from tq.models import STATES, IngestedFile
+from tq.scheduler import periodic_specs
 from tq.registry import TASKS
 from tq.submit import submit
-from tq.where import Filter, FilterError, condition, parse
+from tq.summaries import TaskTotal, recent_minutes
+from tq.where import Filter, FilterError, group_filter, parse
 
-__all__ = ["Data", "Preview", "ReadOnly", "FilterError", "ActionError", "Filter", "STATES",
-           "SORTABLE", "fetch", "is_connection_error"]
+__all__ = ["Data", "Preview", "ReadOnly", "FilterError", "ActionError", "ActionResult",
+           "Filter", "STATES", "SORTABLE", "SERVERS", "fetch", "is_connection_error",
+           "server_of", "group_filter", "reason"]
 
 ActionError = ops.ActionError
+Preview = ops.Preview
+ActionResult = ops.ActionResult
+reason = ops.reason
 SORTABLE = queries.SORTABLE
-WAITING = ("queued", "scheduled", "running", "retrying")
-# Which history states each action can change (mirrors what tq.ops does with them).
-ACTION_STATES = {
-    "requeue": tuple(s for s in STATES if s in TERMINAL),
-    "cancel": WAITING,
-    "run_now": ("scheduled", "retrying"),
-    "purge": ops.DEAD_LETTER_STATES,
-}
-VERBS = {"requeue": "Requeue", "cancel": "Cancel", "run_now": "Run now", "purge": "Purge"}
-ID_CHUNK = 1000
 
 
 class ReadOnly(PermissionError):
     """An action was attempted in a console started with --readonly."""
-
-
-@dataclass
-class Preview:
-    """What an action would touch, counted before the operator confirms."""
-    action: str
-    count: int
-    text: str  # "Requeue 3 failed jobs of queue default?"
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -59,6 +44,26 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                             peewee.OperationalError, peewee.InterfaceError, ConfigError,
                             OSError))
+
+
+# The two servers the console reads, each with its own banner: a read declares which
+# one it needs, and only an answer from that server clears that server's banner.
+SERVERS = {"queue": "queue backend", "history": "history database"}
+
+
+def server_of(exc: BaseException, default: str) -> str:
+    """Which server a connection error came from (`default`: the one the read used)."""
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "queue"
+    if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+        return "history"
+    if isinstance(exc, ConfigError):  # Runtime names the server it could not open
+        text = str(exc)
+        if text.startswith("queue backend"):
+            return "queue"
+        if text.startswith("history database"):
+            return "history"
+    return default
 
 
 class Data:
@@ -98,7 +103,26 @@ class Data:
     def queue_names(self) -> list[str]:
         return list(self.runtime.queues)
 
+    def probe(self, server: str) -> None:
+        """One cheap read from `server` (raises if it does not answer): the app asks each
+        server this on every refresh, whatever the screen reads, for the banners."""
+        if server == "queue":
+            self.runtime.control.paused()
+        else:
+            self.runtime.database.execute_sql("SELECT 1").fetchall()
+
     # --- reading --------------------------------------------------------------------
+    def queue_state(self) -> dict[str, Any]:
+        """The Queues screen's part from the queue backend (depths, pause, held, consumers)."""
+        return queries.queue_state(self.runtime, now=self.now())
+
+    def queue_history(self, minutes: int = 60) -> dict[str, Any]:
+        """The Queues screen's part from history: counts and the per-minute charts."""
+        now = self.now()
+        starts, series = recent_minutes(self.runtime, now=now, minutes=minutes)
+        return {"queues": queries.queue_history(self.runtime, now=now, totals=False),
+                "minutes": starts, "series": series}
+
     def status(self) -> dict[str, Any]:
         # No per-state totals: counting every history row each refresh grows with history.
         return queries.status(self.runtime, now=self.now(), totals=False)
@@ -132,42 +156,27 @@ class Data:
     def task_names() -> list[str]:
         return sorted(TASKS)
 
-    # --- previews: the exact count an action will touch --------------------------------
+    def task_names_of(self, queue: str) -> list[str]:
+        """Task types to pick from for `queue`: those it has run (the summaries' small
+        totals table, when history answers), then every registered one."""
+        seen: list[str] = []
+        try:
+            self.runtime.database
+            seen = [task for task, in TaskTotal.select(TaskTotal.task)
+                    .where(TaskTotal.queue == queue).order_by(TaskTotal.task).tuples()]
+        except Exception:  # history down: the registered names still make a list
+            pass
+        return list(dict.fromkeys([*seen, *sorted(TASKS)]))
+
+    # --- previews: the exact count an action will touch (tq.ops decides) ---------------
     def preview(self, action: str, ids: list[str] | None = None,
                 flt: Filter | None = None) -> Preview:
-        states = self._action_states(action, ids, flt)
-        counts: dict[tuple[str, str], int] = {}
-        eligible = Job.state.in_(states)
-        if ids is not None:
-            for start in range(0, len(ids), ID_CHUNK):
-                chunk = ids[start:start + ID_CHUNK]
-                self._group_counts(counts, eligible & Job.id.in_(chunk))
-        else:
-            expression = condition(flt) if flt is not None else None
-            self._group_counts(counts, eligible if expression is None else
-                               eligible & expression)
-        return Preview(action, sum(counts.values()), _sentence(VERBS[action], counts))
+        return ops.preview(self.runtime, action, ids, flt)
 
-    def _action_states(self, action: str, ids: list[str] | None,
-                       flt: Filter | None) -> tuple[str, ...]:
-        allowed = ACTION_STATES[action]
-        if ids is not None or flt is None or not flt.states:
-            if action in ("requeue", "purge") and ids is None:
-                return ("failed",)  # what tq.ops does with a filter that names no state
-            return allowed
-        if action == "purge":
-            bad = [s for s in flt.states if s not in allowed]
-            if bad:
-                raise ActionError(f"purge deletes dead letters only ({', '.join(allowed)}), "
-                                  f"not {', '.join(bad)}")
-        return tuple(s for s in flt.states if s in allowed)
-
-    def _group_counts(self, counts: dict, where) -> None:
-        self.runtime.database
-        query = (Job.select(Job.state, Job.queue, fn.COUNT(Job.id)).where(where)
-                 .group_by(Job.state, Job.queue))
-        for state, queue, count in query.tuples():
-            counts[(state, queue or "?")] = counts.get((state, queue or "?"), 0) + count
+    def audit(self, limit: int = 200) -> list[dict]:
+        """The newest audit entries (tq audit), each with the ids it touched."""
+        queries.catch_up(self.runtime)
+        return audit.entries(self.runtime.database, limit=limit)
 
     # --- acting ----------------------------------------------------------------------
     def pause(self, queue: str, task: str | None = None) -> None:
@@ -178,26 +187,30 @@ class Data:
         self._check_writable()
         return ops.resume(self.runtime, queue, task)
 
+    def forget_worker(self, worker_id: str) -> None:
+        self._check_writable()
+        ops.forget_worker(self.runtime, worker_id)
+
     def paused_targets(self) -> set[str]:
         return set(self.runtime.control.paused())
 
-    def requeue(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+    def requeue(self, ids: list[str] | None = None, flt: Filter | None = None
+                ) -> ActionResult:
         self._check_writable()
-        return len(ops.requeue(self.runtime, ids, flt).new_ids)
+        return ops.requeue(self.runtime, ids, flt)
 
-    def cancel(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+    def cancel(self, ids: list[str] | None = None, flt: Filter | None = None) -> ActionResult:
         self._check_writable()
-        result = ops.cancel(self.runtime, ids, flt)
-        return len(result.canceled) + len(result.requested)
+        return ops.cancel(self.runtime, ids, flt)
 
-    def run_now(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+    def run_now(self, ids: list[str] | None = None, flt: Filter | None = None) -> ActionResult:
         self._check_writable()
         if ids is None:
-            flt = (flt or Filter()).merged(states=self._action_states("run_now", None, flt))
+            flt = (flt or Filter()).merged(states=ops.eligible_states("run_now", None, flt))
             ids = [job.id for rows in ops.select_jobs(self.runtime, None, flt) for job in rows]
-        return len(ops.run_now(self.runtime, ids))
+        return ops.run_now(self.runtime, ids)
 
-    def purge(self, ids: list[str] | None = None, flt: Filter | None = None) -> int:
+    def purge(self, ids: list[str] | None = None, flt: Filter | None = None) -> ActionResult:
         self._check_writable()
         return ops.purge(self.runtime, flt or Filter(), ids)
 
@@ -210,25 +223,6 @@ class Data:
         job_id = submit(spec.task, queue=spec.queue, runtime=self.runtime)
         ops.audit(self.runtime, "run-now", f"periodic:{name}", 1)
         return job_id
-
-
-def _sentence(verb: str, counts: dict[tuple[str, str], int]) -> str:
-    """"Requeue 3 failed jobs of queue default?" from {(state, queue): count}."""
-    total = sum(counts.values())
-    by_state: dict[str, int] = {}
-    for (state, _), count in counts.items():
-        by_state[state] = by_state.get(state, 0) + count
-    queues = sorted({queue for _, queue in counts})
-    noun = "job" if total == 1 else "jobs"
-    if len(by_state) == 1:
-        what = f"{total:,} {next(iter(by_state))} {noun}"
-    else:
-        parts = ", ".join(f"{n:,} {s}" for s, n in sorted(by_state.items()))
-        what = f"{total:,} {noun}" + (f" ({parts})" if parts else "")
-    where = ""
-    if queues:
-        where = f" of queue{'s' if len(queues) > 1 else ''} {', '.join(queues)}"
-    return f"{verb} {what}{where}?"
 
 
 def fetch(node, call: Callable[[], Any], done: Callable[[Any], None],

@@ -3,27 +3,33 @@ tq.tui.data in workers, read-only enforcement and confirm-then-act."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
+
+from rich.cells import cell_len
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
-from tq.tui.data import Filter, FilterError, Preview, fetch, is_connection_error, running
-from tq.tui.widgets import Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar
+from tq.text import console_markup
+from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
+                         reason, running, server_of)
+from tq.tui.widgets import (Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar,
+                            cursor_key, ellipsize, fill_table, fit_columns, natural_width,
+                            table_width)
 
 # Actions that change anything: hidden and refused in a --readonly console.
-WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge"})
+WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge",
+                           "forget"})
 ACTION_BINDINGS = [
     Binding("R", "requeue", "Requeue"),
     Binding("c", "cancel", "Cancel"),
-    Binding("r", "run_now", "Run now"),
-    Binding("ctrl+d", "purge", "Purge"),
+    Binding("r", "run_now", "Run now", show=False),
+    Binding("ctrl+d", "purge", "Purge", show=False),
 ]
-DONE = {"requeue": "requeued {n:,} job{s}", "cancel": "canceled {n:,} job{s}",
-        "run_now": "{n:,} job{s} moved to the front of the queue",
-        "purge": "purged {n:,} job{s} from history"}
+# How an action's outcome is shown (ActionResult.outcome -> notification severity).
+SEVERITY = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
 
 
 class TqScreen(Screen):
@@ -33,6 +39,7 @@ class TqScreen(Screen):
     loaded = False  # set once the screen has shown its first data (tests and bench wait on it)
     MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
     _last_tick = 0.0
+    SERVER = "history"  # the server this screen's reads need (see TqApp.server_failed)
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")
@@ -42,6 +49,15 @@ class TqScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def on_key(self, event) -> None:
+        """A printable key that no binding took (an input takes its own): said, not
+        ignored, so text typed into the wrong place is seen to do nothing."""
+        if (event.is_printable and event.character and event.character != " "
+                and not isinstance(self.focused, Input)
+                and event.key not in self.active_bindings):
+            self.notify(f"key {event.character!r} does nothing here (? lists the keys)",
+                        severity="warning", timeout=3)
 
     @property
     def data(self):
@@ -69,20 +85,28 @@ class TqScreen(Screen):
         self.refresh_data()
 
     def load(self, call: Callable[[], Any], done: Callable[[Any], None], *,
-             group: str = "refresh", exclusive: bool = False) -> None:
-        fetch(self, call, lambda result: self._loaded(done, result), self.load_failed,
-              data=self.data, group=group, exclusive=exclusive)
+             group: str = "refresh", exclusive: bool = False, server: str | None = None,
+             failed: Callable[[BaseException], None] | None = None) -> None:
+        """Run `call` (a read from `server`, the screen's SERVER by default) in a worker;
+        its answer clears that server's banner, a connection error raises it."""
+        server = server or self.SERVER
 
-    def _loaded(self, done: Callable[[Any], None], result: Any) -> None:
-        if self.app.connection_error:
-            self.app.connection_restored()
-        done(result)
+        def answered(result: Any) -> None:
+            self.app.server_answered(server)
+            done(result)
 
-    def load_failed(self, error: BaseException) -> None:
+        def refused(error: BaseException) -> None:
+            if failed is not None:
+                failed(error)
+            self.load_failed(error, server)
+        fetch(self, call, answered, refused, data=self.data, group=group, exclusive=exclusive)
+
+    def load_failed(self, error: BaseException, server: str = "history") -> None:
         if is_connection_error(error):
-            self.app.connection_lost(error)
+            self.app.server_failed(server_of(error, server), error)
         else:
-            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
+            self.notify(f"{type(error).__name__}: {console_markup(error)}", severity="error",
+                        timeout=8)
 
     def topbar_text(self) -> str:
         return ""
@@ -112,7 +136,7 @@ class TqScreen(Screen):
         try:
             self.user_filter = self.data.parse_filter(event.text) if event.text else None
         except FilterError as exc:
-            box.border_title = str(exc)
+            box.border_title = console_markup(exc)
             box.add_class("error")
             return
         box.border_title = None
@@ -157,8 +181,11 @@ class TqScreen(Screen):
             self.notify("nothing selected", severity="warning")
             return
         ids, flt = target
-        self.load(lambda: self.data.preview(action, ids, flt),
-                  lambda preview: self._confirm(preview, ids, flt), group="action")
+        verb = action.replace("_", " ")
+        fetch(self, lambda: self.data.preview(action, ids, flt),
+              lambda preview: self._confirm(preview, ids, flt),
+              self.action_failed(f"could not count what to {verb}"), data=self.data,
+              group="action")
 
     def _confirm(self, preview: Preview, ids: list[str] | None, flt: Filter | None) -> None:
         if preview.count == 0:
@@ -166,43 +193,73 @@ class TqScreen(Screen):
                         f"no matching job is in a state it applies to", severity="warning")
             return
         run = getattr(self.data, preview.action)
-        message = DONE[preview.action]
-        self.confirm_then(preview.text, preview.action.replace("_", " ").capitalize(),
-                          lambda: run(ids, flt),
-                          lambda n: message.format(n=n, s="" if n == 1 else "s"))
+        self.confirm_then(console_markup(preview.text, multiline=True),
+                          preview.action.replace("_", " ").capitalize(), lambda: run(ids, flt), lambda result: result.line(),
+                          failed=f"{preview.action.replace('_', ' ').capitalize()} failed")
 
     def confirm_then(self, question: str, label: str, call: Callable[[], Any],
-                     describe: Callable[[Any], str]) -> None:
+                     describe: Callable[[Any], str], failed: str = "",
+                     server: str | None = None) -> None:
+        """Ask; on yes run `call` in a worker and say what happened: a success
+        notice, a warning for partly done or nothing done, an error (with the
+        reason) if it failed or raised: never a success toast for a failure."""
         def answered(yes: bool | None) -> None:
             if yes:
-                self.load(call, self._acted(describe), group="action")
+                fetch(self, call, self._acted(describe),
+                      self.action_failed(failed or f"{label} failed", server), data=self.data,
+                      group="action")
         self.app.push_screen(ConfirmDialog(question, label), answered)
 
     def _acted(self, describe: Callable[[Any], str]) -> Callable[[Any], None]:
         def done(result: Any) -> None:
-            self.notify(describe(result))
+            outcome = result.outcome if isinstance(result, ActionResult) else "done"
+            # Notifications are markup; the outcome names outside things (ids, errors).
+            # Notices are markup: an action's outcome line names outside things (ids,
+            # errors), so it is escaped; describe() of a pause already is.
+            text = describe(result)
+            if isinstance(result, ActionResult):
+                text = console_markup(text)
+            if outcome not in ("failed", "partly"):
+                self.app.server_answered("queue")
+                self.app.server_answered("history")
+            self.notify(text, severity=SEVERITY[outcome],
+                        timeout=4 if outcome == "done" else 12)
             self.after_action()
             self.refresh_data()
         return done
+
+    def action_failed(self, what: str, server: str | None = None
+                      ) -> Callable[[BaseException], None]:
+        """An action that raised: an error notice saying so (and the banner for an outage)."""
+        def failed(error: BaseException) -> None:
+            self.notify(f"{what}: {console_markup(reason(error))}; nothing changed",
+                        severity="error",
+                        timeout=12)
+            if is_connection_error(error):
+                self.app.server_failed(server_of(error, server or "queue"), error)
+        return failed
 
     def toggle_pause(self, queue: str, task: str | None = None) -> None:
         """Pause a queue (or one task type in it), or resume it if it is paused."""
         if self.refuse_if_readonly():
             return
         target = f"{queue}/{task}" if task else queue
-        what = f"task {task} in queue {queue}" if task else f"queue {queue}"
+        what = console_markup(f"task {task} in queue {queue}" if task else f"queue {queue}")
 
         def ask(paused: set[str]) -> None:
             if target in paused:
                 self.confirm_then(f"Resume {what}?", "Resume",
                                   lambda: self.data.resume(queue, task),
                                   lambda moved: f"resumed {what}"
-                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""))
+                                  + (f"; {moved:,} held job(s) back on the queue" if moved else ""),
+                                  failed=f"Resume of {what} failed")
             else:
                 self.confirm_then(f"Pause {what}? Running jobs finish; nothing is dropped.",
                                   "Pause", lambda: self.data.pause(queue, task),
-                                  lambda _: f"paused {what}")
-        self.load(self.data.paused_targets, ask, group="action")
+                                  lambda _: f"paused {what}", failed=f"Pause of {what} failed")
+        fetch(self, self.data.paused_targets, ask,
+              self.action_failed(f"could not read whether {what} is paused"), data=self.data,
+              group="action")
 
     def after_action(self) -> None:
         """Forget marks and the like once an action has run."""
@@ -241,3 +298,28 @@ class TableScreen(TqScreen):
 
     def show(self, rows: Any) -> None:
         raise NotImplementedError
+
+    # Columns take their data's width up to MAX_WIDTH, in COLUMNS order as many as
+    # the terminal holds (widgets.fit_columns), FLEXIBLE taking what is left, and a
+    # cell wider than its column ends in an ellipsis.
+    MAX_WIDTH = 40
+    FLEXIBLE: str | None = None
+    ORDER: tuple[str, ...] = ()  # the order shown, most telling first (default COLUMNS)
+
+    def fill(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        rows = list(rows)
+        table = self.query_one(Table)
+        current = cursor_key(table)
+        index = {name: i for i, name in enumerate(self.COLUMNS)}
+        specs = [(name, min(self.MAX_WIDTH, max([cell_len(name)] + [
+            natural_width(cells[index[name]]) for _, cells in rows])))
+            for name in self.ORDER or self.COLUMNS]
+        widths = fit_columns(table, specs, table_width(table), flexible=self.FLEXIBLE)
+        fill_table(table, [(key, [ellipsize(cells[index[name]], width)
+                                  for name, width in widths.items()])
+                           for key, cells in rows], current=current)
+        self._rows = rows
+
+    def on_resize(self) -> None:
+        if getattr(self, "_rows", None) is not None:
+            self.fill(self._rows)

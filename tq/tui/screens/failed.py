@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import console_markup, literal
+from tq.tui.data import group_filter
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
                             fmt_time, shorten)
@@ -14,6 +16,7 @@ from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_tab
 class FailedScreen(TableScreen):
     TITLE = "Failed"
     COLUMNS = ("count", "error", "message", "queues", "first seen", "last seen")
+    FLEXIBLE = "message"
     # Grouping reads up to 100,000 failures: live, but not every 1.5 s.
     MIN_TICK_SECONDS = 30.0
     BINDINGS = [
@@ -42,17 +45,17 @@ class FailedScreen(TableScreen):
         self.groups = groups
         now = self.data.now()
         width = max(30, self.size.width - 70)
-        fill_table(self.query_one(Table), [
+        self.fill([
             (self.group_key(group), (
                 Text(fmt_count(group["count"]), style="bold red"),
-                group["error_type"] or "?", shorten(group["message"], width),
-                ", ".join(group["queues"]), fmt_time(group["first_seen"], now),
+                literal(group["error_type"] or "?"), literal(shorten(group["message"], width)),
+                literal(", ".join(group["queues"])), fmt_time(group["first_seen"], now),
                 fmt_time(group["last_seen"], now)))
             for group in groups])
         total = sum(group["count"] for group in groups)
         text = f"[b]{fmt_count(total)}[/b] failed jobs in [b]{len(groups)}[/b] groups"
         if self.user_filter is not None:
-            text += f"  ·  filter [b]{self.user_filter.text}[/b]"
+            text += f"  ·  filter [b]{console_markup(self.user_filter.text)}[/b]"
         self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs  ·  "
                                           "refreshed every 30 s")
         self.loaded = True
@@ -69,15 +72,24 @@ class FailedScreen(TableScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open_group()
 
+    def group_filter(self, group: dict):
+        """Exactly the group's failed jobs (tq/groups.py: the rule that made the group),
+        within the screen's own filter."""
+        flt = group_filter(group["error_type"], group["message"])
+        narrow = self.user_filter
+        if narrow is not None:
+            flt = narrow.merged(states=flt.states, group=flt.group,
+                                text=f"{narrow.text} {flt.text}".strip())
+        return flt
+
     def action_open_group(self) -> None:
         group = self.current_group()
         if group:
-            error = group["error_type"] or group["message"]
-            self.app.open_jobs(filter_text=f'state:failed error:"{error}"', tab="failed")
+            self.app.open_jobs(filter_text=self.group_filter(group).text, tab="failed")
 
     def selection(self, action: str):
         group = self.current_group()
-        return (list(group["ids"]), None) if group else None
+        return (None, self.group_filter(group)) if group else None
 
     def action_cancel(self) -> None:
         self.notify("failed jobs have finished: nothing to cancel (R requeues, "

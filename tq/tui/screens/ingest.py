@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from tq.text import literal
 from tq.tui.screens.base import TableScreen
 from tq.tui.widgets import StatusLine, Table, fill_table, fmt_count, fmt_time, shorten
 
@@ -14,14 +15,15 @@ class IngestScreen(TableScreen):
     TITLE = "Ingest"
     COLUMNS = ("file", "outcome", "accepted", "rejected", "size", "started", "finished", "reason",
                "sha256", "errors file")
+    FLEXIBLE = "reason"
     SOURCE = "ingested"
 
     def show(self, files: list[dict]) -> None:
         now = self.data.now()
-        fill_table(self.query_one(Table), [
+        self.fill([
             (str(f["id"]), (
-                shorten(f["name"], 40), Text(f["outcome"] or "",
-                                             style=OUTCOME_STYLE.get(f["outcome"] or "", "")),
+                shorten(f["name"], 40), literal(f["outcome"] or "",
+                                                style=OUTCOME_STYLE.get(f["outcome"] or "", "")),
                 fmt_count(f["accepted"]),
                 Text(fmt_count(f["rejected"]), style="red" if f["rejected"] else ""),
                 fmt_count(f["size"]), fmt_time(f["started_at"], now),

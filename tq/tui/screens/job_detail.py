@@ -1,4 +1,9 @@
-"""Everything about one job: arguments, each attempt, the traceback, requeue links."""
+"""Everything about one job: arguments, each attempt, the traceback, requeue links.
+
+One detail screen however far `f`/`n` follow requeue links: each step shows the
+other job in place and remembers the way (the trail, shown in the top bar);
+Esc steps back along it, and leaves the screen from the first job.
+"""
 from __future__ import annotations
 
 import json
@@ -12,8 +17,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tq.text import console_markup, literal, visible
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.tui.widgets import fmt_duration, fmt_time
+from tq.tui.widgets import fmt_duration, fmt_times, shorten
 
 # ANSI themes follow the terminal's own colours.
 THEME = "ansi_dark"
@@ -25,14 +31,15 @@ class JobDetailScreen(TqScreen):
         Binding("escape,backspace", "back", "Back"),
         *ACTION_BINDINGS,
         Binding("p", "pause", "Pause queue", show=False),
-        Binding("f", "follow('from')", "Requeued from", show=False),
-        Binding("n", "follow('to')", "Requeued to", show=False),
+        Binding("f", "follow('from')", "Requeued from (same screen; Esc back)", show=False),
+        Binding("n", "follow('to')", "Requeued to (same screen; Esc back)", show=False),
     ]
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
         self.job_id = job_id
         self.job: dict | None = None
+        self.trail: list[str] = []  # the jobs followed to get here, first one first
 
     def compose_body(self) -> ComposeResult:
         # Narrow: one column, the traceback right after the summary. Wide: a 2x2 grid.
@@ -47,62 +54,79 @@ class JobDetailScreen(TqScreen):
         self.query_one("#detail").focus()
 
     def topbar_text(self) -> str:
-        return f"[b]{self.job_id}[/b]"
+        crumbs = [console_markup(shorten(job, 14)) for job in self.trail[-3:]]
+        if len(self.trail) > 3:
+            crumbs.insert(0, "…")
+        return " › ".join([*crumbs, f"[b]{console_markup(self.job_id)}[/b]"])
+
+    def go(self, job_id: str, back: bool = False) -> None:
+        """Show another job here (a requeue link followed, or a step back)."""
+        if not back:
+            self.trail.append(self.job_id)
+        self.job_id = job_id
+        self.job = None
+        self.loaded = False
+        self.update_topbar()
+        self.query_one("#detail").scroll_home(animate=False)
+        self.load(lambda: self.data.job(job_id), self.show, exclusive=True)
 
     def refresh_data(self) -> None:
-        self.load(lambda: self.data.job(self.job_id), self.show)
+        job_id = self.job_id
+        self.load(lambda: self.data.job(job_id), self.show)
 
     def show(self, job: dict | None) -> None:
+        if job is not None and job.get("id") not in (None, self.job_id):
+            return  # a read of the job shown before `go`
         self.job = job
         self.loaded = True
         if job is None:
             self.query_one("#summary", Static).update(
-                Text(f"no job {self.job_id!r} in history (purged, or not written yet)",
-                     style="bold red"))
+                literal(f"no job {self.job_id!r} in history (purged, or not written yet)",
+                        style="bold red"))
             return
         now = self.data.now()
         summary = Table.grid(padding=(0, 2))
         summary.add_column(style="bold", justify="right")
         summary.add_column()
-        rows = [("state", Text(job["state"], style="bold")), ("task", job["task"]),
+        rows = [("state", literal(job["state"], style="bold")), ("task", job["task"]),
                 ("queue", job["queue"]), ("priority", job["priority"]),
                 ("attempts", f"{job['attempts'] or 0} of {1 + (job['max_retries'] or 0)}"),
                 ("worker", job["worker"]),
-                ("enqueued", fmt_time(job["enqueued_at"], now)),
-                ("eta", fmt_time(job["eta"], now)),
-                ("started", fmt_time(job["started_at"], now)),
-                ("finished", fmt_time(job["finished_at"], now)),
+                *zip(("enqueued", "eta", "started", "finished"),
+                     fmt_times([job["enqueued_at"], job["eta"], job["started_at"],
+                                job["finished_at"]], now)),
                 ("duration", fmt_duration(job["started_at"], job["finished_at"])),
-                ("error", Text(f"{job['error_type']}: {job['error_message']}", style="red")
+                ("error", literal(f"{job['error_type']}: {job['error_message']}", style="red")
                  if job.get("error_type") else ""),
                 ("requeued from", job["requeued_from"] and f"{job['requeued_from']}  (f)"),
                 ("requeued to", f"{', '.join(job['requeued_to'])}  (n)"
                  if job["requeued_to"] else None)]
         for label, value in rows:
             if value not in (None, ""):
-                summary.add_row(label, value if isinstance(value, Text) else str(value))
+                summary.add_row(label, value if isinstance(value, Text) else literal(value))
         self.query_one("#summary", Static).update(summary)
         arguments = {"args": job["args"], "kwargs": job["kwargs"]}
         self.query_one("#args", Static).update(Group(
             Text("arguments", style="bold underline"),
-            Syntax(json.dumps(arguments, indent=2, ensure_ascii=False), "json", theme=THEME,
-                   background_color="default", word_wrap=True)))
+            Syntax(visible(json.dumps(arguments, indent=2, ensure_ascii=False), multiline=True),
+                   "json", theme=THEME, background_color="default", word_wrap=True)))
         attempts = Table(box=None, header_style="bold", expand=True)
         for column in ("#", "outcome", "started", "finished", "took", "worker"):
             attempts.add_column(column, no_wrap=True)
         attempts.add_column("error", overflow="fold", ratio=1)
-        for attempt in job["attempt_log"]:
+        moments = fmt_times([t for a in job["attempt_log"]
+                             for t in (a["started_at"], a["finished_at"])], now)
+        for index, attempt in enumerate(job["attempt_log"]):
             error = (f"{attempt['error_type']}: {attempt['error_message']}"
                      if attempt.get("error_type") else "")
-            attempts.add_row(str(attempt["attempt"]), attempt["outcome"] or "running",
-                             fmt_time(attempt["started_at"], now),
-                             fmt_time(attempt["finished_at"], now),
+            attempts.add_row(str(attempt["attempt"]), literal(attempt["outcome"] or "running"),
+                             moments[2 * index], moments[2 * index + 1],
                              fmt_duration(attempt["started_at"], attempt["finished_at"]),
-                             attempt["worker"] or "", Text(error, style="red"))
+                             literal(attempt["worker"] or ""), literal(error, style="red"))
         self.query_one("#attempts", Static).update(Group(
             Text("attempts", style="bold underline"),
             attempts if job["attempt_log"] else Text("none yet")))
-        traceback = (job.get("traceback") or "").rstrip()
+        traceback = visible((job.get("traceback") or "").rstrip(), multiline=True)
         self.query_one("#traceback", Static).update(Group(
             Text("traceback", style="bold underline"),
             Syntax(traceback, "pytb", theme=THEME, background_color="default",
@@ -110,7 +134,10 @@ class JobDetailScreen(TqScreen):
 
     # --- keys ----------------------------------------------------------------------------
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if self.trail:
+            self.go(self.trail.pop(), back=True)
+        else:
+            self.app.pop_screen()
 
     def action_follow(self, direction: str) -> None:
         if self.job is None:

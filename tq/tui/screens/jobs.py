@@ -1,6 +1,7 @@
 """Jobs by state, one page of 40 at a time from history (keyset paging, never a whole table)."""
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -9,23 +10,39 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from tq.text import console_markup, literal
 from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
 from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
-                            fmt_count, fmt_duration, fmt_time, shorten)
+                            fit_columns, fmt_count, fmt_duration, fmt_time, shorten,
+                            table_width)
 
 TABS = ("all", "queued", "scheduled", "running", "retrying", "failed", "canceled",
-        "succeeded")
+        "succeeded", "requeued")
 PAGE = 40
 RECOUNT_SECONDS = 15.0
-# What an operator reads first comes first: an 80-column terminal shows up to the error.
-COLUMNS = ("✓", "id", "task", "state", "enqueued", "duration", "error", "args", "prio",
-           "tries", "started", "finished")
+# (column, width), what an operator reads first first: an 80-column terminal shows
+# through the error, which takes the room left (widgets.fit_columns), so no column
+# is cut at the edge; a wider one the rest.
+COLUMNS = (("✓", 1), ("id", 10), ("state", 9), ("task", 24), ("error", 20),
+           ("enqueued", 8), ("duration", 8), ("tries", 5), ("args", 30), ("prio", 4),
+           ("started", 8), ("finished", 8))
+FLEXIBLE = "error"
 # Shift+letter sorts by a column; again reverses it.
 SORT_KEYS = {"E": "enqueued_at", "S": "started_at", "F": "finished_at", "P": "priority",
              "A": "attempts", "T": "task", "I": "id"}
 STATE_STYLE = {"failed": "red", "succeeded": "green", "running": "cyan", "retrying": "yellow",
-               "canceled": "magenta", "expired": "magenta", "scheduled": "blue"}
+               "canceled": "magenta", "expired": "magenta", "scheduled": "blue",
+               "requeued": "dim"}
+
+
+def without_states(text: str) -> str:
+    """A filter's text less its `state:` terms."""
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        return text
+    return " ".join(shlex.quote(t) for t in tokens if not t.startswith("state:"))
 
 
 class JobsTable(Table):
@@ -39,11 +56,11 @@ class JobsScreen(TqScreen):
     BINDINGS = [
         Binding("enter", "open_job", "Detail", show=False),
         Binding("space", "mark", "Mark"),
-        Binding("a", "mark_all", "Mark all matching"),
+        Binding("a", "mark_all", "Mark all"),
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear", "Clear", show=False),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("escape", "clear", "Clear marks, filter, queue", show=False),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         *ACTION_BINDINGS,
         Binding("p", "pause", "Pause queue", show=False),
         Binding("t", "pause_task", "Pause task", show=False),
@@ -68,24 +85,23 @@ class JobsScreen(TqScreen):
     def compose_body(self) -> ComposeResult:
         yield StateTabs(id="tabs")
         yield StatusLine(id="status")
-        table = JobsTable(id="jobs", cursor_type="row", zebra_stripes=True)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
-        yield table
+        yield JobsTable(id="jobs", cursor_type="row", zebra_stripes=True)
         yield FilterInput(placeholder="task:x state:failed queue:q args:k=v since:1h "
                           "error:E  (Enter applies, Esc clears)", id="filter")
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(JobsTable).focus()
-        self.query_one(StateTabs).show(TABS, self.tab)
+        self.show_tabs()
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()  # the same page again, fresh
         self.load_count()
 
     def topbar_text(self) -> str:
-        return f"queue: [b]{self.queue or 'all'}[/b]"
+        if self.queue:
+            return f"queue: [b]{console_markup(self.queue)}[/b] (Esc: all queues)"
+        return "queue: [b]all[/b]"
 
     # --- what is shown ------------------------------------------------------------------
     def effective_filter(self) -> Filter:
@@ -107,7 +123,7 @@ class JobsScreen(TqScreen):
             self.query_one(FilterInput).value = filter_text
         self.marked.clear()
         self.all_marked = False
-        self.query_one(StateTabs).show(TABS, self.tab)
+        self.show_tabs()
         self.update_topbar()
         self.reload()
 
@@ -158,30 +174,37 @@ class JobsScreen(TqScreen):
     def show_rows(self, rows: list[dict]) -> None:
         self.rows = rows
         now = self.data.now()
-        fill_table(self.query_one(JobsTable), [(row["id"], self.cells(row, now))
-                                               for row in rows])
+        table = self.query_one(JobsTable)
+        widths = fit_columns(table, COLUMNS, table_width(table), flexible=FLEXIBLE)
+        fill_table(table, [(row["id"], [cells[c] for c in widths])
+                           for row in rows for cells in [self.cells(row, now, widths)]])
         self.update_status()
         self.loaded = True
         if self.total is not None and self.total < (len(self.page_starts) - 1) * PAGE + len(rows):
             self.recount()
 
-    def cells(self, row: dict, now: float) -> tuple:
+    def cells(self, row: dict, now: float, widths: dict[str, int]) -> dict:
         error = f"{row['error_type']}: {row['error_message'] or ''}" if row["error_type"] else ""
         args = row["args"] if row["args"] not in (None, "[]") else ""
         if row["kwargs"] not in (None, "{}"):
             args = f"{args} {row['kwargs']}".strip()
         end = row["finished_at"] or (now if row["state"] == "running" else None)
-        return (
-            Text("●" if row["id"] in self.marked or self.all_marked else " ", style="bold yellow"),
-            shorten(row["id"], 12),
-            shorten(row["task"], 32),
-            Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
-            fmt_time(row["enqueued_at"], now), fmt_duration(row["started_at"], end),
-            Text(shorten(error, 50), style="red"),
-            shorten(args, 30),
-            str(row["priority"] or 0), str(row["attempts"] or 0),
-            fmt_time(row["started_at"], now), fmt_time(row["finished_at"], now),
-        )
+
+        def cut(text: str, column: str, style: str = "") -> Text:
+            # Cut to the column with an ellipsis, never mid-word without one.
+            return literal(shorten(text, widths.get(column, 1)), style=style)
+        return {
+            "✓": Text("●" if row["id"] in self.marked or self.all_marked else " ",
+                      style="bold yellow"),
+            "id": cut(row["id"], "id"), "task": cut(row["task"], "task"),
+            "state": literal(row["state"], style=STATE_STYLE.get(row["state"], "")),
+            "enqueued": fmt_time(row["enqueued_at"], now),
+            "duration": fmt_duration(row["started_at"], end),
+            "error": cut(error, "error", "red"), "args": cut(args, "args"),
+            "prio": str(row["priority"] or 0), "tries": str(row["attempts"] or 0),
+            "started": fmt_time(row["started_at"], now),
+            "finished": fmt_time(row["finished_at"], now),
+        }
 
     def update_status(self) -> None:
         first = (len(self.page_starts) - 1) * PAGE
@@ -190,20 +213,41 @@ class JobsScreen(TqScreen):
         parts = [f"[b]{shown}[/b] of [b]{total}[/b]",
                  f"sort {self.sort.removesuffix('_at')} {'↓' if self.descending else '↑'}"]
         if self.user_filter is not None:
-            parts.append(f"filter [b]{self.user_filter.text}[/b]")
+            parts.append(f"filter [b]{console_markup(self.user_filter.text)}[/b]")
         if self.all_marked:
             parts.append(f"[b yellow]all {total} matching marked[/]")
         elif self.marked:
             parts.append(f"[b yellow]{len(self.marked):,} marked[/]")
         self.query_one(StatusLine).update("  ·  ".join(parts))
 
+    def on_resize(self) -> None:
+        if self.loaded:
+            self.show_rows(self.rows)  # the columns laid out again for the new width
+
     def redraw_marks(self) -> None:
         self.show_rows(self.rows)
 
     # --- keys ----------------------------------------------------------------------------
+    def shown_tab(self) -> str | None:
+        """The tab to highlight: the filter's state when it names one (a filter that
+        names several highlights none), else the chosen tab."""
+        states = self.user_filter.states if self.user_filter is not None else ()
+        if not states:
+            return self.tab
+        return states[0] if len(states) == 1 and states[0] in TABS else None
+
+    def show_tabs(self) -> None:
+        self.query_one(StateTabs).show(TABS, self.shown_tab())
+
     def action_tab(self, step: int) -> None:
-        self.tab = TABS[(TABS.index(self.tab) + step) % len(TABS)]
-        self.query_one(StateTabs).show(TABS, self.tab)
+        current = self.shown_tab() or "all"
+        self.tab = TABS[(TABS.index(current) + step) % len(TABS)]
+        if self.user_filter is not None and self.user_filter.states:
+            # The tab now says the state: the filter's own state terms give way to it.
+            self.user_filter = self.data.parse_filter(without_states(self.user_filter.text)) \
+                if without_states(self.user_filter.text) else None
+            self.query_one(FilterInput).value = self.user_filter.text if self.user_filter else ""
+        self.show_tabs()
         self.all_marked = False
         self.reload()
 
@@ -244,13 +288,19 @@ class JobsScreen(TqScreen):
         self.redraw_marks()
 
     def action_clear(self) -> None:
+        """Esc: forget the marks, else the filter, else the queue scope."""
         if self.marked or self.all_marked:
             self.clear_marks()
-        else:
+        elif self.user_filter is not None:
             self.on_filter_input_cleared()
+        elif self.queue is not None:
+            self.queue = None
+            self.update_topbar()
+            self.reload()
 
     def filter_changed(self) -> None:
         self.all_marked = False
+        self.show_tabs()
         self.reload()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

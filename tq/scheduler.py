@@ -4,6 +4,11 @@ Schedules come from `[periodic]` in the config and from `@tq.periodic` in code.
 Every consumer runs this loop; for each tick the queue backend's claim_tick
 lets exactly one consumer enqueue it (SET NX on Redis, INSERT OR IGNORE on
 SQLite), so operators need no "scheduler on one machine only" rule.
+
+The built-in roll-up (summaries and retention) is not a job: a claimed tick
+runs it in a thread of the claiming consumer's scheduler, outside every job
+queue, so no backlog in any queue can starve it (a roll-up still running when
+the next tick comes skips that tick; summaries.rollup is itself exclusive).
 """
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from tq import registry
 from tq.schedule import Schedule, parse_schedule
 
-logger = logging.getLogger("tq.periodic")
+logger = logging.getLogger("tq.scheduler")
 
 
 @dataclass
@@ -24,6 +30,7 @@ class PeriodicSpec:
     schedule: Schedule
     task: str
     queue: str | None
+    inline: Callable[[Any], Any] | None = None  # run in the scheduler (runtime) -> result
 
 
 ROLLUP_NAME, ROLLUP_TASK = "tq-rollup", "tq.tasks.maintenance.rollup"
@@ -35,8 +42,9 @@ def periodic_specs(runtime) -> list[PeriodicSpec]:
     # Built in: summaries and retention ([history] rollup_every), while its module is loaded.
     rollup_every = runtime.config.history["rollup_every"]
     if rollup_every != "off" and ROLLUP_TASK in registry.TASKS:
+        from tq.tasks.maintenance import run_rollup
         specs[ROLLUP_NAME] = PeriodicSpec(ROLLUP_NAME, parse_schedule(rollup_every),
-                                          ROLLUP_TASK, None)
+                                          ROLLUP_TASK, None, inline=run_rollup)
     for name, entry in runtime.config.periodic.items():
         specs[name] = PeriodicSpec(name, parse_schedule(entry.schedule), entry.task, entry.queue)
     return sorted(specs.values(), key=lambda spec: spec.name)
@@ -47,6 +55,7 @@ class PeriodicScheduler:
         self.runtime = runtime
         self.specs = periodic_specs(runtime)
         self._last_tick: dict[str, int] = {}
+        self._inline: dict[str, threading.Thread] = {}
 
     def run(self, stop: threading.Event, interval: float = 0.25) -> None:
         while not stop.wait(interval):
@@ -63,7 +72,13 @@ class PeriodicScheduler:
             self._last_tick[spec.name] = tick
             ttl = int(max(spec.schedule.every or 60, 60) * 2)
             try:
+                if spec.inline is not None and self._busy(spec.name):
+                    continue  # the last run still goes on: this tick is skipped
                 if not self.runtime.control.claim_tick(spec.name, tick, ttl):
+                    continue
+                if spec.inline is not None:
+                    self._run_inline(spec, tick, now)
+                    enqueued += 1
                     continue
                 job_id = submit(spec.task, queue=spec.queue, runtime=self.runtime)
             except SubmitError as exc:
@@ -77,3 +92,25 @@ class PeriodicScheduler:
                 "tick": tick, "at": now, "job_id": job_id, "by": self.runtime.worker_name()})
             enqueued += 1
         return enqueued
+
+    def _busy(self, name: str) -> bool:
+        thread = self._inline.get(name)
+        return thread is not None and thread.is_alive()
+
+    def _run_inline(self, spec: PeriodicSpec, tick: int, now: float) -> None:
+        def run() -> None:
+            try:
+                spec.inline(self.runtime)
+                outcome = "succeeded"
+            except Exception as exc:
+                logger.warning("periodic %s failed: %s", spec.name, exc)
+                outcome = "failed"
+            try:
+                self.runtime.control.record_periodic(spec.name, {
+                    "tick": tick, "at": now, "job_id": f"{spec.name}@{tick}", "outcome": outcome,
+                    "by": self.runtime.worker_name()})
+            except Exception as exc:
+                logger.warning("periodic %s: run not recorded (%s)", spec.name, exc)
+        thread = threading.Thread(target=run, name=f"tq-{spec.name}", daemon=True)
+        self._inline[spec.name] = thread
+        thread.start()

@@ -1,0 +1,197 @@
+"""Hostile history records on both backends: what the database refuses, junk and
+forged outbox records are set aside with their reason and never hold up (or
+forge) the history of other jobs."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from peewee import SqliteDatabase
+
+import tq
+from tq.history import (DeadRecord, RecordSigner, check_record, checked, set_aside,
+                        write_or_set_aside)
+from tq.models import Job
+from tq.storage import SUBMITTED
+from tq.submit import prepare
+
+from conftest import job_states, wait_for, wait_for_states
+
+FLUSH = 0.2  # the history writer's default flush round
+
+
+def push_outbox(runtime, items, owner: str = SUBMITTED) -> None:
+    """Write raw items to an outbox as an intruder with access to the queue backend would."""
+    control = runtime.control
+    if hasattr(control, "conn"):
+        control.conn.rpush(f"{control.ns}outbox.{owner}", *items)
+        control.conn.sadd(control.outboxes_key, owner)
+    else:
+        for item in items:
+            control.storage.sql("insert into tq_outbox (owner, record) values (?, ?)",
+                                (owner, item), commit=True)
+
+
+def dead_records(runtime) -> list[dict]:
+    database = runtime.database
+    with database.bind_ctx([DeadRecord]):
+        return list(DeadRecord.select().order_by(DeadRecord.id).dicts())
+
+
+def forged(job_id: str = "forged-pay") -> dict:
+    return {"kind": "job", "id": job_id, "task": "payroll.pay_everyone", "queue": "default",
+            "state": "succeeded", "seq": 1_000_014, "attempts": 1, "args": "[]",
+            "kwargs": "{}", "finished_at": time.time()}
+
+
+JUNK = [
+    ("not json", "not json", "not JSON"),
+    ("array", "[]", "not a record"),
+    ("wrong shape", '{"id": 5}', "not a record"),
+    ("null", "null", "not a record"),
+    ("huge string", json.dumps("x" * 1_000_000), "not a record"),
+    ("deeply nested", "[" * 100_000 + "]" * 100_000, "not"),
+    ("long id", json.dumps({"kind": "job", "id": "j" * 200, "state": "queued", "seq": 0}),
+     "longer than the column's 64"),
+    ("NaN seq", '{"kind": "job", "id": "nan-1", "state": "queued", "seq": NaN}', "seq"),
+    ("Infinity time", '{"kind": "job", "id": "inf-1", "state": "queued", "seq": 0, '
+                      '"started_at": Infinity}', "not a finite number"),
+    ("lone surrogate id", '{"kind": "job", "id": "\\ud800", "state": "queued", "seq": 0}',
+     "lone surrogate"),
+    ("seq as string", '{"kind": "job", "id": "s-1", "state": "queued", "seq": "0"}',
+     "expected an integer"),
+    ("bad state", '{"kind": "job", "id": "st-1", "state": "exploded", "seq": 0}',
+     "not a job state"),
+    ("attempt without job", '{"kind": "attempt", "attempt": 1}', "without job_id"),
+    ("huge priority", '{"kind": "job", "id": "p-1", "state": "queued", "seq": 0, '
+                      '"priority": 100000000000000000000}', "out of range"),
+    ("markup and ESC", json.dumps({"kind": "[red]x[/]\x1b[2J", "id": "m-1"}), "not a record"),
+]
+
+
+@pytest.mark.parametrize("name,item,reason", JUNK, ids=[case[0] for case in JUNK])
+def test_junk_in_the_outbox_is_set_aside_and_the_rest_written(backend, name, item, reason):
+    runtime = backend.runtime()
+    push_outbox(runtime, [item])
+    good = tq.submit("tq.tasks.demo.echo", "after the junk", runtime=runtime)
+    assert job_states(runtime, [good]) == {good: "queued"}
+    dead = dead_records(runtime)
+    assert len(dead) == 1, dead
+    assert reason in dead[0]["reason"]
+    assert dead[0]["source"] == "submitted jobs"
+    assert dead[0]["size"] >= min(len(item), 1)
+    assert Job.select().count() == 1  # nothing of the junk reached the job table
+
+
+def test_poison_record_never_delays_the_next_good_ones(backend, start_consumer):
+    """A consumer's history writer meets junk lines and a 200-character job id
+    run by a worker; the ordinary jobs behind them reach history at once."""
+    runtime = backend.runtime()
+    huey = runtime.queue("default")
+    task = huey.deserialize_task(prepare(runtime, {"task": "tq.tasks.demo.echo"}).data)
+    task.id = "p" * 200
+    start_consumer(runtime, workers=2)
+    good_before = tq.submit("tq.tasks.demo.echo", runtime=runtime)
+    wait_for_states(runtime, [good_before])
+    poisoned_at = time.monotonic()
+    huey.storage.enqueue_many([(huey.serialize_task(task), 0)])
+    push_outbox(runtime, [item for _, item, _ in JUNK[:6]])
+    good = [tq.submit("tq.tasks.demo.echo", i, runtime=runtime) for i in range(3)]
+
+    def arrived():
+        database = runtime.database
+        with database.bind_ctx([Job]):
+            return Job.select().where(Job.id.in_(good) & (Job.state == "succeeded")).count() \
+                == len(good)
+    # Poll history itself (not flush_history, which would write for the consumer).
+    wait_for(arrived, timeout=FLUSH + 5, interval=0.02, message="good jobs in history")
+    delay = time.monotonic() - poisoned_at
+    print(f"\npoison to good records in history: {delay:.2f}s")  # shown with -s
+    assert Job.select().where(Job.id == "p" * 200).count() == 0
+    assert Job.select().where(Job.id.startswith("p" * 64)).count() == 0  # not cut short
+    wait_for(lambda: len(dead_records(runtime)) >= 6, timeout=5, message="junk set aside")
+
+
+def test_forged_records_never_reach_history(backend, start_consumer, tq_env, capsys,
+                                            monkeypatch):
+    from tq.cli import main
+
+    monkeypatch.setenv("TQ_SECRET", "s3cret")
+    runtime = backend.runtime(TQ_SECRET="s3cret")
+    other = RecordSigner("another secret")
+    body = json.dumps(forged())
+    push_outbox(runtime, [body,  # unsigned
+                          "tq1:" + "0" * 64 + ":" + body,  # a made-up signature
+                          other.seal(forged("forged-other-key"))])  # signed with another key
+    push_outbox(runtime, [body], owner="someone-else")  # a consumer outbox of nobody's
+    good = tq.submit("tq.tasks.demo.echo", runtime=runtime)
+    start_consumer(runtime, workers=1)
+    wait_for_states(runtime, [good])
+    wait_for(lambda: len(dead_records(runtime)) >= 3, timeout=10, message="forged set aside")
+    assert Job.select().where(Job.task == "payroll.pay_everyone").count() == 0
+    assert all("bad signature" in row["reason"] for row in dead_records(runtime))
+    assert main(["jobs", "--json", "--limit", "100"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["id"] for row in listed] == [good]
+    assert "payroll" not in json.dumps(listed)
+
+
+def test_signed_records_of_our_own_are_written(backend, start_consumer):
+    runtime = backend.runtime(TQ_SECRET="s3cret")
+    ids = [tq.submit("tq.tasks.demo.echo", i, runtime=runtime) for i in range(3)]
+    failing = tq.submit("tq.tasks.demo.fail", runtime=runtime, retries=0)
+    start_consumer(runtime, workers=1)
+    states = wait_for_states(runtime, ids + [failing], states=("succeeded", "failed"))
+    assert states[failing] == "failed"
+    assert dead_records(runtime) == []
+
+
+def test_refused_by_the_database_is_bisected_out(backend):
+    """Past the checks (a record written by tq itself, say), the database's
+    refusal sets aside that row alone; the other 99 rows are written."""
+    runtime = backend.runtime()
+    database = runtime.database
+    rows = [{"kind": "job", "id": f"ok-{i}", "state": "queued", "seq": 0} for i in range(99)]
+    # Too big for an INT on MariaDB (strict), and for SQLite's 64-bit integers.
+    rows.insert(40, {"kind": "job", "id": "bad", "state": "queued", "seq": 0,
+                     "priority": 2 ** 70})
+    written, refused = write_or_set_aside(database, rows)
+    assert written == 99
+    assert [record["id"] for record, _ in refused] == ["bad"]
+    assert "refused by the database" in refused[0][1]
+    assert Job.select().count() == 99
+
+
+def test_non_strict_mariadb_session_never_cuts_a_job_id(redis_backend):
+    runtime = redis_backend.runtime()
+    database = runtime.database
+    assert not isinstance(database, SqliteDatabase)
+    with database.connection_context():
+        database.execute_sql("SET SESSION sql_mode = ''")
+        good, refused = checked([{"kind": "job", "id": "c" * 200, "state": "queued",
+                                  "seq": 0}], "test")
+        write_or_set_aside(database, good)
+        assert Job.select().count() == 0  # not written as its first 64 characters
+    assert "longer than the column's 64" in refused[0][2]
+
+
+def test_free_text_with_a_lone_surrogate_is_kept_repaired(backend):
+    record = {"kind": "job", "id": "sur-1", "state": "failed", "seq": 1_000_014,
+              "error_type": "ValueError", "error_message": "bad \ud800 byte"}
+    cleaned = check_record(record)
+    runtime = backend.runtime()
+    write_or_set_aside(runtime.database, [cleaned])
+    assert Job.get_by_id("sur-1").error_message == "bad \ufffd byte"
+
+
+def test_dead_letters_go_to_a_file_while_the_database_is_down(tmp_path, backend):
+    runtime = backend.runtime()
+    refused = [("outbox of w1", "not json \x1b[2J", "not JSON: boom")]
+    assert set_aside(None, refused, tmp_path / "spill") == 1
+    line = json.loads((tmp_path / "spill" / "dead-records.jsonl").read_text())
+    assert line["reason"] == "not JSON: boom" and line["source"] == "outbox of w1"
+    from tq.history import import_dead_file
+    assert import_dead_file(runtime.database, tmp_path / "spill") == 1
+    assert not (tmp_path / "spill" / "dead-records.jsonl").exists()
+    assert [row["record"] for row in dead_records(runtime)] == ["not json \x1b[2J"]

@@ -1,0 +1,131 @@
+"""Every Python and shell example of README.md runs, on the embedded default.
+
+The README's Python blocks become one task module (`readme_tasks`), listed in
+`[tasks] modules` of a tq.ini in a fresh folder, so every `tq` command below
+imports it: its `@tq.periodic` must not break the CLI. Each shell command
+line of the README then runs there, one by one, and must exit 0 with no
+traceback; each ini block must load. What cannot run here is skipped by the
+short list SKIP, each entry saying why. New examples are picked up as they
+are written: a new command line runs unless SKIP names it.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tq.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+BIN = Path(sys.executable).parent
+
+# Substring of a command line -> why it does not run here.
+SKIP = {
+    "pip install": "installs the project: the test runs in the installed venv already",
+    "pytest": "runs the test suite itself",
+    "tq up": "runs until stopped (consumer, scheduler and watcher: tested in test_ingest)",
+    "tq tui": "interactive console (tested in test_tui)",
+    "tq consumer": "runs until stopped (tested in test_queue_ops)",
+    "tq metrics --serve": "serves until stopped (tested in test_stats)",
+}
+
+# Files the reader is assumed to have (the README names them): small ones are made here.
+EVENTS = [{"type": "order.created", "id": n} for n in range(3)]
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(README) if lang == language]
+
+
+def command_lines() -> list[str]:
+    commands = []
+    for body in blocks("sh") + blocks("bash") + blocks("shell"):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def skipped(command: str) -> str | None:
+    return next((why for part, why in SKIP.items() if part in command), None)
+
+
+@pytest.fixture(scope="module")
+def reader_dir(tmp_path_factory) -> Path:
+    """A folder as a README reader has it: a tq.ini naming their task module."""
+    here = tmp_path_factory.mktemp("readme")
+    module = "\n\n".join(blocks("python"))
+    # The README's task bodies call the reader's helpers; define them so a run works.
+    (here / "readme_tasks.py").write_text(
+        "def chunks(*args):\n    return [1, 2]\n\n\ndef render(chunk):\n    pass\n\n\n"
+        + module, encoding="utf-8")
+    (here / "tq.ini").write_text(
+        "[tasks]\nmodules = tq.tasks.demo, tq.tasks.events, tq.tasks.maintenance, "
+        "readme_tasks\n", encoding="utf-8")
+    (here / "tq-data" / "inbox").mkdir(parents=True)  # made by `tq up`, skipped here
+    return here
+
+
+def readers_files(here: Path) -> None:
+    """Before each command line: each line is an example of its own, and `tq ingest`
+    files away what it took, so the reader's files are put back."""
+    lines = "".join(json.dumps(event) + "\n" for event in EVENTS)
+    (here / "orders-2026-11-23.jsonl").write_text(lines)
+    (here / "orders.jsonl").write_text(lines)
+    (here / "more.csv.gz").write_bytes(gzip.compress(b"type,id\nrefund,7\n"))
+    (here / "jobs.jsonl").write_text(json.dumps({"task": "tq.tasks.demo.echo"}) + "\n")
+
+
+def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = command.replace(".venv/bin/", "")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TQ_")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(cwd),
+               TQ_HISTORY_ROLLUP_EVERY="off")
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_readme_has_examples_to_run():
+    assert blocks("python") and len(command_lines()) >= 10
+    assert any("@tq.periodic" in body for body in blocks("python"))
+    for part in SKIP:  # a skip that matches nothing is stale: remove it
+        assert any(part in command for command in command_lines()), part
+
+
+COMMANDS = command_lines()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[:50] for c in COMMANDS])
+def test_readme_command_runs(command, reader_dir):
+    why = skipped(command)
+    if why:
+        pytest.skip(why)
+    readers_files(reader_dir)
+    result = run(command, reader_dir)
+    assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_readme_task_module_is_imported_by_tq(reader_dir):
+    """`@tq.periodic` in a task module: every tq command still works, and knows it."""
+    result = run("tq periodic --json", reader_dir)
+    assert result.returncode == 0, result.stderr
+    assert "readme_tasks.refresh_cache" in result.stdout
+    result = run("tq submit readme_tasks.build_report --args '[42, \"2026-11\"]'", reader_dir)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("text", blocks("ini"), ids=lambda text: text.split("\n", 1)[0][:40])
+def test_readme_ini_block_loads(text, tmp_path):
+    ini = tmp_path / "tq.ini"
+    ini.write_text(text, encoding="utf-8")
+    load_config(ini, env={})
