@@ -292,8 +292,16 @@ def up_services(runtime) -> list[Callable]:
 def cmd_up(args) -> int:
     from tq.consumer import ConsumerGroup
 
+    from tq.config import ConfigError
+
     runtime = make_runtime(args)
-    runtime.database  # create the schema now: the first command a new user runs
+    try:
+        runtime.database  # create the schema now: the first command a new user runs
+    except ConfigError as exc:
+        # Jobs run through a history outage (their records are kept and written
+        # once it is back), so they start through one too.
+        err.print(f"tq up: {exc}; starting anyway: jobs run and their history is "
+                  "written once the database is back", markup=False)
     group = ConsumerGroup(runtime, workers=args.workers, services=up_services(runtime))
     err.print(f"[bold]tq up[/]: queues {markup(', '.join(runtime.queues))} on "
               f"{markup(runtime.config.queue_url_safe)}; history in "

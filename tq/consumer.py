@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Callable, Iterable
 
-from huey.consumer import Consumer, Worker
+from huey.consumer import Consumer, ProcessEnvironment, Scheduler, Worker
 
 from tq import recovery
 from tq.scheduler import PeriodicScheduler
@@ -32,16 +32,49 @@ logger = logging.getLogger("tq.consumer")
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """A forked worker process must not outlive a consumer killed with SIGKILL:
-    it would keep taking jobs under a dead consumer's name."""
+def _die_with_parent(parent_pid: int | None) -> None:
+    """A forked child (worker or scheduler) must not outlive a consumer killed
+    with SIGKILL: it would keep taking jobs under a dead consumer's name."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
+    except (OSError, AttributeError):
         pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the consumer died between the fork and the prctl
+
+
+class TqProcessEnvironment(ProcessEnvironment):
+    """Huey's process model, with children that die with the consumer and
+    obey SIGTERM: Huey's children ignore SIGTERM unless a job is running, and
+    a worker interrupted in a job goes on taking jobs. Here SIGTERM interrupts
+    the running job (it is put back, as at a consumer stop) and the child
+    exits once it is between jobs."""
+
+    def init_child(self, process) -> None:
+        _die_with_parent(process.huey.runtime.consumer_pid)
+        process.tq_terminated = False
+
+        def terminate(signum, frame):
+            process.tq_terminated = True
+            if process.huey._tasks_in_flight:
+                raise KeyboardInterrupt  # Huey's own interruption of a running job
+
+        signal.signal(self.graceful, signal.SIG_IGN)  # Ctrl-C: the consumer decides
+        signal.signal(self.interrupt, terminate)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _stop_if_terminated(process) -> None:
+    if getattr(process, "tq_terminated", False):
+        raise KeyboardInterrupt  # ends Huey's loop in this child; shutdown() follows
 
 
 class TqWorker(Worker):
+    def loop(self, now=None) -> None:
+        _stop_if_terminated(self)
+        super().loop(now)
+        _stop_if_terminated(self)
+
     def sleep(self) -> None:
         """Idle: Huey's back-off, but waiting on the queue's wake-up list where
         the backend has one, so a new job is taken at once (see storage)."""
@@ -56,8 +89,6 @@ class TqWorker(Worker):
         self.delay *= self.backoff
 
     def initialize(self) -> None:
-        if os.getpid() != self.huey.runtime.consumer_pid:
-            _die_with_parent()
         self.huey.settle_with_claims()
         super().initialize()
 
@@ -70,8 +101,20 @@ class TqWorker(Worker):
             self.huey.runtime.flush_history(timeout=10)
 
 
+class TqScheduler(Scheduler):
+    def loop(self, now=None) -> None:
+        _stop_if_terminated(self)
+        super().loop(now)
+
+
 class TqConsumer(Consumer):
     worker_class = TqWorker
+    scheduler_class = TqScheduler
+
+    def get_environment(self, worker_type):
+        if worker_type == "process":
+            return TqProcessEnvironment(self._graceful_sig, self._interrupt_sig)
+        return super().get_environment(worker_type)
 
     def _set_signal_handlers(self) -> None:
         pass  # the group handles signals for all its consumers

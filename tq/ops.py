@@ -23,7 +23,6 @@ dedupe) and only retires it: at least once, never twice.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -36,6 +35,7 @@ from tq.history import write_records
 from tq.models import REQUEUABLE, TERMINAL, Job, state_seq
 from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
+from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
@@ -408,8 +408,8 @@ def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
         if job.id in copied:
             continue
         try:
-            spec = {"task": job.task, "args": json.loads(job.args or "[]"),
-                    "kwargs": json.loads(job.kwargs or "{}"), "queue": job.queue,
+            spec = {"task": job.task, "args": loads_json(job.args or "[]"),
+                    "kwargs": loads_json(job.kwargs or "{}"), "queue": job.queue,
                     "priority": job.priority, "retries": job.max_retries,
                     "requeued_from": job.id, "id": copies[job.id]}
             prepared.append((job.id, prepare(runtime, {k: v for k, v in spec.items()

@@ -27,7 +27,7 @@ from huey.registry import Message, Registry
 
 from tq import jobspec, registry
 from tq.models import state_seq
-from tq.serializer import JsonSerializer, MessageRefused, dumps_json
+from tq.serializer import JsonSerializer, MessageRefused, dumps_json, exception_text
 from tq.storage import Finished
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tq.queues")
 PAUSE_CACHE_SECONDS = 0.5
+# Not a Huey signal: sent by TqHuey.execute for a started job that no signal settled.
+UNSETTLED = "tq-unsettled"
 MESSAGE_OVERHEAD = 65536  # a message's own fields, beside its arguments
 
 
@@ -242,15 +244,50 @@ class TqHuey(Huey):
         registry._current.runtime = self.runtime
         registry._current.checker = self.runtime.cancel_checker
         self._worker.revoke_id = task.revoke_id
+        self._worker.executing = task
+        escaped = None
         try:
             return super().execute(task, timestamp)
+        except BaseException as exc:  # sys.exit() in a job, Ctrl-C in a hook, a bug
+            escaped = exc
+            raise
         finally:
             registry._current.job_id = registry._current.task = None
             registry._current.runtime = None
             self._worker.revoke_id = None
+            self._worker.executing = None
+            if getattr(task, "tq_started", None) is not None and \
+                    not getattr(task, "tq_settled", False):
+                # Started, yet no signal gave it an outcome: history must not
+                # say `running` for ever (see _unsettled).
+                self._record_signal(UNSETTLED, task, escaped)
             token = getattr(task, "tq_token", None)
             if token is not None:
                 self._release(task, token)
+
+    def enqueue(self, task):
+        executing = getattr(self._worker, "executing", None)
+        if executing is None or task is executing:
+            return super().enqueue(task)  # a submit, a retry, the scheduler
+        # A follow-up of the running job (its `.error()` handler or `.then()`
+        # task): if it cannot be enqueued, the job still keeps its outcome and
+        # its retries, and the follow-up's history says why it never ran.
+        try:
+            return super().enqueue(task)
+        except Exception as exc:
+            logger.error("queue %s: follow-up %s of job %s not enqueued: %s", self.queue,
+                         task.id, executing.id, _first_line(exc))
+            try:
+                record = self.job_record(task, "failed", finished_at=time.time(),
+                                         error_type="NotEnqueued",
+                                         error_message=f"follow-up of job {executing.id} "
+                                                       f"could not be enqueued: "
+                                                       f"{type(exc).__name__}: "
+                                                       f"{_first_line(exc)}")
+                self.runtime.writer.record(record)
+            except Exception:
+                logger.exception("could not build history record for %s", task.id)
+            return None
 
     def _release(self, task, token) -> None:
         records = getattr(task, "tq_outbox", [])
@@ -279,7 +316,8 @@ class TqHuey(Huey):
         attempt = getattr(task, "tq_attempt", 0)
         encoded = getattr(task, "tq_encoded", None)
         if encoded is None:  # once per job, not once per record
-            encoded = task.tq_encoded = (dumps_json(list(task.args)), dumps_json(task.kwargs))
+            encoded = task.tq_encoded = (_recordable(list(task.args)),
+                                         _recordable(task.kwargs))
         record = {
             "kind": "job", "id": task.id, "state": state, "seq": state_seq(state, attempt),
             "queue": self.queue, "task": self._registry.task_to_string(type(task)),
@@ -309,6 +347,9 @@ class TqHuey(Huey):
             writer.record(record)
 
     def _records_for(self, signal: str, task, *args) -> list[dict]:
+        """A signal's history records. Every Huey signal that ends an attempt
+        gives an outcome (or says which signal will: RETRYING follows ERROR,
+        TIMEOUT, LOCKED, RATE_LIMITED and CANCELED when retries are left)."""
         now = time.time()
         if signal == S.SIGNAL_EXECUTING:
             task.tq_attempt = getattr(task, "tq_attempt", 0) + 1
@@ -326,38 +367,80 @@ class TqHuey(Huey):
             exc = args[0] if args else sys.exc_info()[1]
             task.tq_error = {
                 "error_type": "TaskTimeout" if signal == S.SIGNAL_TIMEOUT else type(exc).__name__,
-                "error_message": str(exc) if exc is not None else f"timed out after "
+                "error_message": exception_text(exc) if exc is not None else f"timed out after "
                                                                    f"{task.timeout}s",
                 "traceback": traceback.format_exc(),
             }
             if task.retries:
                 return []  # SIGNAL_RETRYING follows
             return self._outcome(task, "failed", now)
+        if signal in (S.SIGNAL_LOCKED, S.SIGNAL_RATE_LIMITED):
+            # Huey sends these from inside its `except`: the exception is at hand.
+            exc = sys.exc_info()[1]
+            task.tq_error = {"error_type": "TaskLocked" if signal == S.SIGNAL_LOCKED
+                             else "RateLimited",
+                             "error_message": exception_text(exc) if exc is not None
+                             else signal,
+                             "traceback": ""}
+            if task.retries:
+                return []  # SIGNAL_RETRYING follows
+            return self._outcome(task, "failed", now)
         if signal == S.SIGNAL_RETRYING:
+            if not getattr(task, "tq_error", None):  # the task raised RetryTask
+                task.tq_error = {"error_type": "Retry", "traceback": "",
+                                 "error_message": "the task asked to be retried"}
             return self._outcome(task, "retrying", now)
         if signal == S.SIGNAL_COMPLETE:
             task.tq_error = {"error_type": "", "error_message": "", "traceback": ""}
             return self._outcome(task, "succeeded", now)
         if signal == S.SIGNAL_CANCELED:
-            if task.retries:
-                return []
             task.tq_error = {"error_type": "Canceled", "error_message": "canceled by request",
                              "traceback": ""}
+            if task.retries:
+                # RETRYING follows, unless a pre-execute hook canceled the job:
+                # then nothing does, and the job ends canceled (see _unsettled).
+                task.tq_canceled = True
+                return []
             return self._outcome(task, "canceled", now)
         if signal == S.SIGNAL_REVOKED:
-            return [self.job_record(task, "canceled", finished_at=now)]
+            return [self.job_record(task, "canceled", finished_at=now, error_type="Revoked",
+                                    error_message="revoked before it could run")]
         if signal == S.SIGNAL_EXPIRED:
             return [self.job_record(task, "expired", finished_at=now, error_type="Expired",
                                     error_message=f"expired at {task.expires_resolved} UTC "
                                                   "before it could run")]
         if signal == S.SIGNAL_INTERRUPTED:
-            task.tq_interrupted = True
-            task.tq_error = {"error_type": "Interrupted", "traceback": "",
-                             "error_message": "consumer stopped; job put back on the queue"}
-            return self._outcome(task, "retrying", now)
+            return self._interrupted(task, now)
+        if signal == UNSETTLED:
+            return self._unsettled(task, args[0] if args else None, now)
         return []
 
+    def _interrupted(self, task, now: float) -> list[dict]:
+        task.tq_interrupted = True
+        task.tq_error = {"error_type": "Interrupted", "traceback": "",
+                         "error_message": "consumer stopped; job put back on the queue"}
+        return self._outcome(task, "retrying", now)
+
+    def _unsettled(self, task, escaped: BaseException | None, now: float) -> list[dict]:
+        """The outcome of a job Huey started but gave none: canceled by a
+        pre-execute hook, interrupted outside the task's own code, or ended by
+        an exception Huey does not catch (SystemExit, an error in Huey)."""
+        if isinstance(escaped, KeyboardInterrupt):
+            return self._interrupted(task, now)
+        if getattr(task, "tq_canceled", False):
+            return self._outcome(task, "canceled", now)
+        if escaped is not None:
+            task.tq_error = {"error_type": type(escaped).__name__,
+                             "error_message": exception_text(escaped)[:10_000],
+                             "traceback": "".join(traceback.format_exception(
+                                 type(escaped), escaped, escaped.__traceback__))}
+        elif not getattr(task, "tq_error", None) or not task.tq_error.get("error_type"):
+            task.tq_error = {"error_type": "NoOutcome", "traceback": "",
+                             "error_message": "Huey ended the job without an outcome"}
+        return self._outcome(task, "failed", now)
+
     def _outcome(self, task, state: str, now: float) -> list[dict]:
+        task.tq_settled = True
         error = getattr(task, "tq_error", None) or {}
         started = getattr(task, "tq_started", None)
         job_columns = dict(error, finished_at=now if state != "retrying" else None,
@@ -372,6 +455,21 @@ class TqHuey(Huey):
                 {"kind": "attempt", "job_id": task.id, "attempt": getattr(task, "tq_attempt", 0),
                  "worker": getattr(task, "tq_worker", None), "started_at": started,
                  "finished_at": now, "outcome": attempt_outcome, **error}]
+
+
+def _recordable(value: Any) -> str:
+    """Job arguments as history keeps them: the tagged JSON of the message. What
+    no JSON can carry (NaN, a set, nesting too deep) is named, so the job still
+    gets its history row."""
+    try:
+        return dumps_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return dumps_json(f"<not recordable: {type(exc).__name__}: {_first_line(exc)}>"[:500])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exception_text(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def host_name() -> str:

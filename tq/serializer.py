@@ -2,9 +2,15 @@
 
 Huey's default serializer is pickle: anyone who can write to the queue can run
 code on the workers. tq's messages carry only JSON-safe job arguments, so we
-encode them as JSON (datetimes and timedeltas tagged) and never unpickle. With
-TQ_SECRET set, every message is signed and an unsigned or wrongly signed
-message is refused (the consumer moves it aside and reports it).
+encode them as JSON and never unpickle. With TQ_SECRET set, every message is
+signed and an unsigned or wrongly signed message is refused (the consumer moves
+it aside and reports it).
+
+Job arguments are tagged JSON, the same text in a message and in history:
+a datetime travels as {"$dt": iso}, a timedelta as {"$td": seconds}, an
+exception as {"$err": {type, message, traceback}} (it arrives as a TaskError:
+this is what an `.error()` handler receives), and user data that looks like
+a tag as {"$esc": [key, value]}, so everything arrives as sent.
 """
 from __future__ import annotations
 
@@ -12,25 +18,58 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import traceback as traceback_module
 from typing import Any
 
 from huey.serializer import Serializer
 
 SIGNED_MARK = b"tq1:"
-_TAGS = ("$dt", "$td", "$esc")
+_TAGS = ("$dt", "$td", "$err", "$esc")
+ERROR_MESSAGE_LIMIT = 2_000
+ERROR_TRACEBACK_LIMIT = 20_000
 
 
 class MessageRefused(ValueError):
     """A queue message that is not one of ours: bad bytes, bad JSON or a bad signature."""
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def exception_text(exc: BaseException) -> str:
+    """str(exc), even for an exception whose __str__ raises."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
 
 
-def dumps_json(value: Any) -> str:
-    """Compact JSON: the one encoder for job arguments everywhere in tq."""
-    # One encoder built once: json.dumps builds a new one per call with these options.
-    return _COMPACT.encode(value)
+class TaskError(Exception):
+    """An exception as it travels in a message: its type name, message and
+    traceback as text. tq never pickles, so the exception object itself cannot
+    travel; an `.error()` handler receives one of these as its last argument."""
+
+    def __init__(self, type: str, message: str = "", traceback: str = "") -> None:
+        super().__init__(f"{type}: {message}" if message else type)
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "TaskError":
+        if isinstance(exc, TaskError):
+            return exc
+        text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+        if len(text) > ERROR_TRACEBACK_LIMIT:
+            text = "...\n" + text[-ERROR_TRACEBACK_LIMIT:]
+        return cls(type(exc).__name__, exception_text(exc)[:ERROR_MESSAGE_LIMIT], text)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, TaskError) and (self.type, self.message, self.traceback)
+                == (other.type, other.message, other.traceback))
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))
+
+    def __reduce__(self):
+        return (TaskError, (self.type, self.message, self.traceback))
 
 
 def _encode(value: Any) -> Any:
@@ -38,6 +77,10 @@ def _encode(value: Any) -> Any:
         return {"$dt": value.isoformat()}
     if isinstance(value, dt.timedelta):
         return {"$td": value.total_seconds()}
+    if isinstance(value, BaseException):
+        error = TaskError.from_exception(value)
+        return {"$err": {"type": error.type, "message": error.message,
+                         "traceback": error.traceback}}
     if isinstance(value, (list, tuple)):
         return [_encode(item) for item in value]
     if isinstance(value, dict):
@@ -52,21 +95,54 @@ def _encode(value: Any) -> Any:
 
 def _tag(value: Any) -> Any:
     """json's `default` hook: the fast path of _encode (see JsonSerializer._serialize)."""
-    if isinstance(value, (dt.datetime, dt.timedelta)):
+    if isinstance(value, (dt.datetime, dt.timedelta, BaseException)):
         return _encode(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _decode_hook(obj: dict) -> Any:
-    if len(obj) == 1:
-        if "$esc" in obj:
-            key, item = obj["$esc"]
-            return {key: item}
-        if "$dt" in obj:
-            return dt.datetime.fromisoformat(obj["$dt"])
-        if "$td" in obj:
-            return dt.timedelta(seconds=obj["$td"])
-    return obj
+    if len(obj) != 1:
+        return obj
+    [(key, item)] = obj.items()
+    if key not in _TAGS:
+        return obj
+    try:
+        if key == "$esc":
+            inner, value = item
+            if isinstance(inner, str):
+                return {inner: value}
+        elif key == "$dt" and isinstance(item, str):
+            return dt.datetime.fromisoformat(item)
+        elif key == "$td" and isinstance(item, (int, float)) and not isinstance(item, bool):
+            return dt.timedelta(seconds=item)
+        elif key == "$err" and isinstance(item, dict) and set(item) == {
+                "type", "message", "traceback"} and all(isinstance(v, str)
+                                                         for v in item.values()):
+            return TaskError(item["type"], item["message"], item["traceback"])
+    except (TypeError, ValueError, OverflowError):
+        pass
+    # A tag that does not hold what its kind holds: nothing tq sent.
+    raise ValueError(f"malformed {key} value")
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=_tag)
+
+
+def dumps_json(value: Any) -> str:
+    """Compact tagged JSON: the one encoder for job arguments everywhere in tq
+    (history keeps the same text a message carries). Raises TypeError or
+    ValueError for what JSON cannot carry (sets, NaN, objects)."""
+    # One encoder built once: json.dumps builds a new one per call with these options.
+    text = _COMPACT.encode(value)
+    if '"$' in text:  # a tag, or user data that may need escaping (see _serialize)
+        text = _COMPACT.encode(_encode(value))
+    return text
+
+
+def loads_json(text: str | bytes) -> Any:
+    """The inverse of dumps_json: tagged values come back as what was sent."""
+    return json.loads(text, object_hook=_decode_hook)
 
 
 class JsonSerializer(Serializer):

@@ -1,0 +1,89 @@
+"""Tasks for tests/test_outcomes.py: one for each way Huey can end a job."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import tq
+
+LOCK = "outcome-test-lock"
+_lock = threading.Lock()
+handled: dict[str, list] = {}  # handler key -> what each call received (thread workers)
+
+
+@tq.task()
+def echo_when(when, *, until=None):
+    return [when.isoformat(), until.total_seconds() if until is not None else None]
+
+
+@tq.task()
+def under_lock() -> str:
+    with tq.current().queue("default").lock_task(LOCK):
+        return "ran"
+
+
+@tq.task(retries=1)
+def under_lock_with_retry() -> str:
+    with tq.current().queue("default").lock_task(LOCK):
+        return "ran"
+
+
+@tq.task(retries=2)
+def fail_with_retries(message: str = "broken") -> None:
+    raise ValueError(message)
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+@tq.task(retries=1)
+def fail_unprintably() -> None:
+    raise UnprintableError()
+
+
+@tq.task()
+def on_failure(key: str, error) -> str:
+    with _lock:
+        handled.setdefault(key, []).append(error)
+    return type(error).__name__
+
+
+@tq.task()
+def failing_handler(key: str, error) -> None:
+    with _lock:
+        handled.setdefault(key, []).append(error)
+    raise RuntimeError("the error handler itself failed")
+
+
+@tq.task(retries=2)
+def quick(value: int = 0) -> int:
+    return value
+
+
+@tq.task()
+def exits() -> None:
+    sys.exit(3)
+
+
+@tq.task()
+def nap(seconds: float = 30.0) -> float:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return seconds
+
+
+@tq.task()
+def pid() -> int:
+    return os.getpid()
+
+
+@tq.task()
+def touch(path: str) -> str:
+    with open(path, "w") as handle:
+        handle.write("ran")
+    return path
