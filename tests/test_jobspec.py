@@ -265,6 +265,10 @@ FORGED = [
     ("id", "x" * 200, "id is 200 characters"),
     ("id", 7, "id must be a string"),
     ("args", {"a": 1}, "args must be an array"),
+    # A follow-up (an .error() handler) is checked like the job it rides in.
+    ("on_error", {"name": "tq.tasks.demo.echo", "id": "e", "retries": "3"},
+     "on_error: retries must be a whole number"),
+    ("on_complete", ["not", "a", "message"], "on_complete: not a tq message"),
 ]
 
 

@@ -170,7 +170,6 @@ def test_hooks_and_exits_never_leave_a_job_running(backend, start_consumer):
 
 # --- error handlers ----------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="main's message validation (deserialize_task) now refuses on_error pipelines; to be reconciled", strict=False)
 def test_error_handler_receives_the_error_and_retries_are_kept(backend, start_consumer):
     runtime = backend.runtime(TQ_TASKS_MODULES=MODULES)
     key = uuid.uuid4().hex
@@ -190,7 +189,6 @@ def test_error_handler_receives_the_error_and_retries_are_kept(backend, start_co
         assert "raise ValueError(message)" in error.traceback
 
 
-@pytest.mark.xfail(reason="main's message validation (deserialize_task) now refuses on_error pipelines; to be reconciled", strict=False)
 def test_failing_error_handler_and_unprintable_error_end_failed(backend, start_consumer):
     runtime = backend.runtime(TQ_TASKS_MODULES=MODULES)
     key = uuid.uuid4().hex

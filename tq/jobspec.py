@@ -370,9 +370,16 @@ def check_message(payload: Any) -> None:
         number("expires", expires, 0, MAX_SECONDS, above=True)
     elif expires is not None:
         _moment("expires", expires)
+    # A follow-up job (`.then()`, `.error()`) travels inside its parent's message
+    # and runs as a job of its own: the same rules, checked with the parent. The
+    # message's nesting bound (checked before decoding) bounds this recursion.
     for name in ("on_complete", "on_error"):
-        if payload.get(name) is not None:
-            raise SpecError(f"{name} pipelines are not supported by tq")
+        follow_up = payload.get(name)
+        if follow_up is not None:
+            try:
+                check_message(follow_up)
+            except SpecError as exc:
+                raise SpecError(f"{name}: {exc}") from None
     meta = payload.get("tq")
     if meta is None:
         return
