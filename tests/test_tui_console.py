@@ -329,3 +329,24 @@ async def test_cancel_dialog_buttons_differ_and_the_queue_scope_clears(backend):
         await pilot.press("slash", *"state:queued", "enter")
         await until(pilot, lambda: len(screen.rows) == 1)
         assert screen.shown_tab() == "queued"
+
+
+def test_periodic_list_stands_when_the_history_goes_away_mid_read(redis_backend):
+    """The schedule and last run come from the queue backend: with the history cut
+    after it was first reached, `tq periodic` (and the Periodic screen) still lists
+    them, with the outcome unknown, instead of failing as a whole."""
+    from tq.queries import list_periodic
+
+    history = CuttableProxy(MYSQL_HOST, MYSQL_PORT)
+    try:
+        runtime = redis_backend.runtime(
+            TQ_PERIODIC_NIGHTLY="0 3 * * * tq.tasks.demo.echo",
+            TQ_HISTORY_URL=f"mysql://root@127.0.0.1:{history.port}/"
+                           f"{redis_backend.database_name}")
+        runtime.control.record_periodic("nightly", {"tick": 1, "at": 1.0, "job_id": "j-1"})
+        assert runtime.database is not None  # reached once: the schema is in place
+        history.cut()
+        [row] = list_periodic(runtime)
+        assert (row["name"], row["last_job"], row["last_outcome"]) == ("nightly", "j-1", None)
+    finally:
+        history.close()

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from peewee import SQL, SqliteDatabase, fn
+from peewee import SQL, InterfaceError, OperationalError, SqliteDatabase, fn
 
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
 from tq.models import Attempt, Job, STATES
@@ -297,7 +297,12 @@ def list_periodic(runtime, now: float | None = None) -> list[dict]:
         if last and last.get("outcome"):
             outcome = last.get("outcome")  # run in the scheduler, not as a job
         elif last and database is not None:
-            outcome = Job.select(Job.state).where(Job.id == last["job_id"]).scalar()
+            try:
+                outcome = Job.select(Job.state).where(Job.id == last["job_id"]).scalar()
+            except (OperationalError, InterfaceError):
+                # The history went away mid-read: the schedule and last run come
+                # from the queue backend and still stand; outcomes are unknown.
+                database = None
         result.append({"name": spec.name, "schedule": spec.schedule.text, "task": spec.task,
                        "queue": spec.queue or "default",
                        "next_run": spec.schedule.next_run(now),
