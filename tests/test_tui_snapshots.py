@@ -11,7 +11,7 @@ import pytest
 import tq
 from tq.config import load_config
 from tq.history import write_records
-from tq.models import IngestedFile, Job, state_seq
+from tq.models import Audit, AuditJob, IngestedFile, Job, state_seq
 from tq.runtime import Runtime
 from tq.summaries import rollup
 from tq.tui.app import TqApp
@@ -105,6 +105,16 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                             sha256=f"{n}" * 64, accepted=accepted, rejected=rejected,
                             started_at=NOW - 600 + n * 60, finished_at=NOW - 590 + n * 60,
                             outcome=outcome, reason=reason)
+    for n, (action, target, count, outcome, detail) in enumerate([
+            ("requeue", "group:RuntimeError: payment gateway returned <n>", 6, "done", None),
+            ("pause", "reports/tq.tasks.demo.sleep", 1, "done", None),
+            ("cancel", "state:queued queue:events", 8, "partly",
+             "3 were running: asked to stop")]):
+        entry = Audit.create(uid=f"snap-{n}", at=NOW - 900 + n * 300, user="ops",
+                             host="console-1", action=action, target=target, count=count,
+                             outcome=outcome, detail=detail)
+        for i in range(min(count, 3)):
+            AuditJob.create(audit_id=entry.id, job_id=f"job-f-0{i}")
     rollup(runtime, now=NOW)  # the charts' hour, from the summaries
     return runtime
 
@@ -156,6 +166,7 @@ SCREENS = {
     "periodic": show("5", expect="PeriodicScreen"),
     "ingest": show("6", expect="IngestScreen"),
     "confirm_requeue": show("R", expect="ConfirmDialog"),
+    "audit": show("7", expect="AuditScreen"),
 }
 
 
