@@ -183,7 +183,7 @@ class TqHuey(Huey):
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
-            self.storage.quarantine(token, data, reason)
+            self.storage.quarantine(token, data, reason, worker=self.runtime.worker_name())
             return None
         name = self._registry.task_to_string(type(task))
         target = f"{self.queue}/{name}"

@@ -80,8 +80,11 @@ class QueuesScreen(TqScreen):
                     for w in status["workers"]])
         total_failed = sum(e["failed"] for e in status["queues"].values())
         workers = len(status["workers"])
+        # Shown only when something was set aside (quarantine: tq quarantine lists it).
+        aside = sum(count or 0 for count in (status.get("quarantine") or {}).values())
         self.query_one(StatusLine).update(
             f"{len(status['queues'])} queues · {fmt_count(total_failed)} failed in history · "
+            + (f"[b yellow]{fmt_count(aside)} set aside (tq quarantine)[/] · " if aside else "")
             + (f"{workers} consumer{'s' if workers != 1 else ''} below" if workers else
                "no consumer registered (start one: tq up / tq consumer)"))
         self.update_topbar()
