@@ -195,3 +195,117 @@ def test_dead_letters_go_to_a_file_while_the_database_is_down(tmp_path, backend)
     assert import_dead_file(runtime.database, tmp_path / "spill") == 1
     assert not (tmp_path / "spill" / "dead-records.jsonl").exists()
     assert [row["record"] for row in dead_records(runtime)] == ["not json \x1b[2J"]
+
+
+# --- quarantine: list, show, requeue, purge -----------------------------------------
+
+def cli_json(capsys, *argv: str):
+    from tq.cli import main
+
+    capsys.readouterr()
+    assert main(list(argv) + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_quarantine_round_trip(backend, start_consumer, tq_env, capsys, monkeypatch):
+    """A job whose task module a consumer lacks is set aside by it, listed, shown,
+    requeued where the module is known, and runs; a forged one stays refused."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tq.cli import main
+
+    tests_dir = str(Path(__file__).parent)
+    modules = "tq.tasks.demo,testtasks"
+    monkeypatch.setenv("TQ_TASKS_MODULES", modules)
+    runtime = backend.runtime(TQ_TASKS_MODULES=modules)
+    job_id = tq.submit("testtasks.record_start", 7, runtime=runtime)
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "tq.cli", "consumer", "-w", "1"],
+        env={**os.environ, **backend.env, "TQ_TASKS_MODULES": "tq.tasks.demo",
+             "PYTHONPATH": tests_dir}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: runtime.control.quarantine_count() == 1, timeout=30,
+                 message="the job set aside by a consumer without its module")
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+    runtime.queue("default").storage.quarantine(
+        None, b'{"id": "forged", "name": "testtasks.record_start"}\x1b[2J',
+        "[red]unsigned[/] \x1b[2J refused", worker="w-[b]x")
+
+    listed = cli_json(capsys, "quarantine")
+    assert listed["unavailable"] == {}
+    entries = {row["reason"]: row for row in listed["entries"]}
+    assert len(entries) == 2
+    missing = next(row for reason, row in entries.items() if "not found" in reason)
+    assert missing["kind"] == "message" and missing["queue"] == "default"
+    assert missing["source"]  # the consumer that set it aside
+    assert missing["size"] > 0 and missing["at"] > time.time() - 120
+
+    # Shown literally: markup and escape sequences of the reason and data are text.
+    assert main(["quarantine"]) == 0
+    table = capsys.readouterr().out
+    assert "[red]unsigned[/]" in table and "\\x1b[2J" in table and "\x1b[2J" not in table
+    forged_id = entries["[red]unsigned[/] \x1b[2J refused"]["id"]
+    assert main(["quarantine", "show", forged_id]) == 0
+    shown = capsys.readouterr().out
+    assert "\\x1b[2J" in shown and "\x1b" not in shown and "w-[b]x" in shown
+    assert cli_json(capsys, "quarantine", "show", missing["id"])["data"].startswith("{")
+
+    assert main(["quarantine", "requeue", missing["id"], forged_id]) == 2
+    captured = capsys.readouterr()
+    assert f"requeued as job {job_id}" in captured.out
+    assert "still not valid" in captured.err
+    start_consumer(runtime, workers=1)
+    wait_for_states(runtime, [job_id])
+    assert [row["id"] for row in cli_json(capsys, "quarantine")["entries"]] == [forged_id]
+
+    assert cli_json(capsys, "status")["quarantine"] == {"messages": 1, "records": 0}
+    from tq.metrics import exposition
+    assert 'tq_quarantined{kind="message"} 1' in exposition(runtime)
+
+    push_outbox(runtime, ["not json"])
+    job_states(runtime, [job_id])  # writes the outbox: the junk line becomes r1
+    assert main(["quarantine", "purge", "--all"]) == 0
+    assert "purged 2 entries" in capsys.readouterr().out
+    assert cli_json(capsys, "quarantine")["entries"] == []
+    assert cli_json(capsys, "status")["quarantine"] == {"messages": 0, "records": 0}
+
+
+BAD_IDS = ["", "x1", "m", "m-1", "r1.5", "m" + "9" * 40, "[red]m1[/]", "m1\x1b[2J"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_quarantine_bad_ids_are_one_line(backend, tq_env, capsys, bad):
+    from tq.cli import main
+
+    for verb in ("show", "purge"):
+        assert main(["quarantine", verb, bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "\x1b" not in err
+
+
+def test_quarantine_ids_are_stable_and_purge_counts(backend, tq_env, capsys):
+    from tq.cli import main
+
+    runtime = backend.runtime()
+    storage = runtime.queue("default").storage
+    ids = [storage.quarantine(None, f"junk {i}".encode(), "test") for i in range(3)]
+    assert len(set(ids)) == 3
+    assert main(["quarantine", "purge", f"m{ids[1]}"]) == 0
+    assert "purged 1 entry" in capsys.readouterr().out
+    later = storage.quarantine(None, b"junk 3", "test")
+    assert later not in ids  # an id is never given out again
+    shown = [row["id"] for row in cli_json(capsys, "quarantine")["entries"]]
+    assert sorted(shown) == sorted([f"m{ids[0]}", f"m{ids[2]}", f"m{later}"])
+    assert cli_json(capsys, "quarantine", "show", f"m{ids[2]}")["data"] == "junk 2"
+    assert main(["quarantine", "show", f"m{ids[1]}"]) == 2
+    assert "not in quarantine" in capsys.readouterr().err
+    huge = storage.quarantine(None, b"h" * 200_000, "huge")
+    entry = cli_json(capsys, "quarantine", "show", f"m{huge}")
+    assert entry["size"] == 200_000 and not entry["complete"]
+    assert main(["quarantine", "requeue", f"m{huge}"]) == 2
+    assert "were kept" in capsys.readouterr().err

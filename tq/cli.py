@@ -394,6 +394,10 @@ def cmd_status(args) -> int:
     out.print(table)
     out.print(literal(f"workers alive: {data['workers_alive']}   queue: {data['queue_backend']}"
                       f"   history: {data['history']}"))
+    held = data.get("quarantine") or {}
+    if any(held.values()):
+        parts = [f"{held[key]:,} {key}" for key in ("messages", "records") if held.get(key)]
+        out.print(f"[yellow]set aside: {', '.join(parts)}[/] (tq quarantine)")
     return 0
 
 
@@ -566,6 +570,74 @@ def cmd_audit(args) -> int:
                       visible(row["action"]), visible(row["target"] or ""),
                       f"{row['count']:,}", visible(outcome))
     out.print(table)
+    return 0
+
+
+def cmd_quarantine(args) -> int:
+    """What tq set aside: list, show, requeue, purge (see queries/ops "quarantine")."""
+    from tq import ops
+    from tq.queries import quarantine_list, quarantine_show
+    from tq.text import literal, markup, visible
+
+    runtime = make_runtime(args, check_backend=False)
+    action, ids = args.action, args.ids
+    if action not in ("list", "show", "requeue", "purge"):
+        # `tq quarantine m3` reads as `tq quarantine show m3`.
+        action, ids = "show", [action, *ids]
+    if action == "list":
+        if ids:
+            raise CliError("tq quarantine list takes no ids (tq quarantine show ID)")
+        data = quarantine_list(runtime, limit=args.limit)
+        if args.json:
+            print_json(data)
+            return 0
+        table = new_table("id", "kind", "when", "queue", "from", "size", "reason",
+                          right=("size",))
+        for row in data["entries"]:
+            table.add_row(row["id"], row["kind"], fmt_time(row["at"]),
+                          literal(row["queue"] or ""), literal(row["source"] or ""),
+                          f"{row['size'] or 0:,}", literal((row["reason"] or "")[:120]))
+        out.print(table)
+        for kind, why in data["unavailable"].items():
+            err.print(f"tq: {kind}s not listed: {markup(why)}")
+        out.print(f"{len(data['entries'])} set aside (tq quarantine show ID; requeue ID; "
+                  "purge ID... or --all)")
+        return 0
+    if action == "show":
+        if len(ids) != 1:
+            raise CliError("tq quarantine show takes one id")
+        try:
+            entry = quarantine_show(runtime, ids[0])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if entry is None:
+            raise CliError(f"{visible(ids[0])}: not in quarantine")
+        if args.json:
+            print_json(entry)
+            return 0
+        for key in ("id", "kind", "at", "queue", "source", "reason", "size"):
+            value = fmt_time(entry[key]) if key == "at" else entry[key]
+            out.print(literal(f"{key:>7} ", "bold") + literal("" if value is None else value))
+        if not entry["complete"]:
+            out.print(literal("   data (only its beginning was kept):", "bold"))
+        out.print(literal(entry["data"], multiline=True))
+        return 0
+    if action == "requeue":
+        if not ids:
+            raise CliError("tq quarantine requeue needs ids (see tq quarantine)")
+        result = ops.quarantine_requeue(runtime, ids)
+        for entry_id, job_id in result.requeued.items():
+            out.print(literal(f"{entry_id}: requeued as job {job_id}"))
+        for entry_id, reason in list(result.skipped.items())[:MAX_LINE_ERRORS_SHOWN]:
+            err.print(f"tq: {markup(entry_id)}: not requeued: {markup(reason)}")
+        return 0 if not result.skipped else EXIT_USAGE
+    if bool(ids) == bool(args.all):
+        raise CliError("tq quarantine purge needs ids or --all (not both)")
+    try:
+        deleted = ops.quarantine_purge(runtime, None if args.all else ids)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    out.print(f"purged {deleted} entr{'ies' if deleted != 1 else 'y'} from quarantine")
     return 0
 
 
@@ -742,6 +814,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--json", action="store_true", help="entries with every job id they touched")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("quarantine", help="what tq set aside: list, show, requeue, purge")
+    p.add_argument("action", nargs="?", default="list",
+                   help="list (default), show ID, requeue ID..., purge ID... | --all")
+    p.add_argument("ids", nargs="*", help="quarantine ids: m<n> (message), r<n> (record)")
+    p.add_argument("--all", action="store_true", help="with purge: every entry")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("db", help="history database schema")
     p.add_argument("action", choices=("init",))

@@ -12,7 +12,8 @@ dependency. What is exported:
     (like a client-side summary's sliding window) and whose _sum/_count are
     running totals;
   - tq_summaries_updated_timestamp_seconds: when the last roll-up ran, so an
-    alert can tell stale numbers from quiet queues.
+    alert can tell stale numbers from quiet queues;
+  - tq_quarantined{kind}: gauge, entries set aside (kind message or record).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tq.queries import queue_depths
+from tq.queries import quarantine_counts, queue_depths
 from tq.summaries import (EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram,
                           percentile)
 
@@ -105,8 +106,14 @@ def exposition(runtime, now: float | None = None) -> str:
     watermark = (SummaryState.select(SummaryState.watermark)
                  .where(SummaryState.name == "rollup").scalar())
     updated.add(float(watermark or 0.0))
+    quarantined = _Family("tq_quarantined", "gauge",
+                          "Entries set aside (tq quarantine), by kind: queue messages a "
+                          "consumer refused, history records the writer refused.")
+    for kind, count in quarantine_counts(runtime).items():
+        if count is not None:
+            quarantined.add(int(count), kind=kind.rstrip("s"))
     return "".join(family.render() for family in (depth, jobs, enqueued, started, retried, run,
-                                                   wait, events, updated))
+                                                   wait, events, updated, quarantined))
 
 
 def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[dict, float | None]]:

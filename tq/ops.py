@@ -517,3 +517,88 @@ def forget_worker(runtime, worker_id: str) -> dict:
     runtime.control.forget_worker(worker_id)
     audit(runtime, "forget-worker", worker_id, 1)
     return info
+
+
+# --- quarantine: acting on what was set aside (listing: queries.quarantine_list) --------
+
+@dataclass
+class QuarantineRequeueResult:
+    requeued: dict[str, str] = field(default_factory=dict)  # quarantine id -> job id
+    skipped: dict[str, str] = field(default_factory=dict)  # quarantine id -> why
+
+
+def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueResult:
+    """Put quarantined messages back on their queue, if they are valid after
+    all (say, their task module was missing on the consumer that set them
+    aside). Each is read exactly as a consumer reads it -- signature, message
+    checks, the task known here -- and written again, signed with this
+    TQ_SECRET, with its `queued` record. A history record (r<n>) is evidence,
+    not work: it is not requeued (the job's next record brings its row up to date)."""
+    from tq.queries import parse_quarantine_id
+
+    result = QuarantineRequeueResult()
+    for entry_id in entry_ids:
+        try:
+            kind, number = parse_quarantine_id(entry_id)
+        except ValueError as exc:
+            result.skipped[str(entry_id)] = str(exc)
+            continue
+        if kind != "message":
+            result.skipped[entry_id] = ("a history record is not requeued; purge it once "
+                                        "read (tq quarantine purge)")
+            continue
+        entry = runtime.control.quarantine_get(number)
+        if entry is None:
+            result.skipped[entry_id] = "not in quarantine"
+            continue
+        if entry["size"] > len(entry["data"]):
+            result.skipped[entry_id] = (f"only the first {len(entry['data']):,} of its "
+                                        f"{entry['size']:,} bytes were kept")
+            continue
+        huey = runtime.queues.get(entry["queue"])
+        if huey is None:
+            result.skipped[entry_id] = f"queue {entry['queue']!r} is not configured here"
+            continue
+        try:
+            task = huey.deserialize_task(entry["data"])
+            data = huey.serialize_task(task)
+        except Exception as exc:
+            result.skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
+            continue
+        record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
+        huey.storage.enqueue_many([(data, task.priority or 0)],
+                                  records=[runtime.records.seal(record)])
+        # Enqueued first, dropped second: a crash between leaves a duplicate
+        # entry to purge, never a lost job.
+        runtime.control.quarantine_drop([number])
+        result.requeued[entry_id] = task.id
+    audit(runtime, "quarantine-requeue", ",".join(map(str, entry_ids))[:5000],
+          len(result.requeued))
+    return result
+
+
+def quarantine_purge(runtime, entry_ids: Iterable[str] | None = None) -> int:
+    """Delete quarantine entries for good (all of both kinds with None); returns how many."""
+    from tq.history import DeadRecord
+    from tq.queries import parse_quarantine_id
+
+    messages: list[int] | None = None
+    records: list[int] | None = None
+    if entry_ids is not None:
+        messages, records = [], []
+        for entry_id in entry_ids:
+            kind, number = parse_quarantine_id(entry_id)  # ValueError: nothing deleted
+            (messages if kind == "message" else records).append(number)
+    deleted = 0
+    if messages is None or messages:
+        deleted += runtime.control.quarantine_drop(messages)
+    if records is None or records:
+        database = runtime.database
+        with database.bind_ctx([DeadRecord]):
+            query = DeadRecord.delete()
+            if records is not None:
+                query = query.where(DeadRecord.id.in_(records))
+            deleted += query.execute()
+    audit(runtime, "quarantine-purge",
+          "all" if entry_ids is None else ",".join(entry_ids)[:5000], deleted)
+    return deleted

@@ -60,7 +60,8 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     history = queue_history(runtime, now, totals=totals)
     for name, entry in state["queues"].items():
         entry.update(history[name])
-    return dict(state, queue_backend=runtime.config.queue_url_safe,
+    return dict(state, quarantine=quarantine_counts(runtime),
+                queue_backend=runtime.config.queue_url_safe,
                 history=runtime.config.history_url_safe)
 
 
@@ -78,7 +79,9 @@ def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
         entry.update(queue_depths(runtime, name))
         queues[name] = entry
     return {"queues": queues, "workers_alive": sum(1 for w in workers if w["alive"]),
-            "workers": workers}
+            "workers": workers,
+            # Messages set aside by consumers (tq quarantine lists them).
+            "quarantined": runtime.control.quarantine_count()}
 
 
 def queue_history(runtime, now: float | None = None, totals: bool = True
@@ -310,3 +313,114 @@ def list_periodic(runtime, now: float | None = None) -> list[dict]:
                        "last_job": last["job_id"] if last else None,
                        "last_outcome": outcome})
     return result
+
+
+# --- quarantine: what was set aside ---------------------------------------------------
+# Two kinds, listed together because an operator asks one question ("what did
+# tq refuse?") and acts on both the same way:
+#   - message: a queue message a consumer could not run (unsigned, forged, not
+#     JSON, unknown task...), kept in the queue backend; id "m<n>";
+#   - record: a history record the writer could not write (refused by the
+#     database, junk or forged in an outbox), kept in the history database's
+#     dead_record table; id "r<n>".
+# Each kind is read on its own, so one server being down hides only its kind.
+
+QUARANTINE_KINDS = {"m": "message", "r": "record"}
+QUARANTINE_PREVIEW = 160
+
+
+def parse_quarantine_id(text: str) -> tuple[str, int]:
+    """'m12' -> ('message', 12); ValueError with one line otherwise."""
+    text = str(text).strip()
+    kind = QUARANTINE_KINDS.get(text[:1].lower())
+    if kind is None or not text[1:].isdigit() or len(text) > 20:
+        raise ValueError(f"{text[:40]!r} is not a quarantine id (m<number> for a message, "
+                         "r<number> for a history record; see tq quarantine)")
+    return kind, int(text[1:])
+
+
+def _as_text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    return bytes(data).decode("utf-8", "backslashreplace")
+
+
+def _message_entry(entry: dict, full: bool = False) -> dict:
+    text = _as_text(entry["data"])
+    row = {"id": f"m{entry['id']}", "kind": "message", "at": entry["at"],
+           "queue": entry["queue"], "source": entry["worker"], "reason": entry["reason"],
+           "size": entry["size"]}
+    if full:
+        row["data"] = text
+        row["complete"] = entry["size"] <= len(entry["data"])
+    else:
+        row["preview"] = text[:QUARANTINE_PREVIEW]
+    return row
+
+
+def _record_entry(dead, full: bool = False) -> dict:
+    row = {"id": f"r{dead.id}", "kind": "record", "at": dead.at, "queue": None,
+           "source": dead.source, "reason": dead.reason, "size": dead.size}
+    if full:
+        row["data"] = dead.record
+        row["complete"] = dead.size <= len(dead.record)
+    else:
+        row["preview"] = dead.record[:QUARANTINE_PREVIEW]
+    return row
+
+
+def quarantine_list(runtime, limit: int = 100) -> dict[str, Any]:
+    """Newest first, both kinds: {"entries": [...], "unavailable": {kind: why}}."""
+    from tq.history import DeadRecord
+
+    entries, unavailable = [], {}
+    try:
+        entries += [_message_entry(entry) for entry in runtime.control.quarantined(limit)]
+    except Exception as exc:
+        unavailable["message"] = _first_line(exc)
+    try:
+        database = runtime.database
+        with database.bind_ctx([DeadRecord]):
+            entries += [_record_entry(dead) for dead in
+                        DeadRecord.select().order_by(DeadRecord.id.desc()).limit(limit)]
+    except Exception as exc:
+        unavailable["record"] = _first_line(exc)
+    entries.sort(key=lambda row: row["at"] or 0, reverse=True)
+    return {"entries": entries[:limit], "unavailable": unavailable}
+
+
+def quarantine_counts(runtime) -> dict[str, int | None]:
+    """How many of each kind are set aside; None for a kind whose server is down."""
+    from tq.history import DeadRecord
+
+    counts: dict[str, int | None] = {"messages": None, "records": None}
+    try:
+        counts["messages"] = runtime.control.quarantine_count()
+    except Exception as exc:
+        logger.debug("quarantined messages not counted: %s", exc)
+    try:
+        database = runtime.database
+        with database.bind_ctx([DeadRecord]):
+            counts["records"] = DeadRecord.select().count()
+    except Exception as exc:
+        logger.debug("dead records not counted: %s", exc)
+    return counts
+
+
+def quarantine_show(runtime, entry_id: str) -> dict | None:
+    """One entry with all that was kept of it (`data`), or None if there is none."""
+    from tq.history import DeadRecord
+
+    kind, number = parse_quarantine_id(entry_id)
+    if kind == "message":
+        entry = runtime.control.quarantine_get(number)
+        return None if entry is None else _message_entry(entry, full=True)
+    database = runtime.database
+    with database.bind_ctx([DeadRecord]):
+        dead = DeadRecord.get_or_none(DeadRecord.id == number)
+    return None if dead is None else _record_entry(dead, full=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

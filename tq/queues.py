@@ -203,7 +203,7 @@ class TqHuey(Huey):
             reason = str(exc) if isinstance(exc, MessageRefused) else \
                 f"unreadable message: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
             logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
-            self.storage.quarantine(token, data, reason)
+            self.storage.quarantine(token, data, reason, worker=self.runtime.worker_name())
             return None
         name = self._registry.task_to_string(type(task))
         target = f"{self.queue}/{name}"

@@ -100,7 +100,8 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
     try:
         task = huey.deserialize_task(record.data)
     except Exception as exc:
-        storage.quarantine(record.token, record.data, f"unreadable in-flight message: {exc}")
+        storage.quarantine(record.token, record.data, f"unreadable in-flight message: {exc}",
+                           worker=record.worker)
         return 0
     attempt = task.tq_attempt + 1  # the attempt that was running when the worker died
     losses = runtime.control.count_loss(task.id) if counts_as_loss else 0

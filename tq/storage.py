@@ -245,6 +245,57 @@ return added
 """ % (SUBMITTED, WAKE_MAX, WAKE_MAX - 1)
 
 
+# Set a message aside under the next quarantine id, keeping at most ARGV[3]
+# entries (the oldest go), and drop its in-flight record in the same step.
+# KEYS: entries (hash id -> JSON), ids (zset), id counter, in-flight
+# ARGV: entry JSON, in-flight token ('' for none), limit
+_QUARANTINE = """
+local id = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], id, ARGV[1])
+redis.call('ZADD', KEYS[2], id, id)
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if excess > 0 then
+  local old = redis.call('ZRANGE', KEYS[2], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+  redis.call('HDEL', KEYS[1], unpack(old))
+end
+if ARGV[2] ~= '' then redis.call('HDEL', KEYS[4], ARGV[2]) end
+return id
+"""
+QUARANTINE_LIMIT = 10_000  # entries kept; the oldest go first
+QUARANTINE_DATA = 65_536  # bytes of a message kept (its full size is recorded)
+
+
+def quarantine_entry(entry_id: int, queue: str | None, worker: str | None, at: float | None,
+                     reason: str | None, size: int | None, data: bytes) -> dict:
+    """One quarantined message as both backends return it."""
+    return {"id": int(entry_id), "queue": queue, "worker": worker, "at": at, "reason": reason,
+            "size": size if size is not None else len(data), "data": data}
+
+
+def _entry_from_json(entry_id, raw: bytes) -> dict:
+    # Anyone who can write to Redis can write here too: read defensively.
+    try:
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        data = bytes.fromhex(str(value.get("data", "")))
+        at = value.get("at")
+        size = value.get("size")
+        return quarantine_entry(
+            int(entry_id), _text_or_none(value.get("queue")), _text_or_none(value.get("worker")),
+            float(at) if isinstance(at, (int, float)) else None,
+            _text_or_none(value.get("reason")),
+            int(size) if isinstance(size, int) and not isinstance(size, bool) else None, data)
+    except (ValueError, TypeError):
+        return quarantine_entry(int(entry_id), None, None, None,
+                                "unreadable quarantine entry", len(raw), bytes(raw))
+
+
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
 class TqRedisStorage(PriorityRedisStorage):
     """One queue on Redis. Non-blocking pops: the claim is a Lua script, and
     BZPOPMIN cannot run inside one. So an idle worker waits on a small wake-up
@@ -268,6 +319,7 @@ class TqRedisStorage(PriorityRedisStorage):
         self._submit_once = self.conn.register_script(_SUBMIT_ONCE)
         self._hold = self.conn.register_script(_HOLD)
         self._unhold = self.conn.register_script(_UNHOLD)
+        self._quarantine = self.conn.register_script(_QUARANTINE)
 
     @staticmethod
     def _member(data: bytes, offset: int = 0) -> bytes:
@@ -460,14 +512,16 @@ class TqRedisStorage(PriorityRedisStorage):
             pipe.zcard(f"{self.ns}held.{self.queue}.{name}")
         return sum(int(n) for n in pipe.execute(raise_on_error=False) if isinstance(n, int))
 
-    def quarantine(self, token: bytes, data: bytes, reason: str) -> None:
-        entry = json.dumps({"queue": self.queue, "at": time.time(), "reason": reason,
-                            "data": data[:65536].hex()})
-        pipe = self.conn.pipeline(transaction=True)
-        pipe.lpush(f"{self.ns}quarantine", entry)
-        pipe.ltrim(f"{self.ns}quarantine", 0, 9999)
-        pipe.hdel(self.inflight_key, token)
-        pipe.execute()
+    def quarantine(self, token: bytes | None, data: bytes, reason: str,
+                   worker: str | None = None) -> int:
+        """Set a message aside (and drop its in-flight record); returns its
+        quarantine id, stable until it is purged or requeued."""
+        entry = json.dumps({"queue": self.queue, "worker": worker, "at": time.time(),
+                            "reason": reason, "size": len(data),
+                            "data": bytes(data[:QUARANTINE_DATA]).hex()})
+        return int(self._quarantine(keys=[f"{self.ns}quarantined", f"{self.ns}quarantined.ids",
+                                          f"{self.ns}quarantined.seq", self.inflight_key],
+                                    args=[entry, token or "", QUARANTINE_LIMIT]))
 
 
 def _hgetall(conn, key: str) -> dict:
@@ -574,8 +628,54 @@ class RedisControl:
             self.conn.set(key, 1, ex=7 * 86400)
             return 1
 
+    # quarantine: messages set aside (see TqRedisStorage.quarantine)
     def quarantined(self, limit: int = 100) -> list[dict]:
-        return [json.loads(raw) for raw in self.conn.lrange(f"{self.ns}quarantine", 0, limit - 1)]
+        """The newest quarantined messages first, each with its id."""
+        self._migrate_quarantine()
+        ids = self.conn.zrevrange(f"{self.ns}quarantined.ids", 0, limit - 1)
+        if not ids:
+            return []
+        values = self.conn.hmget(f"{self.ns}quarantined", ids)
+        return [_entry_from_json(int(entry_id), raw) for entry_id, raw in zip(ids, values)
+                if raw is not None]
+
+    def quarantine_count(self) -> int:
+        self._migrate_quarantine()
+        return int(self.conn.zcard(f"{self.ns}quarantined.ids"))
+
+    def quarantine_get(self, entry_id: int) -> dict | None:
+        raw = self.conn.hget(f"{self.ns}quarantined", int(entry_id))
+        return None if raw is None else _entry_from_json(int(entry_id), raw)
+
+    def quarantine_drop(self, entry_ids: Iterable[int] | None = None) -> int:
+        """Remove entries (all of them with None); returns how many were removed."""
+        if entry_ids is None:
+            entry_ids = [int(i) for i in self.conn.zrange(f"{self.ns}quarantined.ids", 0, -1)]
+        entry_ids = [int(i) for i in entry_ids]
+        if not entry_ids:
+            return 0
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.hdel(f"{self.ns}quarantined", *entry_ids)
+        pipe.zrem(f"{self.ns}quarantined.ids", *entry_ids)
+        return int(pipe.execute()[0])
+
+    def _migrate_quarantine(self) -> None:
+        """Entries of the old list (no ids) get ids, once."""
+        legacy = f"{self.ns}quarantine"
+        while True:
+            raw = self.conn.rpop(legacy)
+            if raw is None:
+                return
+            entry = _entry_from_json(0, raw)
+            self._quarantine_script(json.dumps({
+                "queue": entry["queue"], "worker": entry["worker"], "at": entry["at"],
+                "reason": entry["reason"], "size": entry["size"], "data": entry["data"].hex()}))
+
+    def _quarantine_script(self, entry: str) -> int:
+        script = self.conn.register_script(_QUARANTINE)
+        return int(script(keys=[f"{self.ns}quarantined", f"{self.ns}quarantined.ids",
+                                f"{self.ns}quarantined.seq", f"{self.ns}inflight.-"],
+                          args=[entry, "", QUARANTINE_LIMIT]))
 
     # outboxes: durable history records waiting for the history database
     def outbox_read(self, owner: str, limit: int) -> tuple[list[str], int]:
@@ -618,8 +718,9 @@ _SQLITE_DDL = [
     "create index if not exists tq_inflight_queue on tq_inflight (queue)",
     "create table if not exists tq_held (id integer primary key, queue text not null, "
     "task text not null, data blob not null, priority real not null)",
-    "create table if not exists tq_quarantine (id integer primary key, queue text, "
-    "at real, reason text, data blob)",
+    # AUTOINCREMENT: a quarantine id is never reused after a purge.
+    "create table if not exists tq_quarantined (id integer primary key autoincrement, "
+    "queue text, worker text, at real, reason text, size integer, data blob)",
     "create table if not exists tq_paused (target text primary key, info text not null)",
     "create table if not exists tq_workers (id text primary key, info text not null)",
     "create table if not exists tq_cancel (job_id text primary key, at real not null)",
@@ -850,11 +951,30 @@ class TqSqliteStorage(SqliteStorage):
         return self.sql("select count(*) from tq_held where queue = ?", (self.queue,),
                         results=True)[0][0]
 
-    def quarantine(self, token: str, data: bytes, reason: str) -> None:
+    def initialize_schema(self) -> None:
+        super().initialize_schema()
+        with self.db(commit=True, close=True) as curs:
+            # Entries of the table before quarantine ids were stable.
+            curs.execute("select 1 from sqlite_master where name = 'tq_quarantine'")
+            if curs.fetchone():
+                curs.execute("insert into tq_quarantined (queue, at, reason, size, data) "
+                             "select queue, at, reason, length(data), data from tq_quarantine "
+                             "order by id")
+                curs.execute("drop table tq_quarantine")
+
+    def quarantine(self, token: str | None, data: bytes, reason: str,
+                   worker: str | None = None) -> int:
         with self.db(commit=True) as curs:
-            curs.execute("insert into tq_quarantine (queue, at, reason, data) values (?, ?, ?, ?)",
-                         (self.queue, time.time(), reason, data[:65536]))
-            curs.execute("delete from tq_inflight where token = ?", (token,))
+            curs.execute("insert into tq_quarantined (queue, worker, at, reason, size, data) "
+                         "values (?, ?, ?, ?, ?, ?)",
+                         (self.queue, worker, time.time(), reason, len(data),
+                          bytes(data[:QUARANTINE_DATA])))
+            entry_id = curs.lastrowid
+            curs.execute("delete from tq_quarantined where id <= ?",
+                         (entry_id - QUARANTINE_LIMIT,))
+            if token is not None:
+                curs.execute("delete from tq_inflight where token = ?", (token,))
+            return entry_id
 
 
 class SqliteControl:
@@ -974,8 +1094,34 @@ class SqliteControl:
     def outbox_size(self) -> int:
         return self._sql("select count(*) from tq_outbox", results=True)[0][0]
 
+    _QUARANTINE_COLUMNS = "id, queue, worker, at, reason, size, data"
+
     def quarantined(self, limit: int = 100) -> list[dict]:
-        rows = self._sql("select queue, at, reason, data from tq_quarantine "
+        rows = self._sql(f"select {self._QUARANTINE_COLUMNS} from tq_quarantined "
                          "order by id desc limit ?", (limit,), results=True)
-        return [{"queue": q, "at": at, "reason": reason, "data": bytes(data).hex()}
-                for q, at, reason, data in rows]
+        return [_entry_from_row(row) for row in rows]
+
+    def quarantine_count(self) -> int:
+        return self._sql("select count(*) from tq_quarantined", results=True)[0][0]
+
+    def quarantine_get(self, entry_id: int) -> dict | None:
+        rows = self._sql(f"select {self._QUARANTINE_COLUMNS} from tq_quarantined where id = ?",
+                         (int(entry_id),), results=True)
+        return _entry_from_row(rows[0]) if rows else None
+
+    def quarantine_drop(self, entry_ids: Iterable[int] | None = None) -> int:
+        with self.storage.db(commit=True) as curs:
+            if entry_ids is None:
+                curs.execute("delete from tq_quarantined")
+                return curs.rowcount
+            removed = 0
+            for entry_id in entry_ids:
+                curs.execute("delete from tq_quarantined where id = ?", (int(entry_id),))
+                removed += curs.rowcount
+            return removed
+
+
+def _entry_from_row(row) -> dict:
+    entry_id, queue, worker, at, reason, size, data = row
+    data = data if isinstance(data, (bytes, memoryview)) else str(data or "").encode()
+    return quarantine_entry(entry_id, queue, worker, at, reason, size, bytes(data))

@@ -178,6 +178,9 @@ class QueuesScreen(TqScreen):
         paused = [f"{q}/{t}" for q, e in status["queues"].items() for t in e["paused_tasks"]]
         if paused:
             parts.append("[b yellow]paused task types:[/] " + ", ".join(map(console_markup, paused)))
+        if status.get("quarantined"):
+            parts.append(f"[b yellow]{fmt_count(status['quarantined'])} messages set aside[/]"
+                         " (tq quarantine)")
         workers = len(status["workers"])
         if not workers:
             parts.append("no consumer registered (start one: tq up / tq consumer)")
