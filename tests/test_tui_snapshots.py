@@ -151,9 +151,18 @@ def show(*keys: str, expect: str, job: str | None = None):
                 break
         else:
             raise AssertionError(f"{expect} did not settle")
-        # A DataTable measures new rows' widths on a later frame: let it draw.
-        for _ in range(3):
+        # A DataTable measures new rows' widths on a later frame, and a status line
+        # that wraps takes its second row on a later layout: wait until the screen
+        # stops changing (three equal frames), not for a fixed time that a busy
+        # machine can outrun.
+        previous, same = None, 0
+        for _ in range(200):
             await pilot.pause(0.05)
+            frame = app.export_screenshot()
+            same = same + 1 if frame == previous else 0
+            previous = frame
+            if same >= 2:
+                break
     return run_before
 
 

@@ -99,18 +99,27 @@ class QueuesScreen(TqScreen):
                     for w in status["workers"]])
         self.redraw()
         self.update_topbar()
-        self.loaded = True
+        self.settle()
 
     def show_history(self, history: dict) -> None:
         self.history = history
         self.history_stale = False
         if self.status is not None:
             self.redraw()
+        self.settle()
 
     def history_failed(self, error: BaseException) -> None:
         self.history_stale = True
         if self.status is not None:
             self.redraw()
+        self.settle()
+
+    def settle(self) -> None:
+        # Loaded once both halves have answered (or history has failed): the two
+        # reads finish in either order, and a screen judged on one half alone
+        # (a test, a snapshot, the bench) would see a status line still growing.
+        self.loaded = self.status is not None and (self.history is not None
+                                                   or self.history_stale)
 
     def on_resize(self) -> None:
         if self.status is not None:
