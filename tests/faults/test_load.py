@@ -32,19 +32,24 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def inversions(rows: list[tuple[float, float, int]], slack: float = 0.5) -> tuple[int, int]:
+def inversions(rows: list[tuple[float, float, int]], slack: float = 0.5,
+               waiting: float = 2.0) -> tuple[int, int]:
     """Pairs started out of priority order although both were waiting.
 
     rows: (enqueued_at, started_at, priority) of one queue's first attempts. A
     pair (a, b) is an inversion when a started before b, b has the higher
-    priority, b was already enqueued when a started, and b started more than
-    `slack` seconds after a (closer starts are concurrent workers, not order).
+    priority, b had been enqueued more than `waiting` seconds before a started,
+    and b started more than `slack` seconds after a (closer starts are
+    concurrent workers, not order). `enqueued_at` is stamped when the submitter
+    prepares a job, and a batch reaches the queue up to 0.2 s later, more on a
+    busy machine: a job stamped a moment before a started may not have been
+    in the queue yet, so only jobs that were surely waiting count.
     Returns (inversions, pairs compared)."""
     rows = sorted(rows, key=lambda row: row[1])
     count = compared = 0
     for i, (_, started_a, priority_a) in enumerate(rows):
         for enqueued_b, started_b, priority_b in rows[i + 1:]:
-            if started_b - started_a <= slack or enqueued_b >= started_a:
+            if started_b - started_a <= slack or enqueued_b >= started_a - waiting:
                 continue
             compared += 1
             if priority_b > priority_a:
