@@ -811,7 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="who did what to which jobs, newest first")
     p.add_argument("--since", help="only entries since: 30m, 2h, 7d or ISO time")
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=200)
     p.add_argument("--json", action="store_true", help="entries with every job id they touched")
     p.set_defaults(func=cmd_audit)
 
@@ -820,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list (default), show ID, requeue ID..., purge ID... | --all")
     p.add_argument("ids", nargs="*", help="quarantine ids: m<n> (message), r<n> (record)")
     p.add_argument("--all", action="store_true", help="with purge: every entry")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
 
