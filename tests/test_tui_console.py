@@ -350,3 +350,22 @@ def test_periodic_list_stands_when_the_history_goes_away_mid_read(redis_backend)
         assert (row["name"], row["last_job"], row["last_outcome"]) == ("nightly", "j-1", None)
     finally:
         history.close()
+
+
+def test_forgetting_a_dead_consumer_puts_its_jobs_back_first(backend):
+    """Recovery only takes over a registered consumer's jobs: forgetting one that died
+    holding a job must not strand that job in flight."""
+    runtime = backend.runtime(TQ_CONSUMER_LEASE="1")
+    job_id = tq.submit("tq.tasks.demo.echo", runtime=runtime)
+    beat(runtime.control, "dead:1:x")
+    storage = runtime.queue("default").storage
+    assert storage.claim("dead:1:x") is not None  # it took the job, then died
+    assert storage.inflight_count() == 1
+    wait_for(lambda: not any(w["alive"] for w in list_workers(runtime)), message="silence")
+    ops.forget_worker(runtime, "dead:1:x")
+    assert runtime.control.workers() == []
+    assert storage.inflight_count() == 0
+    assert runtime.queue("default").storage.queue_size() == 1
+    runtime.flush_history(5)
+    from tq.queries import job_detail
+    assert job_detail(runtime, job_id)["state"] in ("queued", "retrying")

@@ -503,9 +503,11 @@ def run_now(runtime, ids: Iterable[str]) -> ActionResult:
 def forget_worker(runtime, worker_id: str) -> dict:
     """Remove a dead consumer's registration (one killed with SIGKILL stays listed
     until then, or for an hour). A consumer still heartbeating within its lease is
-    refused: it would only register again, and its jobs are its own. Jobs the dead
-    one was running are unaffected: recovery puts back in-flight records of any
-    consumer it does not hear from, registered or not. Returns what was removed."""
+    refused: it would only register again, and its jobs are its own. Recovery only
+    takes over the in-flight jobs of a consumer that is registered, so the jobs the
+    dead one was running are put back on their queues first (as recovery would,
+    a lost attempt each); only then is it forgotten. Returns what was removed."""
+    from tq.recovery import forget_if_idle, recover_lost
     lease = runtime.config.consumer["lease"]
     info = next((w for w in runtime.control.workers() if w.get("id") == worker_id), None)
     if info is None:
@@ -514,7 +516,10 @@ def forget_worker(runtime, worker_id: str) -> dict:
     if age < lease:
         raise ActionError(f"consumer {worker_id!r} is alive (heartbeat {age:.0f}s ago, "
                           f"lease {lease:g}s): stop it first")
-    runtime.control.forget_worker(worker_id)
+    recover_lost(runtime)
+    if not forget_if_idle(runtime, worker_id):
+        raise ActionError(f"consumer {worker_id!r} still holds jobs in flight that could "
+                          "not be put back: try again")
     audit(runtime, "forget-worker", worker_id, 1)
     return info
 
