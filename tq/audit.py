@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Iterable
 
-from tq.models import Audit, AuditJob
+from tq.models import bound, Audit, AuditJob
 
 ID_CHUNK = 1000
 TEXT_LIMIT = 10_000  # a filter or reason longer than this is cut (with "…")
@@ -52,7 +52,7 @@ def _cut(text: str) -> str:
 
 def write(database, entries: list[dict]) -> None:
     """Store audit records (inside the caller's transaction); replays change nothing."""
-    with database.bind_ctx([Audit, AuditJob]):
+    with bound(database, [Audit, AuditJob]):
         for entry in entries:
             _write_one(entry)
 

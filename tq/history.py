@@ -40,7 +40,7 @@ import peewee
 from peewee import (BigAutoField, BigIntegerField, CharField, DoubleField, IntegerField,
                     SqliteDatabase, TextField)
 
-from tq.models import Attempt, Audit, BaseModel, Job, LongText, STATES, register_model
+from tq.models import bound, Attempt, Audit, BaseModel, Job, LongText, STATES, register_model
 from tq.serializer import RecordRefused, RecordSigner
 from tq.storage import SUBMITTED
 
@@ -366,7 +366,7 @@ def set_aside(database, refused: list[tuple[str, Any, str]], dead_dir: Path | No
     try:
         if database is None:
             raise ConnectionError("no history database")
-        with database.bind_ctx([DeadRecord]), database.atomic():
+        with bound(database, [DeadRecord]), database.atomic():
             for start in range(0, len(rows), 100):
                 DeadRecord.insert_many(rows[start:start + 100]).execute()
     except Exception as exc:
@@ -403,7 +403,7 @@ def import_dead_file(database, dead_dir: Path | None) -> int:
                              "reason": "unreadable line of the dead-records file",
                              "record": _evidence(line)[:DEAD_RECORD_LIMIT], "size": len(line)})
     try:
-        with database.bind_ctx([DeadRecord]), database.atomic():
+        with bound(database, [DeadRecord]), database.atomic():
             for start in range(0, len(rows), 100):
                 DeadRecord.insert_many(rows[start:start + 100]).execute()
     except Exception:

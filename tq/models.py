@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -198,14 +200,19 @@ class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
 
 ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit, AuditJob]
 _extra_models: list[type[Model]] = []
-_init_lock = threading.Lock()
+# Held while models are bound to one database (schema creation, `bound`).
+# peewee's bind_ctx rebinds process-wide and restores what it found on exit, so
+# two of them interleaved in two threads leave a model bound to the wrong
+# database for good (seen: audit rows read from another runtime's database).
+# Reentrant: a bound block may open the database, which creates the schema.
+_init_lock = threading.RLock()
 
 
 def _new_init_lock() -> None:
     # A process worker forked while another thread was creating a schema must
     # not inherit the lock held: it would wait for it forever.
     global _init_lock
-    _init_lock = threading.Lock()
+    _init_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_new_init_lock)
@@ -286,12 +293,20 @@ def create_schema(database) -> list[str]:
     return added
 
 
+@contextmanager
+def bound(database, models: list[type[Model]]) -> Iterator[None]:
+    """`models` bound to `database` for the block, one such block at a time
+    (see _init_lock): the one way tq binds models outside the global proxy."""
+    with _init_lock, database.bind_ctx(models):
+        yield
+
+
 def clear_all(database) -> None:
-    """Drop every tq table (tests and `tq db reset`)."""
-    with database.bind_ctx(all_models()):
+    """Drop every tq table (tests)."""
+    with bound(database, all_models()):
         database.drop_tables(all_models(), safe=True)
 
 
 __all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
            "TERMINAL", "REQUEUABLE",
-           "state_seq", "open_database", "create_schema", "register_model", "SQL"]
+           "state_seq", "bound", "open_database", "create_schema", "register_model", "SQL"]

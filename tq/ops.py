@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 
 from tq import audit as audit_trail
 from tq.history import write_records
-from tq.models import REQUEUABLE, TERMINAL, Job, state_seq
+from tq.models import bound, REQUEUABLE, TERMINAL, Job, state_seq
 from tq.queries import catch_up
 from tq.queues import host_name, utc_timestamp
 from tq.serializer import loads_json
@@ -599,7 +599,7 @@ def quarantine_purge(runtime, entry_ids: Iterable[str] | None = None) -> int:
         deleted += runtime.control.quarantine_drop(messages)
     if records is None or records:
         database = runtime.database
-        with database.bind_ctx([DeadRecord]):
+        with bound(database, [DeadRecord]):
             query = DeadRecord.delete()
             if records is not None:
                 query = query.where(DeadRecord.id.in_(records))

@@ -16,7 +16,7 @@ from typing import Any
 from peewee import SQL, InterfaceError, OperationalError, SqliteDatabase, fn
 
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
-from tq.models import Attempt, Job, STATES
+from tq.models import bound, Attempt, Job, STATES
 from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
@@ -380,7 +380,7 @@ def quarantine_list(runtime, limit: int = 100) -> dict[str, Any]:
         unavailable["message"] = _first_line(exc)
     try:
         database = runtime.database
-        with database.bind_ctx([DeadRecord]):
+        with bound(database, [DeadRecord]):
             entries += [_record_entry(dead) for dead in
                         DeadRecord.select().order_by(DeadRecord.id.desc()).limit(limit)]
     except Exception as exc:
@@ -400,7 +400,7 @@ def quarantine_counts(runtime) -> dict[str, int | None]:
         logger.debug("quarantined messages not counted: %s", exc)
     try:
         database = runtime.database
-        with database.bind_ctx([DeadRecord]):
+        with bound(database, [DeadRecord]):
             counts["records"] = DeadRecord.select().count()
     except Exception as exc:
         logger.debug("dead records not counted: %s", exc)
@@ -416,7 +416,7 @@ def quarantine_show(runtime, entry_id: str) -> dict | None:
         entry = runtime.control.quarantine_get(number)
         return None if entry is None else _message_entry(entry, full=True)
     database = runtime.database
-    with database.bind_ctx([DeadRecord]):
+    with bound(database, [DeadRecord]):
         dead = DeadRecord.get_or_none(DeadRecord.id == number)
     return None if dead is None else _record_entry(dead, full=True)
 
