@@ -166,7 +166,11 @@ class TqApp(App):
     def _show_banner(self) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, TqScreen) and screen.is_mounted:
-                screen.query_one("#banner").show_error(self.connection_error)
+                # query, not query_one: a screen mounted but not yet composed has
+                # no banner yet (it shows the current error when it mounts one),
+                # and a failure reported at that moment took the console down.
+                for banner in screen.query("#banner"):
+                    banner.show_error(self.connection_error)
 
     # --- navigation -------------------------------------------------------------------------
     async def goto(self, name: str) -> None:
