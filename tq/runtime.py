@@ -11,8 +11,9 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -24,6 +25,9 @@ from tq.queues import TqHuey, default_worker_name
 from tq.serializer import RecordSigner
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
 
+if TYPE_CHECKING:
+    from peewee import Database
+
 logger = logging.getLogger("tq")
 
 
@@ -32,6 +36,12 @@ class UnknownQueue(LookupError):
 
 
 class Runtime:
+    config: Config
+    queues: dict[str, TqHuey]  # queue name -> its Huey, in [queues] order
+    control: RedisControl | SqliteControl  # consumers, pause, held, cancels: the queue backend's
+    redis_pool: redis.ConnectionPool | None  # None on the embedded backend
+    records: RecordSigner
+
     def __init__(self, config: Config) -> None:
         self.config = config
         registry.import_task_modules(config.task_modules)
@@ -43,7 +53,7 @@ class Runtime:
         # a lock of its own or its first history record waits forever.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _new_lock_after_fork(ref))
-        self._database = None
+        self._database: Database | None = None
         self._database_pid = 0
         self._database_failure: tuple[float, str | None] = (0.0, None)
         self._writer: HistoryWriter | None = None
@@ -96,7 +106,7 @@ class Runtime:
 
     # --- history ----------------------------------------------------------------
     @property
-    def database(self):
+    def database(self) -> Database:
         """The history database for this process, schema created on first use."""
         with self._lock:
             if self._database is None or self._database_pid != os.getpid():
@@ -126,7 +136,7 @@ class Runtime:
                 self._database = database
             return self._database
 
-    def database_or_none(self):
+    def database_or_none(self) -> Database | None:
         try:
             return self.database
         except ConfigError:
@@ -144,7 +154,7 @@ class Runtime:
                     spill_dir=self.config.data_dir / "spill", signer=self.records)
             return self._writer
 
-    def _writer_database(self):
+    def _writer_database(self) -> Database:
         return self.database
 
     def flush_history(self, timeout: float = 10.0) -> bool:
@@ -201,7 +211,7 @@ class Runtime:
             self.redis_pool.disconnect()
 
 
-def _new_lock_after_fork(ref: "weakref.ref[Runtime]") -> None:
+def _new_lock_after_fork(ref: weakref.ref[Runtime]) -> None:
     runtime = ref()
     if runtime is not None:
         runtime._lock = threading.RLock()
