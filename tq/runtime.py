@@ -58,21 +58,21 @@ class Runtime:
         self.clock: Callable[[], float] = time.time
         self.queues: dict[str, TqHuey] = {}
         queue_cfg = config.queue
-        if queue_cfg["backend"] == "redis":
+        if queue_cfg.backend == "redis":
             # connect_timeout bounds a connect and every reply: a Redis that
             # accepts connections but never answers fails in that time. The one
             # blocking command (storage.wait_for_work) blocks for less than it.
             self.redis_pool = redis.ConnectionPool.from_url(
-                queue_cfg["url"], socket_connect_timeout=queue_cfg["connect_timeout"],
-                socket_timeout=queue_cfg["connect_timeout"], health_check_interval=30)
+                queue_cfg.url, socket_connect_timeout=queue_cfg.connect_timeout,
+                socket_timeout=queue_cfg.connect_timeout, health_check_interval=30)
             for name in config.queues:
                 self.queues[name] = TqHuey(name, self, TqRedisStorage,
-                                           prefix=queue_cfg["prefix"],
+                                           prefix=queue_cfg.prefix,
                                            connection_pool=self.redis_pool)
             self.control = RedisControl(next(iter(self.queues.values())).storage)
         else:
             self.redis_pool = None
-            path = Path(queue_cfg["path"])
+            path = Path(queue_cfg.path)
             path.parent.mkdir(parents=True, exist_ok=True)
             for name in config.queues:
                 self.queues[name] = TqHuey(name, self, TqSqliteStorage, filename=str(path))
@@ -103,16 +103,16 @@ class Runtime:
                 # After fork the parent's connections are not ours to use or close.
                 self._database_pid = os.getpid()
                 failed_at, failure = self._database_failure
-                timeout = self.config.queue["connect_timeout"]
+                timeout = self.config.queue.connect_timeout
                 if failure is not None and time.monotonic() - failed_at < timeout:
                     # Just timed out: one command waits connect_timeout once, not
                     # once per read; a long-running process tries again later.
                     raise ConfigError(failure)
                 history = self.config.history
-                password = history["password"]
+                password = history.password
                 started = time.monotonic()
-                database = open_database(history["url"], password, timeout,
-                                         history["query_timeout"])
+                database = open_database(history.url, password, timeout,
+                                         history.query_timeout)
                 try:
                     create_schema(database)
                 except Exception as exc:
@@ -139,8 +139,8 @@ class Runtime:
                 self._writer_pid = os.getpid()
                 history = self.config.history
                 self._writer = HistoryWriter(
-                    self._writer_database, flush_interval=history["flush_interval"],
-                    flush_rows=history["flush_rows"], buffer_rows=history["buffer_rows"],
+                    self._writer_database, flush_interval=history.flush_interval,
+                    flush_rows=history.flush_rows, buffer_rows=history.buffer_rows,
                     spill_dir=self.config.data_dir / "spill", signer=self.records)
             return self._writer
 
