@@ -55,8 +55,9 @@ def runtime_for(args):
 
 
 def ensure_database(url: str) -> None:
-    import pymysql
     from urllib.parse import urlsplit
+
+    import pymysql
 
     parts = urlsplit(url)
     with pymysql.connect(host=parts.hostname, port=parts.port or 3306,
@@ -116,10 +117,10 @@ def fill(args) -> None:
 
 
 def drop(args) -> None:
-    import redis
     from urllib.parse import urlsplit
 
     import pymysql
+    import redis
 
     parts = urlsplit(args.mysql_url)
     with pymysql.connect(host=parts.hostname, port=parts.port or 3306,

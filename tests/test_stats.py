@@ -18,11 +18,18 @@ from tq.config import ConfigError, load_config
 from tq.history import write_records
 from tq.metrics import make_server
 from tq.models import Attempt, Event, Job, state_seq
-from tq.scheduler import ROLLUP_NAME, ROLLUP_TASK
 from tq.queries import list_periodic
+from tq.scheduler import ROLLUP_NAME, ROLLUP_TASK
 from tq.stats import sparkline, task_stats
-from tq.summaries import (COUNTS, EventMinute, EventTotal, SummaryState, TaskMinute, TaskTotal,
-                          bucket_of)
+from tq.summaries import (
+    COUNTS,
+    EventMinute,
+    EventTotal,
+    SummaryState,
+    TaskMinute,
+    TaskTotal,
+    bucket_of,
+)
 
 from conftest import wait_for, wait_for_states
 

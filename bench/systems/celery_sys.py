@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from bench.systems.base import System, SkipSystem, python_argv
+from bench.systems.base import SkipSystem, System, python_argv
 
 
 class CeleryBase(System):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from bench.systems.base import System, SkipSystem
+from bench.systems.base import SkipSystem, System
 
 QUEUE = "bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
