@@ -20,7 +20,8 @@ from tq.metrics import make_server
 from tq.models import Attempt, Event, Job, state_seq
 from tq.scheduler import ROLLUP_NAME, ROLLUP_TASK
 from tq.queries import list_periodic
-from tq.stats import sparkline, task_stats
+from tq.format import sparkline
+from tq.stats import task_stats
 from tq.summaries import (COUNTS, EventMinute, EventTotal, SummaryState, TaskMinute, TaskTotal,
                           bucket_of)
 
