@@ -11,7 +11,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import wait_for, wait_for_states
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -36,6 +35,8 @@ from tq.summaries import (
     TaskTotal,
     bucket_of,
 )
+
+from conftest import wait_for, wait_for_states
 
 TASK_MODULES = "tq.tasks.demo,tq.tasks.events,tq.tasks.maintenance,stats_tasks"
 
