@@ -65,7 +65,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         add_row(table, *(cell + ([sparkline(row["series"])] if spark else [])))
     if not rows:
         out.print(f"no summaries since {fmt_time(since)} UTC (roll-up schedule: "
-                  f"{runtime.config.history['rollup_every']})", markup=False)
+                  f"{runtime.config.history.rollup_every})", markup=False)
         return 0
     out.print(table)
     return 0
