@@ -265,7 +265,7 @@ def test_quarantine_round_trip(backend, start_consumer, tq_env, capsys, monkeypa
 
     assert cli_json(capsys, "status")["quarantine"] == {"messages": 1, "records": 0}
     from tq.metrics import exposition
-    assert 'tq_quarantined{kind="message"} 1' in exposition(runtime)
+    assert 'tq_quarantined{kind="message"} 1.0' in exposition(runtime)
 
     push_outbox(runtime, ["not json"])
     job_states(runtime, [job_id])  # writes the outbox: the junk line becomes r1

@@ -69,15 +69,15 @@ def test_history_records_in_any_order_end_in_the_latest_state(runtime):
 def test_config_precedence_file_then_env_then_flag(tmp_path):
     ini = tmp_path / "tq.ini"
     ini.write_text("[consumer]\nworkers = 3\nheartbeat = 4\n[queues]\nmail = 4\n")
-    assert load_config(ini, env={}).consumer["workers"] == 3
+    assert load_config(ini, env={}).consumer.workers == 3
     assert load_config(ini, env={}).queues == {"mail": 4}
-    assert load_config(ini, env={"TQ_CONSUMER_WORKERS": "5"}).consumer["workers"] == 5
+    assert load_config(ini, env={"TQ_CONSUMER_WORKERS": "5"}).consumer.workers == 5
     flag = load_config(ini, env={"TQ_CONSUMER_WORKERS": "5"},
                        overrides={"consumer": {"workers": 9}})
-    assert (flag.consumer["workers"], flag.consumer["heartbeat"]) == (9, 4.0)
-    assert load_config(env={"TQ_CONFIG": str(ini)}).consumer["workers"] == 3
+    assert (flag.consumer.workers, flag.consumer.heartbeat) == (9, 4.0)
+    assert load_config(env={"TQ_CONFIG": str(ini)}).consumer.workers == 3
     defaults = load_config(env={})
-    assert defaults.queue["backend"] == "sqlite" and set(defaults.queues) == {
+    assert defaults.queue.backend == "sqlite" and set(defaults.queues) == {
         "default", "events", "reports"}
 
 
@@ -223,7 +223,7 @@ def test_submit_needs_no_history_database_and_its_rows_follow(redis_backend):
 
 def test_example_ini_documents_only_real_settings():
     config = load_config("tq.example.ini", env={})
-    assert config.queue["backend"] == "sqlite" and config.consumer["lease"] == 15.0
+    assert config.queue.backend == "sqlite" and config.consumer.lease == 15.0
 
 
 def test_arguments_that_look_like_message_tags_arrive_as_sent(backend):

@@ -508,7 +508,7 @@ def forget_worker(runtime, worker_id: str) -> dict:
     dead one was running are put back on their queues first (as recovery would,
     a lost attempt each); only then is it forgotten. Returns what was removed."""
     from tq.recovery import forget_if_idle, recover_lost
-    lease = runtime.config.consumer["lease"]
+    lease = runtime.config.consumer.lease
     info = next((w for w in runtime.control.workers() if w.get("id") == worker_id), None)
     if info is None:
         raise ActionError(f"no consumer {worker_id!r} is registered")

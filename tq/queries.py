@@ -272,7 +272,7 @@ def list_workers(runtime, now: float | None = None) -> list[dict]:
     heartbeat's age is measured by the queue backend's clock (see storage), not
     by `now`: this host's clock may disagree with the backend's. Junk in the
     control state is skipped where it is read (tq.control)."""
-    lease = runtime.config.consumer["lease"]
+    lease = runtime.config.consumer.lease
     running: dict[str, list[str]] = {}
     for huey in runtime.queues.values():
         for record in huey.storage.inflight():

@@ -84,7 +84,7 @@ def _check_arguments(definition: registry.TaskDef, args: list, kwargs: dict) -> 
 
 def prepare(runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Prepared:
     """Check one job (tq.jobspec) and turn it into a queue message plus its history record."""
-    checked = jobspec.check(spec, max_arg_bytes=runtime.config.queue["max_arg_bytes"])
+    checked = jobspec.check(spec, max_arg_bytes=runtime.config.queue.max_arg_bytes)
     name = checked.task
     definition = registry.TASKS.get(name)
     if definition is None:

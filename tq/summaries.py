@@ -257,7 +257,7 @@ def rollup(runtime, now: float | None = None) -> RollupResult:
     try:
         state = SummaryState.get_by_id("rollup")
         since = None if state.watermark is None else state.watermark - LATE_SECONDS
-        horizon = now - runtime.config.history["keep_days"] * 86400
+        horizon = now - runtime.config.history.keep_days * 86400
         result = RollupResult()
         result.minutes = [m for m in _changed_job_minutes(database, since) if m >= horizon]
         for lo, hi in _spans(result.minutes):
@@ -568,7 +568,7 @@ def prune(runtime, now: float | None = None) -> dict[str, int]:
     history = runtime.config.history
     database = runtime.database
     deleted = {"jobs": 0, "attempts": 0, "summaries": 0}
-    job_horizon = now - history["keep_days"] * 86400
+    job_horizon = now - history.keep_days * 86400
     while True:
         ids = [job_id for job_id, in Job.select(Job.id)
                .where(Job.state.in_(sorted(TERMINAL)) & (Job.finished_at < job_horizon))
@@ -580,7 +580,7 @@ def prune(runtime, now: float | None = None) -> dict[str, int]:
             deleted["jobs"] += Job.delete().where(Job.id.in_(ids)).execute()
         if len(ids) < PRUNE_CHUNK:
             break
-    summary_horizon = now - history["keep_summary_days"] * 86400
+    summary_horizon = now - history.keep_summary_days * 86400
     for model in (TaskMinute, EventMinute):
         while True:
             ids = [row_id for row_id, in model.select(model.id)
