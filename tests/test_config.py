@@ -221,7 +221,7 @@ def test_password_never_printed_by_status_errors_or_logs(password, tmp_path, mon
                                                          capsys, caplog):
     """Through the CLI: the history server refuses (wrong password, or a closed
     port); neither the error line nor a log line holds any form of it."""
-    from tq.cli import make_runtime
+    from tq.cli.common import make_runtime
 
     closed = _free_port()
     for url in (f"mysql://root:{quote(password, safe='')}@{MYSQL_HOST}:{MYSQL_PORT}/tq_none",

@@ -11,8 +11,8 @@ from datetime import datetime
 import pytest
 
 import tq
-from tq import cli
 from tq.cli import main
+from tq.cli import submit as cli  # the submit verb: its batch size and error limit
 from tq.jobspec import SpecError
 from tq.models import Job
 from tq.queries import queue_depths
