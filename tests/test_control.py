@@ -78,7 +78,7 @@ def write_redis_junk(backend, victim_job: str) -> None:
 
 
 def write_sqlite_junk(runtime) -> None:
-    path = runtime.config.queue["path"]
+    path = runtime.config.queue.path
     conn = sqlite3.connect(path, timeout=30)
     for index, value in enumerate(JUNK_VALUES):
         text = value.decode(errors="replace")  # (bad UTF-8 goes in as blobs)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import REDIS_URL, use_env, wait_for
-from proxy import CuttableProxy
 
 from tq.cli import main
 from tq.cli import submit as cli
 from tq.queries import queue_depths
+
+from conftest import REDIS_URL, use_env, wait_for
+from proxy import CuttableProxy
 
 submit_module = importlib.import_module("tq.submit")  # tq.submit is also the function
 MODULES = "tq.tasks.demo,testtasks"

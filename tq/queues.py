@@ -97,7 +97,7 @@ class TqHuey(Huey):
         queue = self.queue = queue_name
         self.runtime = runtime
         config = runtime.config
-        prefix = config.queue["prefix"]
+        prefix = config.queue.prefix
         super().__init__(name=f"{prefix}.{queue}", results=False, utc=True,
                          serializer=JsonSerializer(config.secret), storage_class=storage_class,
                          queue=queue, **storage_kwargs)
@@ -123,7 +123,7 @@ class TqHuey(Huey):
         message written straight into the backend, even one signed with the
         secret, never reaches a worker or the history writer with a value
         submit would have refused."""
-        limit = self.runtime.config.queue["max_arg_bytes"] + MESSAGE_OVERHEAD
+        limit = self.runtime.config.queue.max_arg_bytes + MESSAGE_OVERHEAD
         if len(data) > limit:
             raise MessageRefused(f"message is {len(data):,} bytes, over the limit of "
                                  f"{limit:,}")

@@ -44,7 +44,7 @@ def periodic_specs(runtime: Runtime) -> list[PeriodicSpec]:
     specs = {name: PeriodicSpec(name, parse_schedule(schedule), task, queue)
              for name, (schedule, task, queue) in registry.PERIODIC_FROM_CODE.items()}
     # Built in: summaries and retention ([history] rollup_every), while its module is loaded.
-    rollup_every = runtime.config.history["rollup_every"]
+    rollup_every = runtime.config.history.rollup_every
     if rollup_every != "off" and ROLLUP_TASK in registry.TASKS:
         from tq.tasks.maintenance import run_rollup
         specs[ROLLUP_NAME] = PeriodicSpec(ROLLUP_NAME, parse_schedule(rollup_every),

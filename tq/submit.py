@@ -112,7 +112,7 @@ def _check_arguments(definition: registry.TaskDef, args: list, kwargs: dict) -> 
 
 def prepare(runtime: Runtime, spec: Mapping[str, Any], *, now: float | None = None) -> Prepared:
     """Check one job (tq.jobspec) and turn it into a queue message plus its history record."""
-    checked = jobspec.check(spec, max_arg_bytes=runtime.config.queue["max_arg_bytes"])
+    checked = jobspec.check(spec, max_arg_bytes=runtime.config.queue.max_arg_bytes)
     name = checked.task
     definition = registry.TASKS.get(name)
     if definition is None:
@@ -228,7 +228,7 @@ def _ask_history(runtime: Runtime, conditions: list[Any]) -> set[str]:
 
     found: set[str] = set()
     try:
-        _ = runtime.database  # binds the models to this runtime's history
+        runtime.history_db()  # binds the models to this runtime's history
         for condition in conditions:
             found.update(row.id for row in Job.select(Job.id).where(condition))
     except Exception as exc:

@@ -40,7 +40,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     runtime = make_runtime(args)
     try:
-        runtime.database  # noqa: B018  (create the schema now: the first command a user runs)
+        runtime.history_db()  # create the schema now: the first command a user runs
     except ConfigError as exc:
         # Jobs run through a history outage (their records are kept and written
         # once it is back), so they start through one too.
@@ -50,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     err.print(f"[bold]tq up[/]: queues {markup(', '.join(runtime.queues))} on "
               f"{markup(runtime.config.queue_url_safe)}; history in "
               f"{markup(runtime.config.history_url_safe)}")
-    err.print(literal(f"inbox: {runtime.config.ingest['inbox']}   try: tq submit "
+    err.print(literal(f"inbox: {runtime.config.ingest.inbox}   try: tq submit "
                       "tq.tasks.demo.echo --args '[\"hi\"]'   then: tq jobs   (Ctrl-C stops)"))
     group.run()
     return 0

@@ -51,8 +51,8 @@ class Folders:
     @classmethod
     def from_config(cls, config) -> "Folders":
         ingest = config.ingest
-        return cls(*(Path(ingest[key]).absolute() for key in
-                     ("inbox", "processing", "history", "rejected")))
+        return cls(*(Path(folder).absolute() for folder in
+                     (ingest.inbox, ingest.processing, ingest.history, ingest.rejected)))
 
     def create(self) -> None:
         for folder in (self.inbox, self.processing, self.history, self.rejected):

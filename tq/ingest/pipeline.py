@@ -122,7 +122,7 @@ def ingest_claim(runtime, path: Path, folders: Folders, again: bool = False,
 
 def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
                   stop: threading.Event | None, name: str | None = None) -> Result:
-    runtime.database  # binds the models to this runtime's history database
+    runtime.history_db()  # binds the models to this runtime's history database
     name = name or original_name(path.name)  # a claim keeps only the end of a long name
     token = claim_token(path.name)
     errors = folders.processing / f".errors-{token}.jsonl"
@@ -175,7 +175,7 @@ class _Router:
         self.runtime = runtime
         self.routes = runtime.config.routes
         self.default = self.routes.get("*")
-        self.type_field = runtime.config.ingest["type_field"]
+        self.type_field = runtime.config.ingest.type_field
         self.source = source
         self.job_prefix = job_prefix
         self._extras: dict[str, tuple[bool, bool]] = {}
@@ -224,7 +224,7 @@ def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path
     bad: list[dict] = []
     last = row.checkpoint
     try:
-        for position, value in read_events(path, row.name, config["max_event_bytes"]):
+        for position, value in read_events(path, row.name, config.max_event_bytes):
             if position <= row.checkpoint:
                 continue
             last = position
@@ -235,7 +235,7 @@ def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path
                 reason, text = (outcome.reason, outcome.text) if isinstance(outcome, Bad) \
                     else (outcome, "")
                 bad.append({where: position, "reason": reason, "text": text})
-            if len(jobs) + len(bad) >= config["batch_size"]:
+            if len(jobs) + len(bad) >= config.batch_size:
                 _commit(runtime, row, jobs, bad, last, errors)
                 jobs, bad = [], []
                 router.now = time.time()

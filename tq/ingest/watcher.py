@@ -61,9 +61,9 @@ class Watcher:
         self.runtime = runtime
         settings = runtime.config.ingest
         self.folders = Folders.from_config(runtime.config)
-        self.settle = max(0.0, settings["settle_seconds"])
-        self.polling = settings["polling"]
-        self.poll_interval = settings["poll_interval"]
+        self.settle = max(0.0, settings.settle_seconds)
+        self.polling = settings.polling
+        self.poll_interval = settings.poll_interval
         self.scan_every = max(0.05, min(self.poll_interval, self.settle / 2 or 1.0))
         self.close_events = False  # set once we know the observer reports closes
         self._events: queue.SimpleQueue = queue.SimpleQueue()
