@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from tq import jobspec, registry
+from tq.format import first_line
 from tq.jobspec import SpecError
 from tq.serializer import dumps_json
 
@@ -191,7 +192,7 @@ def _in_history(runtime, ids: list[str]) -> set[str]:
     except Exception as exc:
         if not _history_warned:
             logger.warning("history unreachable, ids checked against the queue backend only "
-                           "(%s)", str(exc).splitlines()[0] if str(exc) else "")
+                           "(%s)", first_line(exc))
             _history_warned = True
         return set()
     _history_warned = False

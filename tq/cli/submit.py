@@ -22,6 +22,7 @@ from tq.cli.common import (
     out,
     print_json,
 )
+from tq.format import first_line
 from tq.text import literal, markup, visible
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def _submit_file(runtime: Runtime, path: str, if_exists: str) -> int:
         raise CliError(f"--file {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # the queue backend went away mid-batch
         first = batch[0][0] if batch else number
-        reason = visible(str(exc).splitlines()[0] if str(exc) else "connection lost")
+        reason = visible(first_line(str(exc)) or "connection lost")
         _report_bad(bad)
         err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({reason}); "
                   f"{counts['submitted']:,} submitted through line {last_done:,}"
