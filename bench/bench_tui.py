@@ -71,7 +71,7 @@ def fill(args) -> None:
 
     ensure_database(args.mysql_url)
     runtime = runtime_for(args)
-    database = runtime.database
+    database = runtime.history_db()
     queued = sum(runtime.queue(q).storage.queue_size() for q in QUEUES)
     started = time.monotonic()
     while queued < QUEUED:
@@ -151,7 +151,7 @@ async def _measure(args) -> dict:
     results: dict = {"import": imported, "rss": {"imports": _rss()}}
     _stamp_jobs_screen(JobsScreen)
     upgrade = runtime_for(args)  # a first run after an upgrade may add indexes: not timed
-    upgrade.database
+    upgrade.history_db()
     upgrade.close()
     runtime = runtime_for(args)
     # Timer off: a live refresh landing mid-measurement would end a wait early. (Refreshes

@@ -28,20 +28,27 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
-
-import math
+from typing import Any
 
 import peewee
-from peewee import (BigAutoField, BigIntegerField, CharField, DoubleField, IntegerField,
-                    SqliteDatabase, TextField)
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    CharField,
+    DoubleField,
+    IntegerField,
+    SqliteDatabase,
+    TextField,
+)
 
 from tq.format import first_line
-from tq.models import bound, Attempt, Audit, BaseModel, Job, LongText, STATES, register_model
+from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound, register_model
 from tq.serializer import RecordRefused, RecordSigner
 from tq.storage import SUBMITTED
 

@@ -68,7 +68,7 @@ class TqCollector:
                 depth.add_metric((queue, state), count)
         yield depth
 
-        runtime.database  # noqa: B018 -- binds the history models (see Runtime.database)
+        runtime.history_db()  # binds the history models (see Runtime.history_db)
         jobs = CounterMetricFamily("tq_jobs_total", "Jobs that reached an outcome.",
                                    labels=(*TASK_LABELS, "outcome"))
         enqueued = CounterMetricFamily("tq_jobs_enqueued_total", "Jobs enqueued.",

@@ -106,9 +106,9 @@ class Runtime:
                               f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
-    @property
-    def database(self) -> Database:
-        """The history database for this process, schema created on first use."""
+    def history_db(self) -> Database:
+        """The history database for this process, schema created on first use;
+        the models (models.db) are bound to it."""
         with self._lock:
             if self._database is None or self._database_pid != os.getpid():
                 # After fork the parent's connections are not ours to use or close.
@@ -137,12 +137,6 @@ class Runtime:
                 self._database = database
             return self._database
 
-    def database_or_none(self) -> Database | None:
-        try:
-            return self.database
-        except ConfigError:
-            return None
-
     @property
     def writer(self) -> HistoryWriter:
         with self._lock:
@@ -156,7 +150,7 @@ class Runtime:
             return self._writer
 
     def _writer_database(self) -> Database:
-        return self.database
+        return self.history_db()
 
     def flush_history(self, timeout: float = 10.0) -> bool:
         """Write what this process recorded; in a process that is not a
@@ -167,7 +161,7 @@ class Runtime:
         forked_worker = self.consumer_pid not in (None, os.getpid())
         try:
             if writer is not None and writer.drains_outboxes:
-                self.database  # reads that follow go to this runtime's database
+                self.history_db()  # reads that follow go to this runtime's database
             elif not forked_worker:  # a worker leaves it to its consumer's writer
                 self.write_submitted()
         except Exception as exc:
@@ -178,7 +172,7 @@ class Runtime:
     def write_submitted(self) -> int:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
-        return write_submitted(self.control, self.database,
+        return write_submitted(self.control, self.history_db(),
                                f"{self.worker_name()}-writer", self.records,
                                self.config.data_dir / "spill")
 

@@ -185,7 +185,7 @@ def _in_history(runtime, ids: list[str]) -> set[str]:
 
     found: set[str] = set()
     try:
-        runtime.database
+        runtime.history_db()
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             found.update(row.id for row in Job.select(Job.id).where(Job.id.in_(chunk)))

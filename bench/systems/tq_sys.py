@@ -92,7 +92,7 @@ class TQ(System):
             conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
         self._db_created = True
         self.runtime = Runtime(load_config(env=self.tq_env()))
-        self.runtime.database  # schema now, not inside the first timed call
+        self.runtime.history_db()  # schema now, not inside the first timed call
         self.storage = self.runtime.queue(QUEUE).storage
         self.sql = mysql(self.database_name)
         self.truncate = True  # growth sets False: keep the loaded history between runs
