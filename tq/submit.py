@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tq import jobspec, registry
+from tq.format import first_line
 from tq.jobspec import SpecError
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def _ask_history(runtime: Runtime, conditions: list[Any]) -> set[str]:
     except Exception as exc:
         if not _history_warned:
             logger.warning("history unreachable, ids checked against the queue backend only "
-                           "(%s)", str(exc).splitlines()[0] if str(exc) else "")
+                           "(%s)", first_line(exc))
             _history_warned = True
         return set()
     _history_warned = False
@@ -346,7 +347,7 @@ def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
         try:
             accepted = {id(job) for job in enqueue(runtime, fresh)}
         except Exception as exc:  # the queue backend went away mid-batch
-            report.outage = str(exc).splitlines()[0] if str(exc) else "connection lost"
+            report.outage = first_line(exc) or "connection lost"
             report.unsure = (batch[0][0], batch[-1][0])
             return False
         for number, job, derived in batch:
