@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from tq import audit as audit_trail
+from tq.format import first_line
 from tq.history import write_records
 from tq.models import bound, REQUEUABLE, TERMINAL, Job, state_seq
 from tq.queries import catch_up
@@ -69,7 +70,7 @@ def reason(exc: BaseException) -> str:
     import peewee
     import redis
 
-    text = (str(exc).splitlines() or [""])[0][:200]
+    text = first_line(str(exc), 200)
     name = type(exc).__name__
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"queue backend unreachable ({name}: {text})"
@@ -568,7 +569,7 @@ def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueRe
             task = huey.deserialize_task(entry["data"])
             data = huey.serialize_task(task)
         except Exception as exc:
-            result.skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
+            result.skipped[entry_id] = f"still not valid: {first_line(exc, 300)}"
             continue
         record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
         huey.storage.enqueue_many([(data, task.priority or 0)],

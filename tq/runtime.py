@@ -19,6 +19,7 @@ import redis
 
 from tq import registry
 from tq.config import Config, ConfigError, load_config
+from tq.format import first_line
 from tq.history import HistoryWriter, write_submitted
 from tq.models import create_schema, db, open_database
 from tq.queues import TqHuey, default_worker_name
@@ -102,7 +103,7 @@ class Runtime:
             self.control.ping()
         except Exception as exc:
             raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
+                              f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
     def history_db(self) -> Database:
@@ -127,7 +128,7 @@ class Runtime:
                     create_schema(database)
                 except Exception as exc:
                     failure = (f"history database {self.config.history_url_safe} "
-                               f"unreachable: {_first_line(exc)}")
+                               f"unreachable: {first_line(exc)}")
                     if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
                         self._database_failure = (time.monotonic(), failure)
                     raise ConfigError(failure) from None
@@ -164,7 +165,7 @@ class Runtime:
             elif not forked_worker:  # a worker leaves it to its consumer's writer
                 self.write_submitted()
         except Exception as exc:
-            logger.warning("history not brought up to date: %s", _first_line(exc))
+            logger.warning("history not brought up to date: %s", first_line(exc))
             return False
         return done
 
@@ -209,11 +210,6 @@ def _new_lock_after_fork(ref: weakref.ref[Runtime]) -> None:
     runtime = ref()
     if runtime is not None:
         runtime._lock = threading.RLock()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _current: Runtime | None = None

@@ -21,7 +21,7 @@ class HueyBare(System):
         try:
             import huey  # noqa: F401
         except ImportError as e:
-            raise SkipSystem(f"import huey failed: {e}")
+            raise SkipSystem(f"import huey failed: {e}") from None
 
     def setup(self):
         from bench.tasks_huey import make_huey

@@ -24,7 +24,7 @@ class RQBase(System):
         try:
             import rq  # noqa: F401
         except ImportError as e:
-            raise SkipSystem(f"import rq failed: {e}")
+            raise SkipSystem(f"import rq failed: {e}") from None
 
     def setup(self):
         from rq import Queue

@@ -58,7 +58,7 @@ from tq.ingest.claims import (
 )
 from tq.ingest.formats import Bad, Unreadable, inspect, read_events
 from tq.models import IngestedFile
-from tq.submit import Prepared, SubmitError, enqueue, prepare
+from tq.submit import Prepared, SubmitError, content_prefix, enqueue, position_id, prepare
 
 if TYPE_CHECKING:
     from tq.runtime import Runtime
@@ -176,9 +176,8 @@ def _new_row(path: Path, name: str, token: str, again: bool) -> IngestedFile:
                 **fields, outcome="duplicate", finished_at=now,
                 reason=f"same content as {earlier.name!r} (file #{earlier.id}); "
                        "tq ingest --again to ingest it anyway")
-    prefix = f"ev-{fields['sha256'][:24]}"
-    if again:  # new ids (the claim token survives a take-over), so dedupe lets them through
-        prefix += f"-{token[:8]}"
+    # again: new ids (the claim token survives a take-over), so dedupe lets them through
+    prefix = content_prefix("ev", str(fields["sha256"]), token if again else None)
     return IngestedFile.create(**fields, job_prefix=prefix)
 
 
@@ -217,7 +216,7 @@ class _Router:
         if wants_type:
             kwargs["event_type"] = event_type
         spec: dict[str, Any] = {"task": route.task, "queue": route.queue, "kwargs": kwargs,
-                                "id": f"{self.job_prefix}-{position}"}
+                                "id": position_id(self.job_prefix, position)}
         if route.priority is not None:
             spec["priority"] = route.priority
         try:
