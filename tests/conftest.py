@@ -4,18 +4,33 @@
   - embedded: SQLite queue and SQLite history in the test's tmp folder;
   - redis: Redis at 127.0.0.1:6379 with a key prefix of its own, and MariaDB at
     127.0.0.1:3306 with a database of its own, both removed afterwards.
+
+Every name a test touches on a server (key prefix, database) is a fresh random
+token and every file lives in the test's own tmp_path, so tests share nothing
+and run in parallel under pytest-xdist as they run alone.
+
+A test that needs a server carries the marker `redis` and/or `mysql`, set here
+from what it asks for (the redis `backend` param, `redis_backend`, or a fixture
+listed in SERVER_FIXTURES), so `pytest -m "not redis and not mysql"` runs on the
+embedded backend alone with neither server up. A test that reaches a server by
+other means marks itself.
+
+Hypothesis runs with the `tq` profile: few examples and no deadline (a loaded
+2-core machine makes per-example timing meaningless); TQ_TEST_HYPOTHESIS=ci
+or =thorough picks another.
 """
 from __future__ import annotations
 
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pymysql
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from tq.config import load_config
 from tq.runtime import Runtime
@@ -24,6 +39,30 @@ REDIS_URL = os.environ.get("TQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MYSQL_HOST = os.environ.get("TQ_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("TQ_TEST_MYSQL_PORT", "3306"))
 BACKENDS = ("embedded", "redis")
+# Fixtures that connect to a server -> the markers of the servers they need.
+SERVER_FIXTURES: dict[str, tuple[str, ...]] = {"redis_backend": ("redis", "mysql"),
+                                              "private_redis": ("redis", "mysql")}
+SERVER_PARAMS: dict[str, tuple[str, ...]] = {"redis": ("redis", "mysql")}
+
+settings.register_profile("tq", max_examples=60, deadline=None, derandomize=False,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("TQ_TEST_HYPOTHESIS", "tq"))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that needs a server with the server's marker."""
+    for item in items:
+        needs: set[str] = set()
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "backend" in callspec.params:
+            needs.update(SERVER_PARAMS.get(callspec.params["backend"], ()))
+        for name in getattr(item, "fixturenames", ()):
+            needs.update(SERVER_FIXTURES.get(name, ()))
+        for marker in sorted(needs):
+            item.add_marker(marker)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
@@ -145,7 +184,7 @@ def job_states(runtime: Runtime, ids) -> dict[str, str]:
     from tq.models import Job
 
     runtime.flush_history(5)
-    runtime.database
+    runtime.history_db()  # binds the models to this database
     ids = list(ids)
     states = {}
     for start in range(0, len(ids), 500):

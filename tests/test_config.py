@@ -8,6 +8,7 @@ Secrets are masked whatever they contain; a mute server fails in about
 """
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import re
@@ -16,13 +17,24 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import quote
 
 import pytest
 
 from tq.cli import main
-from tq.config import SCHEMA, SECRET_KEYS, ConfigError, _plain, load_config, redact_url
+from tq.config import (
+    OPEN_SECTIONS,
+    SCHEMA,
+    SECRET_KEYS,
+    SECTIONS,
+    ConfigError,
+    _plain,
+    load_config,
+    redact_url,
+)
 from tq.models import Job
 
 from conftest import MYSQL_HOST, MYSQL_PORT, use_env
@@ -167,11 +179,38 @@ def test_hostile_config_through_a_subprocess(tmp_path):
 
 def test_defaults_and_cli_flags_get_the_same_checks():
     config = load_config(env={})
-    assert config.consumer["lease"] >= 3 * config.consumer["heartbeat"]
+    assert config.consumer.lease >= 3 * config.consumer.heartbeat
     with pytest.raises(ConfigError, match=r"\[consumer\] workers = '-1'"):
         load_config(env={}, overrides={"consumer": {"workers": -1}})
     with pytest.raises(ConfigError, match=r"\[consumer\] workers = 'nan'"):
         load_config(env={}, overrides={"consumer": {"workers": float("nan")}})
+
+
+def _example_keys(text: str) -> dict[str, set[str]]:
+    """The keys tq.example.ini names in each section: set (`key = value`) or shown
+    commented out (`# key = value`)."""
+    named: dict[str, set[str]] = {}
+    keys: set[str] = set()
+    for line in text.splitlines():
+        header = re.fullmatch(r"\[(\w+)\]", line)
+        if header:
+            keys = named.setdefault(header.group(1), set())
+        elif key := re.match(r"(?:# )?([a-z_][a-z0-9_]*) = ", line):
+            keys.add(key.group(1))
+    return named
+
+
+def test_example_ini_names_every_setting_and_no_other():
+    """tq.example.ini and the schema name the same settings: every key the schema
+    knows has its line (secrets excepted: environment only), and every key line
+    there, commented out or not, is a setting (a stale or misspelt one fails)."""
+    named = _example_keys((ROOT / "tq.example.ini").read_text())
+    assert set(named) == set(SCHEMA) | set(OPEN_SECTIONS)
+    for section, keys in SCHEMA.items():
+        known = {key for key in keys if (section, key) not in SECRET_KEYS}
+        assert named[section] == known, (f"[{section}] missing from tq.example.ini: "
+                                         f"{sorted(known - named[section])}; not settings: "
+                                         f"{sorted(named[section] - known)}")
 
 
 def test_example_ini_documents_every_key_and_its_range():
@@ -192,6 +231,64 @@ def test_example_ini_documents_every_key_and_its_range():
             if low_high is not None:
                 low, high = (_plain(bound) for bound in low_high)
                 assert f"{low}..{high}" in comment, (section, key, comment)
+
+
+def _comment_above(body: str, key: str) -> str:
+    """The comment lines right above `key` (commented-out keys skipped), as one line."""
+    lines = body[:re.search(rf"^(?:# )?{key} =", body, re.M).start()].splitlines()
+    comment: list[str] = []
+    for line in reversed(lines):
+        if not line.startswith("#"):
+            break
+        if " = " not in line:
+            comment.insert(0, line[1:])
+    return " ".join(" ".join(comment).split())
+
+
+def _holds(value: Any, hint: Any) -> bool:
+    if get_origin(hint) is Literal:
+        return value in get_args(hint)
+    if get_origin(hint) is tuple:
+        return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+    return type(value) is hint  # an int is not a float here: the parser decides which
+
+
+def test_section_dataclasses_agree_with_their_parsers_and_tq_example_ini():
+    """A setting is declared once, as a field of its section's dataclass in
+    tq.config. What can drift from that declaration is held to it here: the
+    field's annotation (what mypy checks every read against) is the type its
+    parser returns and the loaded value has; a choice lists exactly the
+    Literal's values; the default is what tq.example.ini shows, read by the
+    field's own parser; the doc is the opening of the key's comment there."""
+    text = (ROOT / "tq.example.ini").read_text()
+    example = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    example.read_string(text)
+    loaded = load_config(env={})
+    built = {"queue": loaded.queue, "history": loaded.history, "consumer": loaded.consumer,
+             "ingest": loaded.ingest}
+    assert set(SECTIONS) == set(SCHEMA)
+    for section, cls in SECTIONS.items():
+        assert list(SCHEMA[section]) == [f.name for f in fields(cls)]
+        hints = get_type_hints(cls)
+        body = text.split(f"[{section}]\n", 1)[1].split("\n[", 1)[0]
+        for f in fields(cls):
+            where, hint = (section, f.name), hints[f.name]
+            parse, default, doc = (f.metadata[name] for name in ("parse", "default", "doc"))
+            assert SCHEMA[section][f.name] == (parse, default)
+            choices = getattr(parse, "choices", None)
+            if choices is not None:
+                assert get_origin(hint) is Literal and set(get_args(hint)) == set(choices), where
+            if section in built:
+                assert _holds(getattr(built[section], f.name), hint), where
+            if where in SECRET_KEYS:  # environment only: no line of its own
+                assert doc in " ".join(body.replace("# ", "").split()), where
+                continue
+            assert doc in _comment_above(body, f.name), (where, doc)
+            if default is None:  # derived from data_dir: shown commented out
+                assert hint is str and re.search(rf"^# {f.name} = ", body, re.M), where
+            else:
+                assert parse(example[section][f.name]) == default, where
+                assert _holds(default, hint), where
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -221,7 +318,7 @@ def test_password_never_printed_by_status_errors_or_logs(password, tmp_path, mon
                                                          capsys, caplog):
     """Through the CLI: the history server refuses (wrong password, or a closed
     port); neither the error line nor a log line holds any form of it."""
-    from tq.cli import make_runtime
+    from tq.cli.common import make_runtime
 
     closed = _free_port()
     for url in (f"mysql://root:{quote(password, safe='')}@{MYSQL_HOST}:{MYSQL_PORT}/tq_none",

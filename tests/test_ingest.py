@@ -72,7 +72,7 @@ def files_in(folder: Path) -> list[Path]:
 
 
 def rows(runtime) -> list[IngestedFile]:
-    runtime.database
+    runtime.history_db()
     return list(IngestedFile.select().order_by(IngestedFile.id))
 
 
@@ -445,7 +445,7 @@ def test_reading_a_large_file_keeps_memory_flat(tmp_path):
 def test_tq_up_runs_the_watcher_and_stores_events(backend, start_consumer, tmp_path,
                                                   monkeypatch):
     import tq.runtime
-    from tq.cli import up_services
+    from tq.cli.run import up_services
 
     runtime = backend.runtime(**FAST)
     monkeypatch.setattr(tq.runtime, "_current", runtime)  # as `tq up` configures it

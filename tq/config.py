@@ -2,19 +2,26 @@
 
 The defaults describe the embedded deployment (SQLite queue and history in a
 data folder), so a fresh clone runs with no file at all. Every key tq reads is
-declared in SCHEMA; anything else is a mistake we report by name, because a
+declared once, as a field of its section's frozen dataclass (QueueSettings,
+ConsumerSettings, ...: name, type, parser with its range, default, doc); SCHEMA
+is read off them. Anything else is a mistake we report by name, because a
 misspelt key silently ignored is how production ends up on the embedded queue.
+A loaded Config never changes: code reads `config.consumer.lease`, typed.
 """
 from __future__ import annotations
 
 import configparser
+import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from tq.format import first_line
 
 
 class ConfigError(Exception):
@@ -70,6 +77,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
         if value not in choices:
             raise ValueError("expected one of " + ", ".join(choices))
         return value
+    parse.choices = choices  # type: ignore[attr-defined]  # read by the tests
     return parse
 
 
@@ -83,8 +91,8 @@ def _schedule_or_off(value: str) -> str:
     return value
 
 
-def _names(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def _text(value: str) -> str:
@@ -97,55 +105,153 @@ def _text(value: str) -> str:
 
 
 MIB = 1024 * 1024
-# section -> key -> (parser, default). None as a default means "derived later".
+
+
+def setting(parse: Callable[[str], Any], default: Any, doc: str) -> Any:
+    """One setting, declared once as a field of its section's dataclass: the
+    field's name and annotation are the key and the type the code reads;
+    `parse` turns the text of a file, variable or flag into that type and
+    holds its range; `default` is used when no source sets the key (None:
+    derived from data_dir after loading); `doc` is the opening of its comment
+    in tq.example.ini (tests/test_config.py holds all of them to agree)."""
+    return field(metadata={"parse": parse, "default": default, "doc": doc})
+
+
+# kw_only: load_config builds each from every key by name. The fields carry
+# no dataclass default: a derived default (None) is never the loaded value.
+@dataclass(frozen=True, kw_only=True)
+class TqSettings:
+    data_dir: str = setting(
+        _text, "tq-data",
+        "Folder for the embedded queue, history, ingest folders and spill files.")
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        _choice("debug", "info", "warning", "error"), "info",
+        "debug | info | warning | error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings:
+    backend: Literal["sqlite", "redis"] = setting(
+        _choice("sqlite", "redis"), "sqlite",
+        "sqlite (embedded, one file) | redis (production)")
+    path: str = setting(
+        _text, None,
+        "sqlite: the queue file (default <data_dir>/queue.db)")
+    url: str = setting(
+        _text, "redis://127.0.0.1:6379/0",
+        "redis: where the queues live.")
+    prefix: str = setting(
+        _text, "tq",
+        "Namespace for every Redis key, so several tq installs can share one Redis")
+    max_arg_bytes: int = setting(
+        _number(1, MIB * 64, whole=True), 1_048_576,
+        "Largest accepted job arguments (JSON bytes of args + kwargs).")
+    connect_timeout: float = setting(
+        _number(0.1, 300), 5.0,
+        "Seconds to wait for a server before a command fails with a clear error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistorySettings:
+    url: str = setting(
+        _text, None,
+        "sqlite:///PATH (default sqlite:///<data_dir>/history.db)")
+    password: str = setting(
+        str, "",
+        "password: environment only (TQ_HISTORY_PASSWORD)")
+    query_timeout: float = setting(
+        _number(0.1, 3600), 30.0,
+        "Seconds one history query may take (a roll-up or prune on a big table).")
+    flush_interval: float = setting(
+        _number(0.01, 60), 0.2,
+        "The consumer's history writer flushes every flush_interval seconds")
+    flush_rows: int = setting(
+        _number(1, 100_000, whole=True), 500,
+        "or every flush_rows records")
+    buffer_rows: int = setting(
+        _number(1, 100_000_000, whole=True), 100_000,
+        "Records kept in memory while the database is down; past this they spill")
+    keep_days: int = setting(
+        _number(1, 36_500, whole=True), 30,
+        "Retention: finished jobs (and their attempts) older than keep_days are pruned.")
+    keep_summary_days: int = setting(
+        _number(1, 36_500, whole=True), 400,
+        "Per-minute summaries are kept keep_summary_days.")
+    rollup_every: str = setting(
+        _schedule_or_off, "@every 60s",
+        "How often the built-in task tq.tasks.maintenance.rollup rolls the history up")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerSettings:
+    workers: int = setting(
+        _number(1, 1024, whole=True), 2,
+        "Workers per queue")
+    worker_type: Literal["thread", "process"] = setting(
+        _choice("thread", "process"), "thread",
+        "thread | process (process workers can stop a job at its timeout).")
+    heartbeat: float = setting(
+        _number(0.05, 3600), 2.0,
+        "Seconds between a consumer's heartbeats.")
+    lease: float = setting(
+        _number(0.15, 86_400), 15.0,
+        "A consumer silent for `lease` seconds is dead: any live consumer puts its running "
+        "jobs back on their queues (at-least-once).")
+    lost_retries: int = setting(
+        _number(0, 1000, whole=True), 3,
+        "How many times a job may be lost with its worker before it ends failed")
+    grace: float = setting(
+        _number(0, 86_400, low_open=True), 30.0,
+        "Seconds running jobs get to finish on SIGINT/SIGTERM before they are put back.")
+    poll_max: float = setting(
+        _number(0.01, 3600), 0.5,
+        "Longest pause between polls of an idle queue (seconds)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TasksSettings:
+    modules: tuple[str, ...] = setting(
+        _names, ("tq.tasks.demo", "tq.tasks.events", "tq.tasks.maintenance"),
+        "Modules whose @tq.task functions consumers and `tq submit` know.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSettings:
+    inbox: str = setting(
+        _text, None,
+        "Folders (default under <data_dir>): files dropped in inbox become jobs.")
+    processing: str = setting(_text, None, "Folders (default under <data_dir>)")
+    history: str = setting(_text, None, "Folders (default under <data_dir>)")
+    rejected: str = setting(_text, None, "Folders (default under <data_dir>)")
+    type_field: str = setting(
+        _text, "type",
+        "The event field that routes an event.")
+    polling: bool = setting(
+        _bool, False,
+        "Poll the inbox instead of filesystem events (network filesystems).")
+    poll_interval: float = setting(
+        _number(0.01, 3600), 1.0,
+        "Seconds between polls of the inbox.")
+    batch_size: int = setting(
+        _number(1, 100_000, whole=True), 500,
+        "Events enqueued per batch (one pipeline / transaction each, checkpointed).")
+    max_event_bytes: int = setting(
+        _number(1, MIB * 64, whole=True), 1_048_576,
+        "Largest accepted single event (bytes).")
+    settle_seconds: float = setting(
+        _number(0, 3600, low_open=True), 1.0,
+        "A file must be unchanged this long before it is taken")
+
+
+# section -> its dataclass: the one declaration of every key tq reads.
+SECTIONS: dict[str, type] = {
+    "tq": TqSettings, "queue": QueueSettings, "history": HistorySettings,
+    "consumer": ConsumerSettings, "tasks": TasksSettings, "ingest": IngestSettings,
+}
+# section -> key -> (parser, default), read off SECTIONS for the loader and the tests.
 SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
-    "tq": {
-        "data_dir": (_text, "tq-data"),
-        "log_level": (_choice("debug", "info", "warning", "error"), "info"),
-    },
-    "queue": {
-        "backend": (_choice("sqlite", "redis"), "sqlite"),
-        "path": (_text, None),  # <data_dir>/queue.db
-        "url": (_text, "redis://127.0.0.1:6379/0"),
-        "prefix": (_text, "tq"),
-        "max_arg_bytes": (_number(1, MIB * 64, whole=True), 1_048_576),
-        "connect_timeout": (_number(0.1, 300), 5.0),
-    },
-    "history": {
-        "url": (_text, None),  # sqlite:///<data_dir>/history.db
-        "password": (str, ""),  # environment only: TQ_HISTORY_PASSWORD
-        "query_timeout": (_number(0.1, 3600), 30.0),
-        "flush_interval": (_number(0.01, 60), 0.2),
-        "flush_rows": (_number(1, 100_000, whole=True), 500),
-        "buffer_rows": (_number(1, 100_000_000, whole=True), 100_000),
-        "keep_days": (_number(1, 36_500, whole=True), 30),
-        "keep_summary_days": (_number(1, 36_500, whole=True), 400),
-        "rollup_every": (_schedule_or_off, "@every 60s"),
-    },
-    "consumer": {
-        "workers": (_number(1, 1024, whole=True), 2),
-        "worker_type": (_choice("thread", "process"), "thread"),
-        "heartbeat": (_number(0.05, 3600), 2.0),
-        "lease": (_number(0.15, 86_400), 15.0),
-        "lost_retries": (_number(0, 1000, whole=True), 3),
-        "grace": (_number(0, 86_400, low_open=True), 30.0),
-        "poll_max": (_number(0.01, 3600), 0.5),
-    },
-    "tasks": {
-        "modules": (_names, ["tq.tasks.demo", "tq.tasks.events", "tq.tasks.maintenance"]),
-    },
-    "ingest": {
-        "inbox": (_text, None),
-        "processing": (_text, None),
-        "history": (_text, None),
-        "rejected": (_text, None),
-        "type_field": (_text, "type"),
-        "polling": (_bool, False),
-        "poll_interval": (_number(0.01, 3600), 1.0),
-        "batch_size": (_number(1, 100_000, whole=True), 500),
-        "max_event_bytes": (_number(1, MIB * 64, whole=True), 1_048_576),
-        "settle_seconds": (_number(0, 3600, low_open=True), 1.0),
-    },
+    section: {f.name: (f.metadata["parse"], f.metadata["default"]) for f in fields(cls)}
+    for section, cls in SECTIONS.items()
 }
 # Sections whose keys are names the operator chooses.
 OPEN_SECTIONS = ("queues", "routes", "periodic")
@@ -170,16 +276,16 @@ class Periodic:
     queue: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     data_dir: Path
     log_level: str
-    queue: dict[str, Any]
-    history: dict[str, Any]
-    consumer: dict[str, Any]
+    queue: QueueSettings
+    history: HistorySettings
+    consumer: ConsumerSettings
     task_modules: list[str]
-    ingest: dict[str, Any]
+    ingest: IngestSettings
     queues: dict[str, int]
     routes: dict[str, Route]
     periodic: dict[str, Periodic] = field(default_factory=dict)
@@ -188,19 +294,19 @@ class Config:
     @property
     def history_url_safe(self) -> str:
         """The history URL with any password masked, for status and logs."""
-        return redact_url(self.history["url"])
+        return redact_url(self.history.url)
 
     def secrets(self) -> list[str]:
         """Every secret this config holds, to mask in any message or log line."""
-        found = [self.history["password"], self.secret]
-        found += url_secrets(self.history["url"]) + url_secrets(self.queue["url"])
+        found = [self.history.password, self.secret]
+        found += url_secrets(self.history.url) + url_secrets(self.queue.url)
         return [secret for secret in found if secret]
 
     @property
     def queue_url_safe(self) -> str:
-        if self.queue["backend"] == "sqlite":
-            return f"sqlite:///{self.queue['path']}"
-        return redact_url(self.queue["url"])
+        if self.queue.backend == "sqlite":
+            return f"sqlite:///{self.queue.path}"
+        return redact_url(self.queue.url)
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)", re.S)
@@ -256,7 +362,7 @@ def environment_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     return [secret for secret in found if secret]
 
 
-def mask_secrets(text: str, secrets: "list[str] | tuple[str, ...]") -> str:
+def mask_secrets(text: str, secrets: list[str] | tuple[str, ...]) -> str:
     """`text` with every occurrence of every secret replaced by ***."""
     for secret in sorted(set(secrets), key=len, reverse=True):
         if len(secret) >= 3:  # shorter, it would garble every word; URLs mask it anyway
@@ -270,7 +376,7 @@ class SecretFilter:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
 
-    def filter(self, record) -> bool:
+    def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
             masked = mask_secrets(message, self.secrets)
@@ -356,10 +462,14 @@ def _check_name(where: str, name: str, kind: str, limit: int) -> None:
 MAX_FILE_BYTES = 1024 * 1024
 
 
+class _CaseKeepingParser(configparser.ConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # event types and queue names are case-sensitive
+
+
 def _read_file(path: Path) -> dict[str, dict[str, str]]:
     """The file's sections; anything that keeps it from being read is one ConfigError."""
-    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # event types and queue names are case-sensitive
+    parser = _CaseKeepingParser(interpolation=None, delimiters=("=",))
     shown = _q(path)
     try:
         if path.is_dir():
@@ -382,8 +492,7 @@ def _read_file(path: Path) -> dict[str, dict[str, str]]:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else "not an ini file"
-        raise ConfigError(f"{shown}: cannot parse: {_q(first_line)[1:-1]}") from None
+        raise ConfigError(f"{shown}: cannot parse: {_q(first_line(exc))[1:-1]}") from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
@@ -433,7 +542,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     typed: dict[str, dict[str, Any]] = {}
     for section, keys in SCHEMA.items():
         typed[section] = {}
-        for key, raw in merged[section].items():
+        for key in merged[section]:
             if key not in keys:
                 raise ConfigError(f"unknown setting [{section}] {_q(key)[1:-1]}"
                                   f" (known: {', '.join(sorted(keys))})")
@@ -500,11 +609,11 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         source=source,
         data_dir=data_dir,
         log_level=typed["tq"]["log_level"],
-        queue=typed["queue"],
-        history=typed["history"],
-        consumer=typed["consumer"],
-        task_modules=typed["tasks"]["modules"],
-        ingest=typed["ingest"],
+        queue=QueueSettings(**typed["queue"]),
+        history=HistorySettings(**typed["history"]),
+        consumer=ConsumerSettings(**typed["consumer"]),
+        task_modules=list(typed["tasks"]["modules"]),
+        ingest=IngestSettings(**typed["ingest"]),
         queues=queues,
         routes=routes,
         periodic=periodic,
@@ -537,7 +646,7 @@ def _cross_check(typed: dict[str, dict[str, Any]]) -> None:
                                f"({history['flush_rows']})"))
 
 
-def _check_port(section: str, url: str, parts) -> None:
+def _check_port(section: str, url: str, parts: SplitResult) -> None:
     try:
         port = parts.port  # raises ValueError past 65535 or for text
     except ValueError:
@@ -546,7 +655,7 @@ def _check_port(section: str, url: str, parts) -> None:
         raise ConfigError(_bad(section, "url", url, "the port must be a number from 1 to 65535"))
 
 
-def _check_userinfo(section: str, url: str, parts) -> None:
+def _check_userinfo(section: str, url: str, parts: SplitResult) -> None:
     # An unencoded `/`, `?` or `#` in a password ends the host part early:
     # the driver would then read part of the password as a host or port.
     after_host = _SECRET_QUERY.sub("", url.partition("://")[2])[len(parts.netloc):]

@@ -129,10 +129,10 @@ class ConsumerGroup:
         self.queues = list(queues or runtime.queues)
         for name in self.queues:
             runtime.queue(name)  # unknown queue -> one-line error before anything starts
-        self.workers = workers or config["workers"]
-        self.worker_type = worker_type or config["worker_type"]
-        self.grace = config["grace"]
-        self.heartbeat_every = config["heartbeat"]
+        self.workers = workers or config.workers
+        self.worker_type = worker_type or config.worker_type
+        self.grace = config.grace
+        self.heartbeat_every = config.heartbeat
         self.periodic = periodic
         self.services = list(services)
         self.name = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -152,7 +152,7 @@ class ConsumerGroup:
         for name in self.queues:
             consumer = TqConsumer(runtime.queues[name], workers=self.workers, periodic=False,
                                   initial_delay=0.05, backoff=1.3,
-                                  max_delay=runtime.config.consumer["poll_max"],
+                                  max_delay=runtime.config.consumer.poll_max,
                                   worker_type=self.worker_type, health_check_interval=5,
                                   shutdown_timeout=self.grace)
             self.consumers.append(consumer)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
+from tq.format import first_line
 from tq.history import write_records
 from tq.models import REQUEUABLE, Job, bound, state_seq
 from tq.queries import catch_up, exact_rows
@@ -67,7 +68,7 @@ def reason(exc: BaseException) -> str:
     import peewee
     import redis
 
-    text = (str(exc).splitlines() or [""])[0][:200]
+    text = first_line(str(exc), 200)
     name = type(exc).__name__
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"queue backend unreachable ({name}: {text})"
@@ -267,7 +268,7 @@ def _history(runtime: Runtime) -> None:
     """Before a history read: what was submitted written (queries.catch_up), and the
     models bound to this runtime's database."""
     catch_up(runtime)
-    _ = runtime.database
+    runtime.history_db()
 
 
 def sentence(verb: str, counts: dict[tuple[str, str, str], int],
@@ -386,7 +387,7 @@ def publish(runtime: Runtime, records: list[dict]) -> None:
         storage.schedule_many([], records=encoded)  # no message: the records alone
     except Exception as exc:
         logger.debug("outbox unreachable (%s); writing to history directly", exc)
-        write_records(runtime.database, records)
+        write_records(runtime.history_db(), records)
         return
     catch_up(runtime)  # now, if the database answers; else a consumer does it later
 
@@ -453,7 +454,7 @@ def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | Non
             if requests:
                 runtime.control.request_cancel(requests)
             if records:
-                write_records(runtime.database, records)
+                write_records(runtime.history_db(), records)
             result.done = result.canceled + result.requested
     except Exception as exc:
         result.error = reason(exc)
@@ -546,7 +547,7 @@ def purge(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None
             result.skipped.update({job.id: selected.rule.why(job.state) for job in rows
                                    if job.state not in selected.states})
             if id_list:
-                with runtime.database.atomic():
+                with runtime.history_db().atomic():
                     Attempt.delete().where(Attempt.job_id.in_(id_list)).execute()
                     Job.delete().where(Job.id.in_(id_list)).execute()
                 result.done += id_list
@@ -619,7 +620,7 @@ def forget_worker(runtime: Runtime, worker_id: str) -> dict:
     dead one was running are put back on their queues first (as recovery would,
     a lost attempt each); only then is it forgotten. Returns what was removed."""
     from tq.recovery import forget_if_idle, recover_lost
-    lease = runtime.config.consumer["lease"]
+    lease = runtime.config.consumer.lease
     info = next((w for w in runtime.control.workers() if w.get("id") == worker_id), None)
     if info is None:
         raise ActionError(f"no consumer {worker_id!r} is registered")
@@ -707,7 +708,7 @@ def _requeuable(runtime: Runtime, entry_ids: list[str], skipped: dict[str, str]
             task = huey.deserialize_task(entry["data"])
             data = huey.serialize_task(task)
         except Exception as exc:
-            skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
+            skipped[entry_id] = f"still not valid: {first_line(exc, 300)}"
             continue
         yield entry_id, number, huey, task, data
 
@@ -739,7 +740,7 @@ def quarantine_purge(runtime: Runtime, entry_ids: Iterable[str] | None = None) -
     if messages is None or messages:
         deleted += runtime.control.quarantine_drop(messages)
     if records is None or records:
-        database = runtime.database
+        database = runtime.history_db()
         with bound(database, [DeadRecord]):
             query = DeadRecord.delete()
             if records is not None:
@@ -761,7 +762,7 @@ def quarantine_purge_preview(runtime: Runtime, entry_ids: Iterable[str] | None =
     else:
         count += sum(runtime.control.quarantine_get(n) is not None for n in messages)
     if records is None or records:
-        database = runtime.database
+        database = runtime.history_db()
         with bound(database, [DeadRecord]):
             query = DeadRecord.select()
             if records is not None:

@@ -38,7 +38,7 @@ FORGET_AFTER = 3600  # seconds of silence before an idle dead consumer is forgot
 
 
 def alive_workers(runtime) -> set[str]:
-    lease = runtime.config.consumer["lease"]
+    lease = runtime.config.consumer.lease
     return {info["id"] for info in runtime.control.workers()
             if info["heartbeat_age"] < lease}
 
@@ -47,7 +47,7 @@ def recover_lost(runtime, now: float | None = None) -> int:
     """One recovery pass over all queues; returns how many jobs were recovered.
     `now` (default: this process's clock) only dates the history records."""
     now = runtime.clock() if now is None else now
-    lease = runtime.config.consumer["lease"]
+    lease = runtime.config.consumer.lease
     workers = {info["id"]: info for info in runtime.control.workers()}
     alive = {name for name, info in workers.items() if info["heartbeat_age"] < lease}
     if runtime.consumer_pid is not None:
@@ -105,7 +105,7 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
         return 0
     attempt = task.tq_attempt + 1  # the attempt that was running when the worker died
     losses = runtime.control.count_loss(task.id) if counts_as_loss else 0
-    give_up = counts_as_loss and losses > runtime.config.consumer["lost_retries"]
+    give_up = counts_as_loss and losses > runtime.config.consumer.lost_retries
     state = "failed" if give_up else "retrying"
     message = f"worker lost {losses} times; last: {reason}" if give_up else reason
     error = {"error_type": "WorkerLost", "error_message": message, "traceback": ""}

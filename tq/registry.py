@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from huey.exceptions import CancelExecution
-
-logger = logging.getLogger("tq")
 
 
 @dataclass

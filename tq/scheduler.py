@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from tq import registry
 from tq.schedule import Schedule, parse_schedule
+
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
 logger = logging.getLogger("tq.scheduler")
 
@@ -30,17 +34,17 @@ class PeriodicSpec:
     schedule: Schedule
     task: str
     queue: str | None
-    inline: Callable[[Any], Any] | None = None  # run in the scheduler (runtime) -> result
+    inline: Callable[[Runtime], Any] | None = None  # run in the scheduler, not enqueued
 
 
 ROLLUP_NAME, ROLLUP_TASK = "tq-rollup", "tq.tasks.maintenance.rollup"
 
 
-def periodic_specs(runtime) -> list[PeriodicSpec]:
+def periodic_specs(runtime: Runtime) -> list[PeriodicSpec]:
     specs = {name: PeriodicSpec(name, parse_schedule(schedule), task, queue)
              for name, (schedule, task, queue) in registry.PERIODIC_FROM_CODE.items()}
     # Built in: summaries and retention ([history] rollup_every), while its module is loaded.
-    rollup_every = runtime.config.history["rollup_every"]
+    rollup_every = runtime.config.history.rollup_every
     if rollup_every != "off" and ROLLUP_TASK in registry.TASKS:
         from tq.tasks.maintenance import run_rollup
         specs[ROLLUP_NAME] = PeriodicSpec(ROLLUP_NAME, parse_schedule(rollup_every),
@@ -51,7 +55,7 @@ def periodic_specs(runtime) -> list[PeriodicSpec]:
 
 
 class PeriodicScheduler:
-    def __init__(self, runtime) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.specs = periodic_specs(runtime)
         self._last_tick: dict[str, int] = {}
@@ -77,7 +81,7 @@ class PeriodicScheduler:
                 if not self.runtime.control.claim_tick(spec.name, tick, ttl):
                     continue
                 if spec.inline is not None:
-                    self._run_inline(spec, tick, now)
+                    self._run_inline(spec.name, spec.inline, tick, now)
                     enqueued += 1
                     continue
                 job_id = submit(spec.task, queue=spec.queue, runtime=self.runtime)
@@ -97,20 +101,21 @@ class PeriodicScheduler:
         thread = self._inline.get(name)
         return thread is not None and thread.is_alive()
 
-    def _run_inline(self, spec: PeriodicSpec, tick: int, now: float) -> None:
+    def _run_inline(self, name: str, inline: Callable[[Runtime], Any], tick: int,
+                    now: float) -> None:
         def run() -> None:
             try:
-                spec.inline(self.runtime)
+                inline(self.runtime)
                 outcome = "succeeded"
             except Exception as exc:
-                logger.warning("periodic %s failed: %s", spec.name, exc)
+                logger.warning("periodic %s failed: %s", name, exc)
                 outcome = "failed"
             try:
-                self.runtime.control.record_periodic(spec.name, {
-                    "tick": tick, "at": now, "job_id": f"{spec.name}@{tick}", "outcome": outcome,
+                self.runtime.control.record_periodic(name, {
+                    "tick": tick, "at": now, "job_id": f"{name}@{tick}", "outcome": outcome,
                     "by": self.runtime.worker_name()})
             except Exception as exc:
-                logger.warning("periodic %s: run not recorded (%s)", spec.name, exc)
-        thread = threading.Thread(target=run, name=f"tq-{spec.name}", daemon=True)
-        self._inline[spec.name] = thread
+                logger.warning("periodic %s: run not recorded (%s)", name, exc)
+        thread = threading.Thread(target=run, name=f"tq-{name}", daemon=True)
+        self._inline[name] = thread
         thread.start()

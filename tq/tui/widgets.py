@@ -9,11 +9,13 @@ go through `console_markup()`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -21,65 +23,27 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
+from textual.widgets.data_table import ColumnKey, RowKey
 
+# The console's formatting is tq.format's, one rule with the CLI (imported for the screens).
+from tq.format import BARS
+from tq.format import fmt_age as fmt_age
+from tq.format import fmt_count as fmt_count
+from tq.format import fmt_duration as fmt_duration
+from tq.format import fmt_time as fmt_time
+from tq.format import fmt_times as fmt_times
+from tq.format import sparkline as format_sparkline
 from tq.text import literal, visible
-
-BARS = "▁▂▃▄▅▆▇█"
-
 
 # --- formatting --------------------------------------------------------------------------
 
-def fmt_count(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def fmt_age(seconds: float | None) -> str:
-    """Compact age for narrow columns: 45s, 12m, 3.5h, 2d."""
-    if seconds is None:
-        return ""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def fmt_time(value: float | None, now: float | None = None) -> str:
-    """UTC like the CLI; the date only when it is not today's."""
-    if not value:
-        return ""
-    moment = datetime.fromtimestamp(value, timezone.utc)
-    if now is not None and moment.date() == datetime.fromtimestamp(now, timezone.utc).date():
-        return moment.strftime("%H:%M:%S")
-    return moment.strftime("%m-%d %H:%M")
-
-
-def fmt_times(values: Sequence[float | None], now: float | None = None) -> list[str]:
-    """fmt_time of several moments shown together, to the millisecond when whole
-    seconds would show two different moments as the same time."""
-    plain = [fmt_time(v, now) for v in values]
-    shown: dict[str, float] = {}
-    clash = False
-    for value, text in zip(values, plain):
-        if value:
-            clash = clash or (text in shown and shown[text] != value)
-            shown.setdefault(text, value)
-    if not clash:
-        return plain
-    # Only today's "HH:MM:SS" has seconds to refine; the milliseconds are floored
-    # like the seconds, so 10:00:00.999 never reads 10:00:00.000.
-    return [text + f".{int(value * 1000) % 1000:03d}" if len(text) == 8 else text
-            for value, text in zip(values, plain)]
-
-
-def fmt_duration(start: float | None, end: float | None) -> str:
-    if not start or not end:
-        return ""
-    seconds = end - start
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else fmt_age(seconds)
+def sparkline(values: Sequence[int | float | None], top: float, style: str = "cyan") -> Text:
+    """tq.format's sparkline on the screen's scale `top` (so bars of different rows
+    compare): the baseline (nothing) dim, the bars in `style`, an unknown value a gap."""
+    text = Text()
+    for char in format_sparkline(values, top):
+        text.append(char, style="dim" if char == BARS[0] else "" if char == " " else style)
+    return text
 
 
 def shorten(text: str | None, width: int) -> str:
@@ -95,22 +59,6 @@ def bucket(values: Sequence[int | None], size: int) -> list[int | None]:
         known = [v for v in values[start:start + size] if v is not None]
         out.append(sum(known) if known else None)
     return out
-
-
-def sparkline(values: Sequence[int | float | None], top: float, style: str = "cyan") -> Text:
-    """One block character per value on a shared scale `top` (the screen's, so bars
-    of different rows compare): nothing is a dim baseline, any job at least one step
-    above it, an unknown value (None: no data, an outage) a gap."""
-    text = Text()
-    for value in values:
-        if value is None:
-            text.append(" ")
-        elif value <= 0 or top <= 0:
-            text.append(BARS[0], style="dim")
-        else:
-            step = 1 + round(min(1.0, value / top) * (len(BARS) - 2))
-            text.append(BARS[step], style=style)
-    return text
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -132,27 +80,33 @@ class Table(DataTable):
     BINDINGS = [Binding("j", "cursor_down", "Down", show=False),
                 Binding("k", "cursor_up", "Up", show=False)]
 
-    def add_row(self, *cells: Any, **options: Any):
+    def add_row(self, *cells: Any, **options: Any) -> RowKey:
         return super().add_row(*(as_cell(value) for value in cells), **options)
 
-    def update_cell(self, row_key, column_key, value: Any, **options: Any) -> None:
+    def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: Any,
+                    **options: Any) -> None:
         super().update_cell(row_key, column_key, as_cell(value), **options)
 
-    async def _on_idle(self, event) -> None:
+    async def _on_idle(self, event: events.Idle) -> None:
         widths = [column.content_width for column in self.columns.values()]
         await super()._on_idle(event)
         if widths != [column.content_width for column in self.columns.values()]:
             self.notify_style_update()
 
 
-def fit_columns(table: DataTable, specs: Sequence[tuple[str, int]], width: int,
+# table -> the (name, width) columns fit_columns last gave it
+_layouts: weakref.WeakKeyDictionary[DataTable[Any], tuple[tuple[str, int], ...]] = \
+    weakref.WeakKeyDictionary()
+
+
+def fit_columns(table: DataTable[Any], specs: Sequence[tuple[str, int]], width: int,
                 flexible: str | None = None) -> dict[str, int]:
     """Lay out `table`'s columns for `width` cells: in order (the most telling first),
     as many as fit at their width, `flexible` taking what is left, so a column is
     never cut at the edge and no horizontal scrollbar appears. Re-adds the columns
     (which clears the rows) only when the layout changes; returns {name: width}."""
     pad = 2 * table.cell_padding
-    chosen: list[list] = []
+    chosen: list[list[Any]] = []
     used = 0
     for name, size in specs:
         if used + size + pad > width:
@@ -163,11 +117,11 @@ def fit_columns(table: DataTable, specs: Sequence[tuple[str, int]], width: int,
         if entry[0] == flexible:
             entry[1] += width - used
     layout = tuple((name, size) for name, size in chosen)
-    if getattr(table, "layout_spec", None) != layout:
+    if _layouts.get(table) != layout:
         table.clear(columns=True)
         for name, size in layout:
             table.add_column(name, key=name, width=size)
-        table.layout_spec = layout
+        _layouts[table] = layout
     return dict(layout)
 
 
@@ -186,13 +140,13 @@ def natural_width(cell: Any) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
-def table_width(table: DataTable) -> int:
+def table_width(table: DataTable[Any]) -> int:
     """The cells a table's columns may use: its width less the vertical scrollbar."""
     width = table.size.width or table.screen.size.width or table.app.size.width
     return max(10, width - table.styles.scrollbar_size_vertical)
 
 
-def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
+def fill_table(table: DataTable[Any], rows: Iterable[tuple[str, Sequence[Any]]],
                current: str | None = None) -> None:
     """Replace a table's rows, keeping the cursor on the same row key if it is still
     there (a refresh must not throw the operator's cursor back to the top)."""
@@ -203,9 +157,9 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
     if same_keys:
         columns = list(table.columns)
         for key, cells in rows:
-            for column, cell in zip(columns, cells):
-                if table.get_cell(key, column) != cell:
-                    table.update_cell(key, column, cell, update_width=True)
+            for column_key, cell in zip(columns, cells):
+                if table.get_cell(key, column_key) != cell:
+                    table.update_cell(key, column_key, cell, update_width=True)
         return
     column = table.cursor_column
     table.clear()
@@ -216,7 +170,7 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
         table.move_cursor(row=keys.index(current), column=column, animate=False)
 
 
-def cursor_key(table: DataTable) -> str | None:
+def cursor_key(table: DataTable[Any]) -> str | None:
     if not table.row_count:
         return None
     return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -301,7 +255,7 @@ class ConfirmDialog(ModalScreen[bool]):
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         # Text typed into the console ("Ready?" on a detail screen opened this dialog
         # with its R) must not answer it with a later "y": any other letter is a "no".
         if event.is_printable and event.character and event.character not in "yn ":

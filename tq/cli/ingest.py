@@ -1,22 +1,24 @@
-"""`tq watch` and `tq ingest`: the ingest verbs (registered by tq.cli._extra_commands)."""
+"""`tq watch` and `tq ingest`: files into jobs, watched or once (the work is in tq.ingest)."""
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import threading
+from types import FrameType
 
-from tq.cli import EXIT_USAGE, err, make_runtime, out, print_json
+from tq.cli.common import EXIT_USAGE, err, make_runtime, out, print_json
 from tq.text import literal, markup
 
 
-def cmd_watch(args) -> int:
+def cmd_watch(args: argparse.Namespace) -> int:
     from tq.ingest.watcher import Watcher
 
     inbox = os.path.abspath(args.inbox) if args.inbox else None
     runtime = make_runtime(args, overrides={"ingest": {"inbox": inbox}})
     stop = threading.Event()
 
-    def handle(signum, frame) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
         stop.set()
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
@@ -27,7 +29,7 @@ def cmd_watch(args) -> int:
     return 0
 
 
-def cmd_ingest(args) -> int:
+def cmd_ingest(args: argparse.Namespace) -> int:
     from tq.ingest.pipeline import Result, check_routes, ingest_file
 
     runtime = make_runtime(args)
@@ -59,7 +61,7 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="turn files dropped in the inbox into jobs")
     p.add_argument("--inbox", help="folder to watch (default: [ingest] inbox)")
     p.set_defaults(func=cmd_watch)

@@ -1,0 +1,189 @@
+"""`tq jobs`, `tq show`, `tq status`, `tq workers`, `tq periodic`: reading.
+
+Each reads through tq.queries, the same functions the console reads through.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.text import Text
+
+from tq.cli.common import (
+    MAX_LIMIT,
+    CliError,
+    add_row,
+    filter_options,
+    make_runtime,
+    new_table,
+    out,
+    parse_filter,
+    print_json,
+    whole,
+)
+from tq.format import fmt_age, fmt_time
+from tq.text import literal, markup, visible
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from tq.queries import list_jobs
+
+    runtime = make_runtime(args)
+    rows = list_jobs(runtime, parse_filter(args), sort=args.sort, limit=args.limit)
+    if args.json:
+        for row in rows:
+            for key in ("args", "kwargs"):
+                row[key] = json.loads(row[key]) if row.get(key) else None
+        print_json(rows)
+        return 0
+    table = new_table("id", "queue", "task", "state", "tries", "enqueued", "eta", "finished",
+                      "error")
+    for row in rows:
+        error = f"{row['error_type']}: {row['error_message']}" if row.get("error_type") else ""
+        eta = fmt_time(row["eta"]) if row["state"] in ("scheduled", "retrying") else ""
+        add_row(table, row["id"], row["queue"] or "", row["task"] or "", row["state"],
+                str(row["attempts"] or 0), fmt_time(row["enqueued_at"]), eta,
+                fmt_time(row["finished_at"]), visible(error)[:60])
+    out.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from tq.queries import job_detail
+
+    runtime = make_runtime(args)
+    job = job_detail(runtime, args.id)
+    if job is None:
+        raise CliError(f"no job {args.id!r} in history")
+    if args.json:
+        print_json(job)
+        return 0
+    def field(key: str, value: Any) -> None:
+        out.print(f"[bold]{key:>13}[/] {markup(value)}")
+    for key in ("id", "queue", "task", "state", "priority", "attempts", "max_retries", "worker",
+                "requeued_from"):
+        field(key, job.get(key))
+    for key in ("enqueued_at", "eta", "started_at", "finished_at"):
+        field(key, fmt_time(job.get(key)))
+    field("args", json.dumps(job["args"]))
+    field("kwargs", json.dumps(job["kwargs"]))
+    if job["requeued_to"]:
+        field("requeued_to", ", ".join(job["requeued_to"]))
+    if job.get("error_type"):
+        field("error", f"{job['error_type']}: {job['error_message']}")
+    for attempt in job["attempt_log"]:
+        out.print(literal(
+            f"  attempt {attempt['attempt']}: {attempt['outcome'] or 'running'} "
+            f"{fmt_time(attempt['started_at'])} -> {fmt_time(attempt['finished_at'])} "
+            f"on {attempt['worker'] or '?'}"
+            + (f"  {attempt['error_type']}: {attempt['error_message']}"
+               if attempt.get("error_type") else "")))
+    if job.get("traceback"):
+        out.print(literal(job["traceback"].rstrip(), multiline=True))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tq.queries import status
+
+    runtime = make_runtime(args)
+    data = status(runtime)
+    if args.json:
+        print_json(data)
+        return 0
+    numbers = ("queued", "scheduled", "running", "retrying", "failed", "ok/1m", "ok/1h",
+               "oldest", "err/1h")
+    table = new_table("queue", "state", *numbers, right=numbers)
+    for name, entry in data["queues"].items():
+        state = Text("paused", style="yellow") if entry["paused"] else Text("running")
+        if entry["paused_tasks"]:
+            state.append(f" ({len(entry['paused_tasks'])} task paused)")
+        add_row(table, name, state, f"{entry['queued']:,}", f"{entry['scheduled']:,}",
+                f"{entry['running']:,}", f"{entry['retrying']:,}", f"{entry['failed']:,}",
+                f"{entry['succeeded_last_minute']:,}", f"{entry['succeeded_last_hour']:,}",
+                fmt_age(entry["oldest_queued_age"]), f"{entry['error_rate_last_hour']:.1%}")
+    out.print(table)
+    out.print(literal(f"workers alive: {data['workers_alive']}   queue: {data['queue_backend']}"
+                      f"   history: {data['history']}"))
+    held = data.get("quarantine") or {}
+    if any(held.values()):
+        parts = [f"{held[key]:,} {key}" for key in ("messages", "records") if held.get(key)]
+        out.print(f"[yellow]set aside: {', '.join(parts)}[/] (tq quarantine)")
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    from tq.queries import list_workers
+
+    runtime = make_runtime(args)
+    if args.forget:
+        from tq import ops
+        try:
+            ops.forget_worker(runtime, args.forget)
+        except ops.ActionError as exc:
+            raise CliError(str(exc)) from None
+        out.print(f"forgot consumer {visible(args.forget)}", markup=False)
+        return 0
+    workers = list_workers(runtime)
+    if args.json:
+        print_json(workers)
+        return 0
+    table = new_table("consumer", "host", "pid", "queues", "workers", "heartbeat", "running")
+    for worker in workers:
+        beat = fmt_age(worker["heartbeat_age"]) + " ago"
+        add_row(table, worker["id"], worker["host"], str(worker["pid"]),
+                ",".join(worker["queues"]), f"{worker['workers']} {worker['worker_type']}",
+                beat if worker["alive"] else Text(f"{beat} (silent)", style="red"),
+                str(len(worker["running"])))
+    out.print(table if workers else "no consumers registered")
+    return 0
+
+
+def cmd_periodic(args: argparse.Namespace) -> int:
+    from tq.queries import list_periodic
+
+    runtime = make_runtime(args)
+    rows = list_periodic(runtime)
+    if args.json:
+        print_json(rows)
+        return 0
+    table = new_table("name", "schedule", "task", "queue", "next run", "last run", "outcome")
+    for row in rows:
+        add_row(table, row["name"], row["schedule"], row["task"], row["queue"],
+                fmt_time(row["next_run"]), fmt_time(row["last_run"]), row["last_outcome"] or "")
+    out.print(table if rows else Text("no periodic tasks (add them under [periodic] or with "
+                                      "@tq.periodic)"))
+    return 0
+
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from tq.queries import SORTABLE
+
+    p = sub.add_parser("jobs", help="list jobs from history, newest first")
+    filter_options(p)
+    p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=40,
+                   help=f"rows to show, 1 to {MAX_LIMIT} (default 40)")
+    p.add_argument("--sort", default="enqueued_at", choices=SORTABLE)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("show", help="one job with its attempts and traceback")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("status", help="queues: depths, outcomes, workers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("workers", help="consumers and their heartbeats")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--forget", metavar="ID",
+                   help="remove a dead (silent) consumer from the list")
+    p.set_defaults(func=cmd_workers)
+
+    p = sub.add_parser("periodic", help="periodic tasks with their next run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_periodic)
