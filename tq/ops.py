@@ -700,7 +700,7 @@ def _requeuable(runtime: Runtime, entry_ids: list[str], skipped: dict[str, str]
             skipped[entry_id] = (f"only the first {len(entry['data']):,} of its "
                                  f"{entry['size']:,} bytes were kept")
             continue
-        huey = runtime.queues.get(entry["queue"])
+        huey = runtime.queues.get(entry["queue"] or "")
         if huey is None:
             skipped[entry_id] = f"queue {entry['queue']!r} is not configured here"
             continue
