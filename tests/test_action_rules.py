@@ -38,7 +38,7 @@ def mixed(runtime) -> list[str]:
     now = time.time()
     rows = [record(f"{queue[0]}-{state}", state, queue, index, now)
             for queue in QUEUES for index, state in enumerate(STATES)]
-    write_records(runtime.database, rows)
+    write_records(runtime.history_db(), rows)
     on_schedule = [tq.submit("tq.tasks.demo.echo", queue, queue=queue, delay=3600,
                              runtime=runtime) for queue in QUEUES]
     return [row["id"] for row in rows] + on_schedule
