@@ -32,9 +32,11 @@ from typing import Iterable, Iterator
 
 from tq import audit as audit_trail
 from tq.history import write_records
-from tq.models import bound, REQUEUABLE, TERMINAL, Job, state_seq
+from tq.models import bound, REQUEUABLE, TERMINAL, Job
 from tq.queries import catch_up
+from tq import records as history_record
 from tq.queues import host_name, utc_timestamp
+from tq.registry import task_meta
 from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
@@ -344,10 +346,7 @@ def cancel(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
                 if huey is not None:
                     # Huey drops a revoked job when it is next dequeued or comes due.
                     huey.revoke_by_id(job.id, revoke_once=True)
-                records.append({"kind": "job", "id": job.id, "state": "canceled",
-                                "seq": state_seq("canceled", job.attempts), "finished_at": now,
-                                "updated_at": now, "error_type": "Canceled",
-                                "error_message": "canceled by operator"})
+                records.append(history_record.canceled(job.id, job.attempts, now))
                 result.canceled.append(job.id)
             if requests:
                 runtime.control.request_cancel(requests)
@@ -427,8 +426,7 @@ def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
             result.done.append(job.id)
         else:
             result.already[job.id] = copies[job.id]
-        retire.append({"kind": "job", "id": job.id, "state": "requeued",
-                       "seq": state_seq("requeued", job.attempts or 0)})
+        retire.append(history_record.requeued(job.id, job.attempts or 0))
     publish(runtime, retire)
 
 
@@ -482,7 +480,7 @@ def run_now(runtime, ids: Iterable[str]) -> ActionResult:
                     continue
                 eta = task.eta
                 task.eta = None
-                state = "retrying" if task.tq_attempt else "queued"
+                state = "retrying" if task_meta(task).attempt else "queued"
                 record = huey.job_record(task, state, eta=None if eta is None else
                                          utc_timestamp(eta))
                 storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
@@ -570,7 +568,7 @@ def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueRe
         except Exception as exc:
             result.skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
             continue
-        record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
+        record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued")
         huey.storage.enqueue_many([(data, task.priority or 0)],
                                   records=[runtime.records.seal(record)])
         # Enqueued first, dropped second: a crash between leaves a duplicate
