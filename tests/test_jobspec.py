@@ -245,7 +245,7 @@ def test_a_duplicate_id_is_refused_or_skipped(tq_env, backend, capsys, tmp_path)
 def test_an_id_already_in_history_is_refused_after_its_marker_is_gone(tq_env, backend,
                                                                        capsys):
     runtime = backend.runtime()
-    runtime.database
+    runtime.history_db()
     Job.create(id="old-job", state="succeeded", queue="default", task=ECHO)
     assert main(["submit", ECHO, "--id", "old-job"]) == 2
     assert "already exists" in one_clean_line(capsys.readouterr().err)

@@ -58,7 +58,7 @@ def hostile(backend, start_consumer, tq_env):
     start_consumer(runtime, workers=1)
     wait_for_states(runtime, [ok], ("succeeded",))
     wait_for_states(runtime, [failed], ("failed",))
-    write_records(runtime.database, [forged_record(time.time())])
+    write_records(runtime.history_db(), [forged_record(time.time())])
     summaries.rollup(runtime)
     runtime.control.heartbeat("[/]consumer\x1b[31m", {
         "id": "[/]consumer\x1b[31m", "host": "[bold]host\x1b]0;x\x07", "pid": 1,

@@ -3,26 +3,39 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 import tq
 from tq import ops, summaries
 from tq.cli import main
 from tq.config import ConfigError, load_config
+from tq.format import sparkline
 from tq.history import write_records
 from tq.metrics import make_server
 from tq.models import Attempt, Event, Job, state_seq
-from tq.scheduler import ROLLUP_NAME, ROLLUP_TASK
 from tq.queries import list_periodic
-from tq.stats import sparkline, task_stats
-from tq.summaries import (COUNTS, EventMinute, EventTotal, SummaryState, TaskMinute, TaskTotal,
-                          bucket_of)
+from tq.scheduler import ROLLUP_NAME, ROLLUP_TASK
+from tq.stats import task_stats
+from tq.summaries import (
+    COUNTS,
+    EventMinute,
+    EventTotal,
+    SummaryState,
+    TaskMinute,
+    TaskTotal,
+    bucket_of,
+)
 
 from conftest import wait_for, wait_for_states
 
@@ -102,60 +115,18 @@ def bulk_insert(database, table: str, columns: tuple[str, ...], rows: list[tuple
             cursor.executemany(sql, rows[start:start + 5000])
 
 
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
-SAMPLE = re.compile(rf"^({NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*)?\}})? (\S+)(?: -?\d+)?$")
-LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
-
-
 def parse_exposition(text: str) -> dict[tuple[str, frozenset], float]:
-    """A strict reading of the Prometheus text format 0.0.4: every line must be a
-    HELP, a TYPE or a sample of the family whose TYPE came last; families are
-    contiguous and appear once; no series twice; summaries carry quantile labels."""
-    assert text.endswith("\n"), "exposition must end with a newline"
-    kinds: dict[str, str] = {}
-    helped: set[str] = set()
-    current = None
+    """Every sample, by name and labels, as prometheus-client's own parser reads the
+    text; every family typed (it had its TYPE line) and in one block, no series twice."""
     samples: dict[tuple[str, frozenset], float] = {}
-    for number, line in enumerate(text[:-1].split("\n"), 1):
-        where = f"line {number}: {line!r}"
-        if line.startswith("# HELP "):
-            name = line[7:].split(" ", 1)[0]
-            assert re.fullmatch(NAME, name) and name not in helped, where
-            helped.add(name)
-        elif line.startswith("# TYPE "):
-            parts = line[7:].split(" ")
-            assert len(parts) == 2 and re.fullmatch(NAME, parts[0]), where
-            assert parts[1] in ("counter", "gauge", "summary", "histogram", "untyped"), where
-            assert parts[0] not in kinds, f"{where}: family declared twice"
-            kinds[parts[0]] = parts[1]
-            current = parts[0]
-        elif line.startswith("#"):
-            continue
-        else:
-            match = SAMPLE.match(line)
-            assert match, f"{where}: not a sample line"
-            name, label_text, raw_value = match.groups()
-            family = name
-            for suffix in ("_sum", "_count", "_bucket"):
-                base = name[:-len(suffix)]
-                if name.endswith(suffix) and kinds.get(base) in ("summary", "histogram"):
-                    family = base
-            assert family == current, f"{where}: sample outside its family's block"
-            labels = LABEL_PAIR.findall(label_text or "")
-            names = [key for key, _ in labels]
-            assert len(names) == len(set(names)), f"{where}: repeated label"
-            if kinds[family] == "summary" and name == family:
-                assert "quantile" in names, f"{where}: summary sample without quantile"
-            value = float(raw_value) if raw_value not in ("+Inf", "-Inf", "NaN") else \
-                {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}[raw_value]
-            if kinds[family] == "counter" or name.endswith("_count"):
-                assert value >= 0, f"{where}: negative counter"
-            unescaped = frozenset((key, val.replace('\\"', '"').replace("\\n", "\n")
-                                   .replace("\\\\", "\\")) for key, val in labels)
-            assert (name, unescaped) not in samples, f"{where}: series repeated"
-            samples[(name, unescaped)] = value
-    assert helped == set(kinds), "every family needs HELP and TYPE"
+    names: list[str] = []
+    for family in text_string_to_metric_families(text):
+        assert family.type != "untyped" and family.name not in names, family.name
+        names.append(family.name)
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in samples, f"series repeated: {key}"
+            samples[key] = sample.value
     return samples
 
 
@@ -228,7 +199,7 @@ def test_rollup_counts_known_jobs_exactly(backend, start_consumer, tmp_path):
 
 def test_racing_rollups_count_once(backend):
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     synthetic_history(database, time.time() - 900, ok=40, failed=10, retried=5)
     summaries.rollup(runtime)
     expected = snapshot()
@@ -245,7 +216,7 @@ def test_racing_rollups_count_once(backend):
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
-            runtime.database.close()
+            runtime.history_db().close()
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -261,7 +232,7 @@ def test_racing_rollups_count_once(backend):
 
 def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 300)
+    synthetic_history(runtime.history_db(), time.time() - 300)
     SummaryState.insert(name="rollup", holder="a consumer that died",
                         lease_until=time.time() + 60).execute()
     assert summaries.rollup(runtime).skipped and TaskMinute.select().count() == 0
@@ -274,7 +245,7 @@ def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
 def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
     monkeypatch.setattr(summaries, "LATE_SECONDS", 0.2)
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     base = time.time() - 1800
     synthetic_history(database, base, ok=3, failed=1, retried=0, prefix="a")
     time.sleep(0.3)  # past the late window: the next roll-up owes these rows nothing
@@ -293,7 +264,7 @@ def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
 
 def test_event_summaries_per_type_and_minute(backend):
     runtime = backend.runtime()
-    runtime.database
+    runtime.history_db()  # binds the history models to this runtime
     minute = (time.time() - 600) // 60 * 60
     times = {"order.created": [minute + 1, minute + 20, minute + 59.5, minute + 61],
              "user.signup": [minute + 30]}
@@ -315,7 +286,7 @@ def test_event_summaries_per_type_and_minute(backend):
 
 def test_prune_keeps_new_rows_and_summaries(backend):
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     now = time.time()
     old = now - 40 * 86400
     # The issue asks for 100,000 on MariaDB; SQLite shows the same with fewer.
@@ -352,7 +323,7 @@ def test_prune_keeps_new_rows_and_summaries(backend):
 
 def test_builtin_rollup_runs_on_its_schedule(backend, start_consumer):
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 60s")
-    synthetic_history(runtime.database, time.time() - 300)
+    synthetic_history(runtime.history_db(), time.time() - 300)
     assert [p["task"] for p in list_periodic(runtime) if p["name"] == ROLLUP_NAME] == [
         ROLLUP_TASK]
     start_consumer(runtime, workers=1)  # the first tick is due at once
@@ -375,7 +346,7 @@ def summarised(backend, age: float, event_type: str, **jobs: int):
     """A runtime whose history holds synthetic jobs `age` seconds old and one event,
     rolled up."""
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - age, **jobs)
+    synthetic_history(runtime.history_db(), time.time() - age, **jobs)
     Event.insert(job_id="e1", type=event_type, payload="{}",
                  received_at=time.time() - 10).execute()
     summaries.rollup(runtime)
@@ -443,7 +414,7 @@ def test_metrics_exposition_is_strict_prometheus_text(tq_env, backend, capsys):
 
 def test_metrics_serve_answers_prometheus(backend):
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 120)
+    synthetic_history(runtime.history_db(), time.time() - 120)
     summaries.rollup(runtime)
     server = make_server(runtime, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -455,6 +426,20 @@ def test_metrics_serve_answers_prometheus(backend):
             samples = parse_exposition(response.read().decode())
         assert series(samples, "tq_jobs_total", queue="default", task="app.work",
                       outcome="succeeded") == 6
+        assert series(samples, "tq_queue_depth", queue="default", state="queued") == 0
+        # Read at each scrape: a job submitted since shows in the next one.
+        tq.submit("tq.tasks.demo.echo", runtime=runtime)
+        # A scraper asking for OpenMetrics gets it, valid by that format's parser.
+        request = urllib.request.Request(f"{base}/metrics", headers={
+            "Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            families = {family.name: family for family in
+                        openmetrics_families(response.read().decode())}
+        assert [(sample.labels, sample.value) for sample in families["tq_queue_depth"].samples
+                if sample.labels["queue"] == "default"][0] == (
+            {"queue": "default", "state": "queued"}, 1)
+        assert families["tq_jobs"].type == "counter"
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"{base}/other", timeout=10)
         assert info.value.code == 404
@@ -463,12 +448,31 @@ def test_metrics_serve_answers_prometheus(backend):
         server.server_close()
 
 
+def test_metrics_scrape_with_the_history_down_is_one_line_500(redis_backend):
+    """A failed scrape answers 500 with one line (no traceback), and the server
+    goes on answering."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nothing listens there once closed
+    runtime = redis_backend.runtime(TQ_HISTORY_URL=f"mysql://root@127.0.0.1:{port}/tq")
+    server = make_server(runtime, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        for _ in range(2):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(url, timeout=30)
+            body = info.value.read().decode()
+            assert info.value.code == 500 and body.startswith("tq metrics failed: ")
+            assert body.count("\n") == 1 and "Traceback" not in body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_metrics_serve_answers_while_idle_clients_stay_connected(backend):
     """Idle TCP clients (connected, silent; one mid-request) never hold up a scrape,
     and several scrapes at once are all answered."""
-    import socket
-    from concurrent.futures import ThreadPoolExecutor
-
     runtime = backend.runtime()
     server = make_server(runtime, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -55,7 +55,7 @@ def records(now: float) -> list[dict]:
 
 def seed(runtime) -> None:
     now = time.time()
-    write_records(runtime.database, records(now))
+    write_records(runtime.history_db(), records(now))
     runtime.control.heartbeat(CONSUMER, {
         "id": CONSUMER, "host": HOST, "pid": 1, "queues": [QUEUE, "default"], "workers": 1,
         "worker_type": "[/]thread", "started": now, "beat": now})

@@ -1,8 +1,13 @@
-"""`tq metrics`: the Prometheus text exposition format (version 0.0.4), by hand,
-served by a threaded HTTP server (an idle client never blocks a scrape).
+"""`tq metrics`: tq's state as Prometheus metrics, read at scrape time.
 
-The format is a few lines of text; writing it here keeps tq free of another
-dependency. What is exported:
+A prometheus-client Collector (TqCollector) reads the queue backend and the
+summaries each time it is collected; nothing is counted in process, so every
+scrape of every `tq metrics --serve`, on any machine, says the same. The
+library writes the exposition (text 0.0.4, or OpenMetrics when the scraper asks
+for it) and the HTTP app; the server is the standard library's threaded WSGI
+server, a thread per connection, so an idle client never blocks a scrape.
+
+What is exported:
   - tq_queue_depth{queue,state}: gauge, from the queue backend (the truth about
     what waits: queued, scheduled, running, held);
   - tq_jobs_total{queue,task,outcome}, tq_jobs_enqueued_total, tq_attempts_*_total,
@@ -18,110 +23,113 @@ dependency. What is exported:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as make_wsgi_server
 
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+
+from tq.format import first_line
 from tq.queries import quarantine_counts, queue_depths
-from tq.summaries import (EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram,
-                          percentile)
+from tq.summaries import EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram, percentile
+
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
 logger = logging.getLogger("tq.metrics")
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 QUANTILE_WINDOW = 300
 QUANTILES = (0.5, 0.95)
 OUTCOMES = ("succeeded", "failed", "canceled", "expired")
+TASK_LABELS = ("queue", "task")
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+class TqCollector:
+    """The metrics above, read from `runtime` whenever the registry is collected."""
+
+    def __init__(self, runtime: Runtime, now: Callable[[], float] = time.time) -> None:
+        self.runtime, self.now = runtime, now
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self.runtime
+        depth = GaugeMetricFamily("tq_queue_depth", "Jobs in the queue backend, by queue and state.",
+                                  labels=("queue", "state"))
+        for queue in runtime.queues:
+            for state, count in queue_depths(runtime, queue).items():
+                depth.add_metric((queue, state), count)
+        yield depth
+
+        runtime.history_db()  # binds the history models (see Runtime.history_db)
+        jobs = CounterMetricFamily("tq_jobs_total", "Jobs that reached an outcome.",
+                                   labels=(*TASK_LABELS, "outcome"))
+        enqueued = CounterMetricFamily("tq_jobs_enqueued_total", "Jobs enqueued.",
+                                       labels=TASK_LABELS)
+        started = CounterMetricFamily("tq_attempts_started_total", "Attempts started.",
+                                      labels=TASK_LABELS)
+        retried = CounterMetricFamily("tq_attempts_retried_total",
+                                      "Attempts that ended without success and were retried.",
+                                      labels=TASK_LABELS)
+        run = SummaryMetricFamily("tq_job_run_seconds",
+                                  f"Attempt run time; quantiles over the last {QUANTILE_WINDOW} s.",
+                                  labels=TASK_LABELS)
+        wait = SummaryMetricFamily("tq_job_wait_seconds", "Enqueue to first start; quantiles over "
+                                   f"the last {QUANTILE_WINDOW} s.", labels=TASK_LABELS)
+        recent = _recent_histograms(self.now())
+        for total in TaskTotal.select().order_by(TaskTotal.queue, TaskTotal.task):
+            labels = (total.queue, total.task)
+            for outcome in OUTCOMES:
+                jobs.add_metric((*labels, outcome), getattr(total, outcome))
+            enqueued.add_metric(labels, total.enqueued)
+            started.add_metric(labels, total.started)
+            retried.add_metric(labels, total.retried)
+            for family, kind in ((run, "run"), (wait, "wait")):
+                histogram, maximum = recent.get((total.queue, total.task, kind), (Counter(), None))
+                for q in QUANTILES:
+                    value = percentile(histogram, q, maximum)
+                    if value is not None:
+                        family.add_sample(family.name, {"queue": total.queue, "task": total.task,
+                                                        "quantile": str(q)}, value)
+                family.add_metric(labels, getattr(total, f"{kind}_count"),
+                                  getattr(total, f"{kind}_sum"))
+        yield from (jobs, enqueued, started, retried, run, wait)
+
+        events = CounterMetricFamily("tq_events_total", "Ingested events stored, by type.",
+                                     labels=("type",))
+        for event in EventTotal.select().order_by(EventTotal.type):
+            events.add_metric((event.type,), event.count)
+        yield events
+        watermark = (SummaryState.select(SummaryState.watermark)
+                     .where(SummaryState.name == "rollup").scalar())
+        yield GaugeMetricFamily("tq_summaries_updated_timestamp_seconds",
+                                "When the summaries were last rolled up (epoch seconds).",
+                                value=float(watermark or 0.0))
+        quarantined = GaugeMetricFamily("tq_quarantined",
+                                        "Entries set aside (tq quarantine), by kind: queue messages "
+                                        "a consumer refused, history records the writer refused.",
+                                        labels=("kind",))
+        for kind, entries in quarantine_counts(runtime).items():
+            if entries is not None:
+                quarantined.add_metric((kind.rstrip("s"),), entries)
+        yield quarantined
 
 
-def _number(value: float | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name, self.kind, self.help_text = name, kind, help_text
-        self.samples: list[str] = []
-
-    def add(self, value: float | int, suffix: str = "", **labels: str) -> None:
-        label_text = ",".join(f'{key}="{_escape_label(str(val))}"' for key, val in labels.items())
-        self.samples.append(f"{self.name}{suffix}{{{label_text}}} {_number(value)}"
-                            if labels else f"{self.name}{suffix} {_number(value)}")
-
-    def render(self) -> str:
-        help_text = self.help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        return "".join([f"# HELP {self.name} {help_text}\n", f"# TYPE {self.name} {self.kind}\n"]
-                       + [sample + "\n" for sample in self.samples])
-
-
-def exposition(runtime, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    depth = _Family("tq_queue_depth", "gauge", "Jobs in the queue backend, by queue and state.")
-    for queue in runtime.queues:
-        for state, count in queue_depths(runtime, queue).items():
-            depth.add(int(count), queue=queue, state=state)
-
-    runtime.database
-    jobs = _Family("tq_jobs_total", "counter", "Jobs that reached an outcome.")
-    enqueued = _Family("tq_jobs_enqueued_total", "counter", "Jobs enqueued.")
-    started = _Family("tq_attempts_started_total", "counter", "Attempts started.")
-    retried = _Family("tq_attempts_retried_total", "counter",
-                      "Attempts that ended without success and were retried.")
-    run = _Family("tq_job_run_seconds", "summary",
-                  f"Attempt run time; quantiles over the last {QUANTILE_WINDOW} s.")
-    wait = _Family("tq_job_wait_seconds", "summary",
-                   f"Enqueue to first start; quantiles over the last {QUANTILE_WINDOW} s.")
-    recent = _recent_histograms(now)
-    for total in TaskTotal.select().order_by(TaskTotal.queue, TaskTotal.task):
-        labels = {"queue": total.queue, "task": total.task}
-        for outcome in OUTCOMES:
-            jobs.add(int(getattr(total, outcome)), **labels, outcome=outcome)
-        enqueued.add(int(total.enqueued), **labels)
-        started.add(int(total.started), **labels)
-        retried.add(int(total.retried), **labels)
-        for family, kind in ((run, "run"), (wait, "wait")):
-            histogram, maximum = recent.get((total.queue, total.task, kind), ({}, None))
-            for q in QUANTILES:
-                value = percentile(histogram, q, maximum)
-                if value is not None:
-                    family.add(value, **labels, quantile=str(q))
-            family.add(float(getattr(total, f"{kind}_sum")), "_sum", **labels)
-            family.add(int(getattr(total, f"{kind}_count")), "_count", **labels)
-
-    events = _Family("tq_events_total", "counter", "Ingested events stored, by type.")
-    for total in EventTotal.select().order_by(EventTotal.type):
-        events.add(int(total.count), type=total.type)
-    updated = _Family("tq_summaries_updated_timestamp_seconds", "gauge",
-                      "When the summaries were last rolled up (epoch seconds).")
-    watermark = (SummaryState.select(SummaryState.watermark)
-                 .where(SummaryState.name == "rollup").scalar())
-    updated.add(float(watermark or 0.0))
-    quarantined = _Family("tq_quarantined", "gauge",
-                          "Entries set aside (tq quarantine), by kind: queue messages a "
-                          "consumer refused, history records the writer refused.")
-    for kind, count in quarantine_counts(runtime).items():
-        if count is not None:
-            quarantined.add(int(count), kind=kind.rstrip("s"))
-    return "".join(family.render() for family in (depth, jobs, enqueued, started, retried, run,
-                                                   wait, events, updated, quarantined))
-
-
-def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[dict, float | None]]:
-    merged: dict[tuple[str, str, str], tuple[Counter, float | None]] = {}
+def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[Counter[int], float | None]]:
+    merged: dict[tuple[str, str, str], tuple[Counter[int], float | None]] = {}
     query = TaskMinute.select(TaskMinute.queue, TaskMinute.task, TaskMinute.run_hist,
                               TaskMinute.run_max, TaskMinute.wait_hist, TaskMinute.wait_max
                               ).where(TaskMinute.minute >= now - QUANTILE_WINDOW)
-    for queue, task, run_hist, run_max, wait_hist, wait_max in query.tuples():
+    rows = cast(Iterable[tuple[str, str, str | None, float | None, str | None, float | None]],
+                query.tuples())
+    for queue, task, run_hist, run_max, wait_hist, wait_max in rows:
         for kind, text, maximum in (("run", run_hist, run_max), ("wait", wait_hist, wait_max)):
             histogram, top = merged.get((queue, task, kind), (Counter(), None))
             histogram.update(load_histogram(text))
@@ -131,10 +139,22 @@ def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[dict, flo
     return merged
 
 
+def registry(runtime: Runtime, now: Callable[[], float] = time.time) -> CollectorRegistry:
+    """A registry holding only tq's collector (no process metrics, nothing global)."""
+    collectors = CollectorRegistry()
+    collectors.register(TqCollector(runtime, now))
+    return collectors
+
+
+def exposition(runtime: Runtime, now: float | None = None) -> str:
+    """The metrics in the Prometheus text format 0.0.4 (what `tq metrics` prints)."""
+    return generate_latest(registry(runtime, time.time if now is None else lambda: now)).decode()
+
+
 CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or read the reply
 
 
-class MetricsServer(ThreadingHTTPServer):
+class MetricsServer(ThreadingMixIn, WSGIServer):
     """A thread per connection, so an idle or slow client (a port scanner, a
     half-open TCP connection, a scraper that never sends its request) never
     keeps another scrape waiting; each connection is dropped after
@@ -143,34 +163,35 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up: nothing to print a traceback for.
+        logger.debug("metrics: connection from %s dropped", client_address, exc_info=True)
 
-def make_server(runtime, host: str, port: int) -> MetricsServer:
-    """An HTTP server answering GET /metrics, concurrently."""
 
-    class Handler(BaseHTTPRequestHandler):
-        timeout = CLIENT_TIMEOUT  # applied to the socket: bounds every read and write
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/metrics":
-                self._reply(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
-                return
-            try:
-                body = exposition(runtime).encode()
-            except Exception as exc:
-                logger.warning("metrics scrape failed: %s", exc)
-                self._reply(500, "text/plain; charset=utf-8",
-                            f"tq metrics failed: {str(exc).splitlines()[0] if str(exc) else exc}"
-                            "\n".encode())
-                return
-            self._reply(200, CONTENT_TYPE, body)
+class _Handler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT  # applied to the socket: bounds every read and write
 
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("metrics: " + format, *args)
 
-        def log_message(self, format: str, *args) -> None:
-            logger.debug("metrics: " + format, *args)
 
-    return MetricsServer((host, port), Handler)
+def make_server(runtime: Runtime, host: str, port: int) -> MetricsServer:
+    """An HTTP server answering GET /metrics, concurrently (call serve_forever)."""
+    metrics = make_wsgi_app(registry(runtime))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found: try /metrics\n"]
+        try:
+            return list(metrics(environ, start_response))  # collected here, before any reply
+        except Exception as exc:
+            logger.warning("metrics scrape failed: %s", exc)
+            first = first_line(exc)
+            start_response("500 Internal Server Error",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"tq metrics failed: {first}\n".encode()]
+
+    server = make_wsgi_server(host, port, app, MetricsServer, _Handler)
+    assert isinstance(server, MetricsServer)
+    return server

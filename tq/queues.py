@@ -29,6 +29,7 @@ from huey.exceptions import HueyException
 from huey.registry import Message, Registry
 
 from tq import jobspec, records, registry
+from tq.format import first_line
 from tq.records import AttemptRecord, Error, JobRecord, Record
 from tq.registry import TaskMeta, set_meta, task_meta
 from tq.serializer import JsonSerializer, MessageRefused, dumps_json, exception_text
@@ -209,7 +210,7 @@ class TqHuey(Huey):
         except Exception as exc:
             if not self._outage_logged:
                 logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
-                               self.queue, str(exc).splitlines()[0] if str(exc) else exc)
+                               self.queue, first_line(exc))
                 self._outage_logged = True
             return None
         if self._outage_logged:
@@ -224,7 +225,7 @@ class TqHuey(Huey):
             task = self.deserialize_task(data)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, MessageRefused) else \
-                f"unreadable message: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+                f"unreadable message: {first_line(exc)}"
             logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
             self.storage.quarantine(token, data, reason, worker=self.runtime.worker_name())
             return None
@@ -305,13 +306,13 @@ class TqHuey(Huey):
             return super().enqueue(task)
         except Exception as exc:
             logger.error("queue %s: follow-up %s of job %s not enqueued: %s", self.queue,
-                         task.id, executing.id, _first_line(exc))
+                         task.id, executing.id, first_line(exc))
             try:
                 record = self.job_record(task, "failed", finished_at=time.time(),
                                          failure=records.error(
                                              "NotEnqueued", f"follow-up of job {executing.id} "
                                              f"could not be enqueued: {type(exc).__name__}: "
-                                             f"{_first_line(exc)}"))
+                                             f"{first_line(exc)}"))
                 self.runtime.writer.record(record)
             except Exception:
                 logger.exception("could not build history record for %s", task.id)
@@ -492,12 +493,7 @@ def _recordable(value: Any) -> str:
     try:
         return dumps_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
-        return dumps_json(f"<not recordable: {type(exc).__name__}: {_first_line(exc)}>"[:500])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = exception_text(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+        return dumps_json(f"<not recordable: {type(exc).__name__}: {first_line(exc)}>"[:500])
 
 
 def host_name() -> str:

@@ -12,17 +12,7 @@ from typing import Any
 
 from tq.summaries import COUNTS, EventMinute, TaskMinute, load_histogram, percentile
 
-SPARK = "▁▂▃▄▅▆▇█"
-SLOTS = 24  # sparkline points across the window
-
-
-def sparkline(values: list[int]) -> str:
-    """One character per value, scaled to the largest; zero is the lowest bar."""
-    top = max(values, default=0)
-    if top <= 0:
-        return SPARK[0] * len(values)
-    return "".join(SPARK[0] if v <= 0 else SPARK[1 + min(6, int((v / top) * 7 - 1e-9))]
-                   for v in values)
+SLOTS = 24  # trend points across the window (a sparkline: tq.format)
 
 
 def _slot(minute: int, since: float, now: float, slots: int) -> int:
@@ -35,7 +25,7 @@ def task_stats(runtime, since: float, now: float | None = None, by: str = "task"
     """Per task (or queue) over [since, now]: counts, throughput, failure rate,
     run and wait percentiles (merged histograms), and a series of finished jobs."""
     now = time.time() if now is None else now
-    runtime.database  # noqa: B018  (binds the history models to it)
+    runtime.history_db()  # binds the history models to it
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
     query = TaskMinute.select().where((TaskMinute.minute >= since // 60 * 60)
                                       & (TaskMinute.minute <= now))
@@ -76,7 +66,7 @@ def task_stats(runtime, since: float, now: float | None = None, by: str = "task"
 def event_stats(runtime, since: float, now: float | None = None,
                 slots: int = SLOTS) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
-    runtime.database  # noqa: B018  (binds the history models to it)
+    runtime.history_db()  # binds the history models to it
     groups: dict[str, dict[str, Any]] = {}
     query = EventMinute.select().where((EventMinute.minute >= since // 60 * 60)
                                        & (EventMinute.minute <= now))
@@ -95,4 +85,4 @@ def event_stats(runtime, since: float, now: float | None = None,
     return sorted(groups.values(), key=lambda g: (-g["count"], g["type"]))
 
 
-__all__ = ["task_stats", "event_stats", "sparkline"]
+__all__ = ["task_stats", "event_stats"]

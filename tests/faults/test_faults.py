@@ -137,7 +137,7 @@ def test_history_outage_one_warning_and_every_state_recorded(redis_backend, env,
     try:
         url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
         runtime = redis_backend.runtime(TQ_HISTORY_URL=url, TQ_QUEUE_CONNECT_TIMEOUT="1")
-        runtime.database
+        runtime.history_db()
         ids = tq.submit_many([{"task": "tq.tasks.demo.sleep", "args": [0.02]}
                               for _ in range(300)], runtime=runtime)
         caplog.set_level(logging.WARNING, logger="tq.history")

@@ -13,7 +13,7 @@ import time
 from rich.table import Table
 
 from tq.cli.common import PORT, CliError, add_row, err, make_runtime, moment, out, print_json
-from tq.format import fmt_time
+from tq.format import fmt_time, sparkline
 from tq.text import literal
 
 # By task or queue (tq.stats.task_stats), or by ingested event type (tq.stats.event_stats).
@@ -29,7 +29,7 @@ def _seconds(value: float | None) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from tq.stats import event_stats, sparkline, task_stats
+    from tq.stats import event_stats, task_stats
     from tq.where import parse_time
 
     now = time.time()

@@ -27,9 +27,10 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, cast
 
 FORMATS = (".jsonl", ".ndjson", ".json", ".csv")
 MAX_DEPTH = 100  # JSON nesting accepted in one event
@@ -72,7 +73,8 @@ def _open_raw(path: Path) -> IO[bytes]:
 
 def open_content(path: Path, gz: bool) -> IO[bytes]:
     """The decompressed bytes of a file, as a buffered stream."""
-    return gzip.open(path, "rb") if gz else _open_raw(path)
+    # A GzipFile offers every method the readers use (read, readline).
+    return cast(IO[bytes], gzip.open(path, "rb")) if gz else _open_raw(path)
 
 
 def inspect(path: Path, name: str, tick: Callable[[], None] = lambda: None) -> FileInfo:
@@ -150,7 +152,7 @@ def check_event(value: Any) -> str | None:
     """Why a decoded event cannot become a job, or None."""
     if not isinstance(value, dict):
         return f"an event must be a JSON object, got {_json_kind(value)}"
-    stack = [(value, 1)]
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -232,25 +234,33 @@ def read_jsonl(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
             yield number, parse_json_event(line)
 
 
+@dataclass
+class _CsvRow:
+    """What the line feeder learnt about the row the csv reader is reading."""
+    line: int = 0  # the line the row ends on
+    size: int = 0  # its bytes
+    bad: Bad | None = None  # why it cannot be read, if it cannot
+
+
 def read_csv(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
     """A header row, then one event per row (values are strings)."""
-    state = {"line": 0, "size": 0, "bad": None}
+    state = _CsvRow()
 
     def text_lines() -> Iterator[str]:
         for number, line in _lines(stream, limit):
-            state["line"] = number
+            state.line = number
             if line is None:
-                state["bad"] = Bad(_too_big(limit))
+                state.bad = Bad(_too_big(limit))
                 yield "\n"  # keeps the reader's count; the row is reported as bad
                 continue
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                state["bad"] = Bad(f"not UTF-8 (bad byte at offset {exc.start})",
+                state.bad = Bad(f"not UTF-8 (bad byte at offset {exc.start})",
                                    _excerpt(line))
                 yield "\n"
                 continue
-            state["size"] += len(line) + 1
+            state.size += len(line) + 1
             yield text + "\n"
 
     previous_limit = csv.field_size_limit()
@@ -258,17 +268,17 @@ def read_csv(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
     reader = csv.reader(text_lines(), strict=True)
     header: list[str] | None = None
     while True:
-        state["size"], state["bad"] = 0, None
+        state.size, state.bad = 0, None
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield state["line"], Bad(f"bad CSV: {exc}")
+            yield state.line, Bad(f"bad CSV: {exc}")
             continue
-        number = state["line"]
-        if state["bad"] is not None:
-            yield number, state["bad"]
+        number = state.line
+        if state.bad is not None:
+            yield number, state.bad
             continue
         if not row:  # a blank line
             continue
@@ -279,7 +289,7 @@ def read_csv(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
             if len(set(header)) != len(header) or not all(header):
                 raise Unreadable("the CSV header row has empty or repeated column names")
             continue
-        if state["size"] > limit:
+        if state.size > limit:
             yield number, Bad(_too_big(limit), _excerpt(",".join(row).encode()))
         elif len(row) != len(header):
             yield number, Bad(f"row has {len(row)} fields, the header has {len(header)}",
@@ -300,11 +310,11 @@ def read_json(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
     block = stream.read(CHUNK)
     if block.startswith(_BOM):
         block = block[len(_BOM):]
-    while block and not block.lstrip(_SPACE):
+    while not block.lstrip(_SPACE):  # only white space (or a BOM) read so far
         block = stream.read(CHUNK)
+        if not block:
+            return
     block = block.lstrip(_SPACE)
-    if not block:
-        return
     if block[:1] == b"{":
         raw = block
         while len(raw) <= limit and (more := stream.read(limit + 1 - len(raw))):
@@ -318,25 +328,34 @@ def read_json(stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
 
 
 def _array_items(block: bytes, stream: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
+    """The items of an array whose `[` has been read, as (item number, value).
+    Every slot between separators counts, an empty one too (`[1,,2]`: item 3
+    is `2`), so positions strictly grow and each names one place in the file."""
     index = 0
     depth = 0  # nesting inside the current item
     in_string = False
     skip = 0  # an escape split across two blocks: bytes to skip in the next one
     parts: list[bytes] = []  # the current item so far (dropped once over the limit)
     size = 0
+    blank = True  # the current item is only white space so far
 
-    def finish(tail: bytes, closing: bool) -> tuple[int, Any] | None:
-        nonlocal index, size
-        raw = b"".join(parts) + tail if size + len(tail) <= limit else None
+    def take(piece: bytes) -> None:
+        nonlocal size, blank
+        if size + len(piece) <= limit:
+            parts.append(piece)
+        size += len(piece)
+        blank = blank and not piece.strip(_SPACE)
+
+    def finish() -> tuple[int, Any]:
+        nonlocal index, size, blank
+        raw = b"".join(parts) if size <= limit else None
         parts.clear()
-        size = 0
-        if raw is not None and not raw.strip(_SPACE):
-            # `[]` holds no items; an empty slot (`[1,,2]`, `[1,]`) is a mistake
-            return None if closing and index == 0 else (index + 1, Bad("empty item"))
-        index += 1
+        index, size, blank = index + 1, 0, True
         return (index, Bad(_too_big(limit))) if raw is None else (index, parse_json_event(raw))
 
-    while block:
+    # `block` may be empty (the `[` ended the first read): the file goes on
+    # until a read returns nothing, never before.
+    while True:
         pos, start, end = skip, 0, len(block)
         skip = 0
         while pos < end:
@@ -361,19 +380,23 @@ def _array_items(block: bytes, stream: IO[bytes], limit: int) -> Iterator[tuple[
             elif char in b"]}" and depth > 0:
                 depth -= 1
             elif char in b"]}" or depth == 0:  # the array's end, or a comma between items
-                result = finish(block[start:at], closing=char != 0x2C)
-                if result is not None:
-                    yield result
-                if char != 0x2C:
+                closing = char != 0x2C
+                take(block[start:at])
+                if not blank:
+                    yield finish()
+                elif not (closing and index == 0):  # `[]` holds no items
+                    parts.clear()
+                    index, size = index + 1, 0
+                    yield index, Bad("empty item")  # `[1,,2]`, `[1,]`: a mistake
+                if closing:
                     return  # anything after the closing ] is ignored
                 start = pos
-        tail = block[start:]
-        if size + len(tail) <= limit:
-            parts.append(tail)
-        size += len(tail)
+        take(block[start:])
         block = stream.read(CHUNK)
-    if size and (size > limit or b"".join(parts).strip(_SPACE)):
-        position, value = finish(b"", closing=True)
+        if not block:
+            break
+    if not blank:
+        position, value = finish()
         if isinstance(value, Bad):
             yield position, Bad("the file ends inside this item (truncated?)", value.text)
             return

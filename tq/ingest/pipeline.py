@@ -48,7 +48,7 @@ from tq.ingest.claims import (Folders, Holding, Toucher, claim, claim_token,
                               history_folder, original_name, place, refusal, take_over)
 from tq.ingest.formats import Bad, Unreadable, inspect, read_events, split_format
 from tq.models import IngestedFile
-from tq.submit import Prepared, SubmitError, enqueue, prepare
+from tq.submit import Prepared, SubmitError, content_prefix, enqueue, position_id, prepare
 
 logger = logging.getLogger("tq.ingest")
 
@@ -122,7 +122,7 @@ def ingest_claim(runtime, path: Path, folders: Folders, again: bool = False,
 
 def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
                   stop: threading.Event | None, name: str | None = None) -> Result:
-    runtime.database  # binds the models to this runtime's history database
+    runtime.history_db()  # binds the models to this runtime's history database
     name = name or original_name(path.name)  # a claim keeps only the end of a long name
     token = claim_token(path.name)
     errors = folders.processing / f".errors-{token}.jsonl"
@@ -163,9 +163,8 @@ def _new_row(path: Path, name: str, token: str, again: bool) -> IngestedFile:
                 **fields, outcome="duplicate", finished_at=now,
                 reason=f"same content as {earlier.name!r} (file #{earlier.id}); "
                        "tq ingest --again to ingest it anyway")
-    prefix = f"ev-{fields['sha256'][:24]}"
-    if again:  # new ids (the claim token survives a take-over), so dedupe lets them through
-        prefix += f"-{token[:8]}"
+    # again: new ids (the claim token survives a take-over), so dedupe lets them through
+    prefix = content_prefix("ev", str(fields["sha256"]), token if again else None)
     return IngestedFile.create(**fields, job_prefix=prefix)
 
 
@@ -204,7 +203,7 @@ class _Router:
         if wants_type:
             kwargs["event_type"] = event_type
         spec = {"task": route.task, "queue": route.queue, "kwargs": kwargs,
-                "id": f"{self.job_prefix}-{position}"}
+                "id": position_id(self.job_prefix, position)}
         if route.priority is not None:
             spec["priority"] = route.priority
         try:

@@ -32,9 +32,9 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from tq.config import ConfigError
+from tq.format import first_line
 from tq.ingest.claims import Folders, OrphanFinder, ignored
 from tq.ingest.pipeline import Result, check_routes, ingest_file, resume_claim
-from tq.runtime import _first_line
 
 logger = logging.getLogger("tq.ingest")
 # watchdog logs a harmless race in its own shutdown as an error; keep it out of our logs.
@@ -228,7 +228,7 @@ class Watcher:
             if os.path.lexists(path):  # not even claimed
                 self._retry[name] = time.monotonic() + RETRY_AFTER
                 logger.error("cannot take %r from the inbox: %s (retry in %.0fs)", name,
-                             _first_line(exc), RETRY_AFTER)
+                             first_line(exc), RETRY_AFTER)
             else:
                 logger.exception("ingesting %r failed; it stays in %s and is retried", name,
                                  self.folders.processing)
@@ -245,7 +245,7 @@ class Watcher:
                     resumed += 1
             except Exception as exc:
                 logger.error("resuming %s failed (%s); retried in %.0fs", path.name,
-                             _first_line(exc), ORPHAN_SCAN)
+                             first_line(exc), ORPHAN_SCAN)
         return resumed
 
 

@@ -15,6 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tq.format import first_line
 from tq.text import console_markup, visible
 from tq.tui.data import SERVERS, Data, fetch, is_connection_error
 from tq.tui.screens.audit import AuditScreen
@@ -145,7 +146,7 @@ class TqApp(App):
             self.notify(f"{SERVERS[server]}: {type(error).__name__}: {console_markup(error)}",
                         severity="error", timeout=8)
             return
-        first = (str(error).splitlines() or [""])[0] or type(error).__name__
+        first = first_line(error)
         self._lost_since.setdefault(server, time.monotonic())
         self.lost[server] = (f"{SERVERS[server]} unreachable: {type(error).__name__}: "
                              f"{visible(first[:160])} — retrying every {self.interval:g}s")

@@ -9,8 +9,8 @@ go through `console_markup()`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -22,64 +22,25 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 
+# The console's formatting is tq.format's, one rule with the CLI (imported for the screens).
+from tq.format import BARS
+from tq.format import fmt_age as fmt_age
+from tq.format import fmt_count as fmt_count
+from tq.format import fmt_duration as fmt_duration
+from tq.format import fmt_time as fmt_time
+from tq.format import fmt_times as fmt_times
+from tq.format import sparkline as format_sparkline
 from tq.text import literal, visible
-
-BARS = "▁▂▃▄▅▆▇█"
-
 
 # --- formatting --------------------------------------------------------------------------
 
-def fmt_count(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def fmt_age(seconds: float | None) -> str:
-    """Compact age for narrow columns: 45s, 12m, 3.5h, 2d."""
-    if seconds is None:
-        return ""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def fmt_time(value: float | None, now: float | None = None) -> str:
-    """UTC like the CLI; the date only when it is not today's."""
-    if not value:
-        return ""
-    moment = datetime.fromtimestamp(value, timezone.utc)
-    if now is not None and moment.date() == datetime.fromtimestamp(now, timezone.utc).date():
-        return moment.strftime("%H:%M:%S")
-    return moment.strftime("%m-%d %H:%M")
-
-
-def fmt_times(values: Sequence[float | None], now: float | None = None) -> list[str]:
-    """fmt_time of several moments shown together, to the millisecond when whole
-    seconds would show two different moments as the same time."""
-    plain = [fmt_time(v, now) for v in values]
-    shown: dict[str, float] = {}
-    clash = False
-    for value, text in zip(values, plain):
-        if value:
-            clash = clash or (text in shown and shown[text] != value)
-            shown.setdefault(text, value)
-    if not clash:
-        return plain
-    # Only today's "HH:MM:SS" has seconds to refine; the milliseconds are floored
-    # like the seconds, so 10:00:00.999 never reads 10:00:00.000.
-    return [text + f".{int(value * 1000) % 1000:03d}" if len(text) == 8 else text
-            for value, text in zip(values, plain)]
-
-
-def fmt_duration(start: float | None, end: float | None) -> str:
-    if not start or not end:
-        return ""
-    seconds = end - start
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else fmt_age(seconds)
+def sparkline(values: Sequence[int | float | None], top: float, style: str = "cyan") -> Text:
+    """tq.format's sparkline on the screen's scale `top` (so bars of different rows
+    compare): the baseline (nothing) dim, the bars in `style`, an unknown value a gap."""
+    text = Text()
+    for char in format_sparkline(values, top):
+        text.append(char, style="dim" if char == BARS[0] else "" if char == " " else style)
+    return text
 
 
 def shorten(text: str | None, width: int) -> str:
@@ -95,22 +56,6 @@ def bucket(values: Sequence[int | None], size: int) -> list[int | None]:
         known = [v for v in values[start:start + size] if v is not None]
         out.append(sum(known) if known else None)
     return out
-
-
-def sparkline(values: Sequence[int | float | None], top: float, style: str = "cyan") -> Text:
-    """One block character per value on a shared scale `top` (the screen's, so bars
-    of different rows compare): nothing is a dim baseline, any job at least one step
-    above it, an unknown value (None: no data, an outage) a gap."""
-    text = Text()
-    for value in values:
-        if value is None:
-            text.append(" ")
-        elif value <= 0 or top <= 0:
-            text.append(BARS[0], style="dim")
-        else:
-            step = 1 + round(min(1.0, value / top) * (len(BARS) - 2))
-            text.append(BARS[step], style=style)
-    return text
 
 
 # --- tables ------------------------------------------------------------------------------
