@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_tui import dialog, loaded, make_app, open_jobs_tab, pilot_test, question, until
 
 import tq
 from tq import ops
 from tq.history import write_records
 from tq.models import STATES, Job, state_seq
 from tq.where import Filter, group_filter, parse
+
+from test_tui import dialog, loaded, make_app, open_jobs_tab, pilot_test, question, until
 
 QUEUES = ("default", "reports")
 ACTIONS = {"requeue": ops.requeue, "cancel": ops.cancel, "run_now": ops.run_now,

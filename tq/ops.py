@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
+from tq import records as history_record
 from tq.format import first_line
 from tq.history import write_records
-from tq.models import REQUEUABLE, Job, bound, state_seq
+from tq.models import REQUEUABLE, Job, bound
 from tq.queries import catch_up, exact_rows
 from tq.queues import host_name, utc_timestamp
+from tq.registry import task_meta
 from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
@@ -446,10 +448,7 @@ def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | Non
                 if huey is not None:
                     # Huey drops a revoked job when it is next dequeued or comes due.
                     huey.revoke_by_id(job.id, revoke_once=True)
-                records.append({"kind": "job", "id": job.id, "state": "canceled",
-                                "seq": state_seq("canceled", job.attempts or 0),
-                                "finished_at": now, "updated_at": now,
-                                "error_type": "Canceled", "error_message": "canceled by operator"})
+                records.append(history_record.canceled(job.id, job.attempts, now))
                 result.canceled.append(job.id)
             if requests:
                 runtime.control.request_cancel(requests)
@@ -526,8 +525,7 @@ def _requeue_chunk(runtime: Runtime, selected: Scope, rows: list[Job],
             result.done.append(job.id)
         else:
             result.already[job.id] = copies[job.id]
-        retire.append({"kind": "job", "id": job.id, "state": "requeued",
-                       "seq": state_seq("requeued", job.attempts or 0)})
+        retire.append(history_record.requeued(job.id, job.attempts or 0))
     publish(runtime, retire)
 
 
@@ -577,7 +575,7 @@ def run_now(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | No
                 continue
             eta = task.eta
             task.eta = None
-            record = huey.job_record(task, "retrying" if task.tq_attempt else "queued",
+            record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued",
                                      eta=None if eta is None else utc_timestamp(eta))
             storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
                                  records=[runtime.records.seal(record)])
@@ -607,7 +605,7 @@ def _on_schedule(runtime: Runtime, wanted: set[str]) -> Iterator[tuple[Any, byte
 
 def _scheduled_state(task: Any) -> str:
     """A job on the schedule: waiting for its eta, or for its next attempt."""
-    return "retrying" if task.tq_attempt else "scheduled"
+    return "retrying" if task_meta(task).attempt else "scheduled"
 
 
 # --- consumers ---------------------------------------------------------------------
@@ -654,7 +652,7 @@ def quarantine_requeue(runtime: Runtime, entry_ids: Iterable[str]) -> Quarantine
     entry_ids = list(entry_ids)
     result = QuarantineRequeueResult()
     for entry_id, number, huey, task, data in _requeuable(runtime, entry_ids, result.skipped):
-        record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
+        record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued")
         huey.storage.enqueue_many([(data, task.priority or 0)],
                                   records=[runtime.records.seal(record)])
         # Enqueued first, dropped second: a crash between leaves a duplicate

@@ -228,7 +228,7 @@ def current() -> Runtime:
     """Inside a job: the runtime of the consumer running it. Elsewhere: the
     process's runtime (configured, or built from tq.ini and TQ_* variables)."""
     global _current
-    serving = getattr(registry._current, "runtime", None)
+    serving = registry.serving_runtime()
     if serving is not None:
         return serving
     if _current is None:

@@ -144,10 +144,9 @@ def prepare(runtime: Runtime, spec: Mapping[str, Any], *, now: float | None = No
     if task.expires:
         task.resolve_expires(True)
     now = time.time() if now is None else now
-    task.tq_enqueued_at = now
-    task.tq_max_retries = task.retries
-    task.tq_requeued_from = checked.requeued_from
-    task.tq_encoded = (checked.encoded_args, checked.encoded_kwargs)
+    registry.set_meta(task, registry.TaskMeta(
+        max_retries=task.retries, enqueued_at=now, requeued_from=checked.requeued_from,
+        encoded=(checked.encoded_args, checked.encoded_kwargs)))
     scheduled = eta is not None and eta > datetime.utcnow()
     record = huey.job_record(task, "scheduled" if scheduled else "queued",
                              eta=eta.replace(tzinfo=UTC).timestamp() if eta else None)
