@@ -32,7 +32,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -377,7 +377,7 @@ def audit(runtime: Runtime, action: str, target: str, count: int, ids: Iterable[
         logger.warning("audit record of %s %s not written: %s", action, target, reason(exc))
 
 
-def publish(runtime: Runtime, records: list[dict]) -> None:
+def publish(runtime: Runtime, records: Sequence[Mapping[str, Any]]) -> None:
     """History records (job, audit) to the queue backend's SUBMITTED outbox, which
     consumers' history writers and the next catch_up write to history; with the
     queue backend down, straight to the history database. Raises if neither takes them."""
@@ -389,7 +389,7 @@ def publish(runtime: Runtime, records: list[dict]) -> None:
         storage.schedule_many([], records=encoded)  # no message: the records alone
     except Exception as exc:
         logger.debug("outbox unreachable (%s); writing to history directly", exc)
-        write_records(runtime.history_db(), records)
+        write_records(runtime.history_db(), [dict(record) for record in records])
         return
     catch_up(runtime)  # now, if the database answers; else a consumer does it later
 
@@ -448,12 +448,12 @@ def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | Non
                 if huey is not None:
                     # Huey drops a revoked job when it is next dequeued or comes due.
                     huey.revoke_by_id(job.id, revoke_once=True)
-                records.append(history_record.canceled(job.id, job.attempts, now))
+                records.append(history_record.canceled(job.id, job.attempts or 0, now))
                 result.canceled.append(job.id)
             if requests:
                 runtime.control.request_cancel(requests)
             if records:
-                write_records(runtime.history_db(), records)
+                write_records(runtime.history_db(), [dict(record) for record in records])
             result.done = result.canceled + result.requested
     except Exception as exc:
         result.error = reason(exc)
