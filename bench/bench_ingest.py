@@ -70,7 +70,7 @@ class Setup:
             "TQ_QUEUE_URL": REDIS_URL, "TQ_QUEUE_PREFIX": self.prefix,
             "TQ_HISTORY_URL": f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{self.database}",
             "TQ_INGEST_BATCH_SIZE": str(batch), "TQ_INGEST_POLL_INTERVAL": "0.05"}))
-        self.runtime.database
+        self.runtime.history_db()
 
     def queued(self) -> tuple[int, int]:
         on_queues = sum(h.storage.queue_size() for h in self.runtime.queues.values())

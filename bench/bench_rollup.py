@@ -91,7 +91,7 @@ class Scratch:
         data = tempfile.mkdtemp(prefix="tq-bench-")
         self.runtime = Runtime(load_config(env={
             "TQ_TQ_DATA_DIR": data, "TQ_HISTORY_URL": f"mysql://root@{HOST}:{PORT}/{self.name}"}))
-        self.database = self.runtime.database
+        self.database = self.runtime.history_db()
 
     def close(self) -> None:
         self.runtime.close()

@@ -184,7 +184,7 @@ def job_states(runtime: Runtime, ids) -> dict[str, str]:
     from tq.models import Job
 
     runtime.flush_history(5)
-    runtime.database  # noqa: B018 (reading it binds the models to this database)
+    runtime.history_db()  # binds the models to this database
     ids = list(ids)
     states = {}
     for start in range(0, len(ids), 500):

@@ -7,17 +7,16 @@ import json
 import threading
 import time
 
-import pytest
+from tq import ops
+from tq.cli import main
+from tq.history import write_records
+from tq.models import Audit, AuditJob, Job
+from tq.queries import count_jobs, failure_groups, list_jobs
+from tq.where import group_filter, parse
 
 from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
 from proxy import CuttableProxy
 from test_tui import dialog, failed_records, loaded, make_app, pilot_test, question, until
-from tq import ops
-from tq.cli import main
-from tq.history import write_records
-from tq.models import Audit, AuditJob, Job, state_seq
-from tq.queries import count_jobs, failure_groups, list_jobs
-from tq.where import group_filter, parse
 
 
 def states(ids) -> dict[str, str]:
@@ -33,7 +32,7 @@ def copies() -> list[Job]:
 def test_requeue_retires_the_original_and_twice_makes_one_copy(backend):
     runtime = backend.runtime()
     ids = [f"f-{n}" for n in range(5)]
-    write_records(runtime.database, failed_records(ids))
+    write_records(runtime.history_db(), failed_records(ids))
     first = ops.requeue(runtime, flt=parse("state:failed"))
     assert first.outcome == "done" and len(first.new_ids) == 5
     again = ops.requeue(runtime, flt=parse("state:failed queue:default task:demo"))
@@ -47,10 +46,10 @@ def test_requeue_retires_the_original_and_twice_makes_one_copy(backend):
     assert count_jobs(runtime, parse("state:failed")) == 0
     assert failure_groups(runtime) == []
     # A late `failed` record (an outbox replayed after an outage) cannot bring one back.
-    write_records(runtime.database, failed_records(ids[:1]))
+    write_records(runtime.history_db(), failed_records(ids[:1]))
     assert states(ids[:1]) == {ids[0]: "requeued"}
     # The copies fail too: only they are in the failed set now, each requeued once.
-    write_records(runtime.database, [dict(r, id=copy.id) for r, copy in
+    write_records(runtime.history_db(), [dict(r, id=copy.id) for r, copy in
                                      zip(failed_records(range(5)), copies())])
     assert count_jobs(runtime, parse("state:failed")) == 5
     assert len(ops.requeue(runtime).new_ids) == 5
@@ -60,7 +59,7 @@ def test_requeue_retires_the_original_and_twice_makes_one_copy(backend):
 def test_cli_requeue_state_failed_twice_requeues_each_job_once(backend, tq_env, capsys):
     runtime = backend.runtime()
     ids = [f"f-{n}" for n in range(4)]
-    write_records(runtime.database, failed_records(ids))
+    write_records(runtime.history_db(), failed_records(ids))
     assert main(["requeue", "--state", "failed"]) == 0
     assert "requeued 4 jobs" in capsys.readouterr().out
     assert main(["requeue", "--state", "failed"]) == 0
@@ -72,7 +71,7 @@ def test_cli_requeue_state_failed_twice_requeues_each_job_once(backend, tq_env, 
 
 def test_concurrent_requeues_of_the_same_jobs_make_one_copy_each(backend):
     ids = [f"f-{n}" for n in range(50)]
-    write_records(backend.runtime().database, failed_records(ids))
+    write_records(backend.runtime().history_db(), failed_records(ids))
     results, start = [], threading.Barrier(3)
 
     def run() -> None:
@@ -86,7 +85,7 @@ def test_concurrent_requeues_of_the_same_jobs_make_one_copy_each(backend):
         thread.join()
     runtime = backend.runtime()
     runtime.write_submitted()
-    runtime.database
+    runtime.history_db()
     assert sum(len(r.new_ids) for r in results) == 50
     assert len(copies()) == 50 and {c.requeued_from for c in copies()} == set(ids)
     assert sum(runtime.queue(q).storage.queue_size() for q in runtime.queues) == 50
@@ -95,7 +94,7 @@ def test_concurrent_requeues_of_the_same_jobs_make_one_copy_each(backend):
 
 def test_a_requeue_that_stopped_before_retiring_is_finished_without_a_second_copy(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["orig"]))
+    write_records(runtime.history_db(), failed_records(["orig"]))
     # The crash: the copy was enqueued, the original never marked.
     from tq.submit import enqueue, prepare
     enqueue(runtime, [prepare(runtime, {"task": "tq.tasks.demo.echo", "args": [0],
@@ -121,7 +120,7 @@ def two_groups(runtime) -> None:
     hostile = failed_records(["h-1", "h-2"])
     hostile[0]["error_message"] = "bad [/] markup 'x' \x1b[31m 100%_\\"
     hostile[1]["error_message"] = "bad [/] markup 'y' \x1b[31m 7%_\\\nsecond line"
-    write_records(runtime.database, gateway + other + hostile)
+    write_records(runtime.history_db(), gateway + other + hostile)
 
 
 def test_a_failure_group_filter_lists_and_acts_on_exactly_its_jobs(backend):
@@ -162,7 +161,7 @@ def test_requeue_with_redis_cut_fails_with_its_reason_and_changes_nothing(redis_
     proxy = redis_proxy()
     try:
         runtime = cut_redis_runtime(redis_backend, proxy)
-        write_records(runtime.database, failed_records(["f-1", "f-2"]))
+        write_records(runtime.history_db(), failed_records(["f-1", "f-2"]))
         proxy.cut()
         result = ops.requeue(runtime, ["f-1", "f-2"])
         assert result.outcome == "failed" and "queue backend unreachable" in result.error
@@ -185,7 +184,7 @@ async def test_console_requeue_during_an_outage_is_an_error_notice_not_a_toast(r
     proxy = redis_proxy()
     try:
         runtime = cut_redis_runtime(redis_backend, proxy)
-        write_records(runtime.database, failed_records(["f-1", "f-2", "f-3"]))
+        write_records(runtime.history_db(), failed_records(["f-1", "f-2", "f-3"]))
         app = make_app(runtime)
         async with app.run_test(size=(120, 30)) as pilot:
             await loaded(pilot)
@@ -211,7 +210,7 @@ async def test_console_requeue_during_an_outage_is_an_error_notice_not_a_toast(r
 @pilot_test
 async def test_console_requeue_says_how_many_it_requeued(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["f-1", "f-2"]))
+    write_records(runtime.history_db(), failed_records(["f-1", "f-2"]))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot)
@@ -228,7 +227,7 @@ async def test_console_requeue_says_how_many_it_requeued(backend):
 def test_a_requeue_of_500_audits_all_500_ids_and_the_filter(backend, tq_env, capsys):
     runtime = backend.runtime()
     ids = [f"job-{n:04d}-" + "x" * 40 for n in range(500)]
-    write_records(runtime.database, failed_records(ids, queue="default"))
+    write_records(runtime.history_db(), failed_records(ids, queue="default"))
     assert main(["requeue", "--state", "failed", "--queue", "default", "--since", "1h"]) == 0
     capsys.readouterr()
     entry = Audit.get(Audit.action == "requeue")
@@ -250,7 +249,7 @@ def test_a_pause_made_while_the_history_database_is_down_is_audited_once_back(re
     try:
         url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
         runtime = redis_backend.runtime(TQ_HISTORY_URL=url)
-        runtime.database  # schema created while it is up
+        runtime.history_db()  # schema created while it is up
         proxy.cut()
         ops.pause(runtime, "default")
         assert "default" in runtime.control.paused()
@@ -258,7 +257,7 @@ def test_a_pause_made_while_the_history_database_is_down_is_audited_once_back(re
         other = redis_backend.runtime()  # the next reader (or a consumer) writes it
         from tq.queries import catch_up
         catch_up(other)
-        other.database
+        other.history_db()
         entry = wait_for(lambda: Audit.get_or_none(Audit.action == "pause"),
                          message="pause audited")
         assert entry.target == "default" and entry.count == 1
@@ -300,7 +299,7 @@ def test_hostile_audit_and_filter_text_is_stored_as_given(backend):
 def test_rollup_runs_with_a_backlog_in_default(backend):
     import tq
     import tq.tasks.maintenance  # noqa: F401  (registers the built-in)
-    from tq.scheduler import PeriodicScheduler, ROLLUP_NAME
+    from tq.scheduler import ROLLUP_NAME, PeriodicScheduler
     from tq.summaries import SummaryState
 
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 1s")
@@ -312,7 +311,7 @@ def test_rollup_runs_with_a_backlog_in_default(backend):
     assert scheduler.run_due(time.time()) >= 1
     wait_for(lambda: runtime.control.periodic_runs().get(ROLLUP_NAME, {}).get("outcome")
              == "succeeded", message="the roll-up to run")
-    runtime.database
+    runtime.history_db()
     assert SummaryState.select().count() >= 1
     assert runtime.queue("default").storage.queue_size() == 300  # nothing taken from it
 

@@ -72,7 +72,7 @@ def files_in(folder: Path) -> list[Path]:
 
 
 def rows(runtime) -> list[IngestedFile]:
-    runtime.database
+    runtime.history_db()
     return list(IngestedFile.select().order_by(IngestedFile.id))
 
 

@@ -14,12 +14,13 @@ import time
 import pytest
 
 import tq
-from conftest import wait_for_states
-from tq.cli import main
 from tq import summaries
+from tq.cli import main
 from tq.history import write_records
 from tq.models import state_seq
 from tq.text import visible
+
+from conftest import wait_for_states
 
 # What a job's data may hold; each one is shown as visible(value).
 HOSTILE = ["[/]", "[bold]b", "[link=http://evil]l[/link]", "[$accent]v", "\x1b[31mred\x1b[0m",
@@ -58,7 +59,7 @@ def hostile(backend, start_consumer, tq_env):
     start_consumer(runtime, workers=1)
     wait_for_states(runtime, [ok], ("succeeded",))
     wait_for_states(runtime, [failed], ("failed",))
-    write_records(runtime.database, [forged_record(time.time())])
+    write_records(runtime.history_db(), [forged_record(time.time())])
     summaries.rollup(runtime)
     runtime.control.heartbeat("[/]consumer\x1b[31m", {
         "id": "[/]consumer\x1b[31m", "host": "[bold]host\x1b]0;x\x07", "pid": 1,

@@ -10,8 +10,14 @@ import pytest
 from peewee import SqliteDatabase
 
 import tq
-from tq.history import (DeadRecord, RecordSigner, check_record, checked, set_aside,
-                        write_or_set_aside)
+from tq.history import (
+    DeadRecord,
+    RecordSigner,
+    check_record,
+    checked,
+    set_aside,
+    write_or_set_aside,
+)
 from tq.models import Job
 from tq.storage import SUBMITTED
 from tq.submit import prepare
@@ -34,7 +40,7 @@ def push_outbox(runtime, items, owner: str = SUBMITTED) -> None:
 
 
 def dead_records(runtime) -> list[dict]:
-    database = runtime.database
+    database = runtime.history_db()
     with database.bind_ctx([DeadRecord]):
         return list(DeadRecord.select().order_by(DeadRecord.id).dicts())
 
@@ -100,7 +106,7 @@ def test_poison_record_never_delays_the_next_good_ones(backend, start_consumer):
     good = [tq.submit("tq.tasks.demo.echo", i, runtime=runtime) for i in range(3)]
 
     def arrived():
-        database = runtime.database
+        database = runtime.history_db()
         with database.bind_ctx([Job]):
             return Job.select().where(Job.id.in_(good) & (Job.state == "succeeded")).count() \
                 == len(good)
@@ -151,7 +157,7 @@ def test_refused_by_the_database_is_bisected_out(backend):
     """Past the checks (a record written by tq itself, say), the database's
     refusal sets aside that row alone; the other 99 rows are written."""
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     rows = [{"kind": "job", "id": f"ok-{i}", "state": "queued", "seq": 0} for i in range(99)]
     # Too big for an INT on MariaDB (strict), and for SQLite's 64-bit integers.
     rows.insert(40, {"kind": "job", "id": "bad", "state": "queued", "seq": 0,
@@ -165,7 +171,7 @@ def test_refused_by_the_database_is_bisected_out(backend):
 
 def test_non_strict_mariadb_session_never_cuts_a_job_id(redis_backend):
     runtime = redis_backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     assert not isinstance(database, SqliteDatabase)
     with database.connection_context():
         database.execute_sql("SET SESSION sql_mode = ''")
@@ -181,7 +187,7 @@ def test_free_text_with_a_lone_surrogate_is_kept_repaired(backend):
               "error_type": "ValueError", "error_message": "bad \ud800 byte"}
     cleaned = check_record(record)
     runtime = backend.runtime()
-    write_or_set_aside(runtime.database, [cleaned])
+    write_or_set_aside(runtime.history_db(), [cleaned])
     assert Job.get_by_id("sur-1").error_message == "bad \ufffd byte"
 
 
@@ -192,7 +198,7 @@ def test_dead_letters_go_to_a_file_while_the_database_is_down(tmp_path, backend)
     line = json.loads((tmp_path / "spill" / "dead-records.jsonl").read_text())
     assert line["reason"] == "not JSON: boom" and line["source"] == "outbox of w1"
     from tq.history import import_dead_file
-    assert import_dead_file(runtime.database, tmp_path / "spill") == 1
+    assert import_dead_file(runtime.history_db(), tmp_path / "spill") == 1
     assert not (tmp_path / "spill" / "dead-records.jsonl").exists()
     assert [row["record"] for row in dead_records(runtime)] == ["not json \x1b[2J"]
 

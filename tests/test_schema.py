@@ -2,9 +2,9 @@
 starting together on a fresh MariaDB database) all succeed."""
 import multiprocessing
 
-from conftest import _mysql
-
 from tq.models import create_schema, open_database
+
+from conftest import _mysql
 
 
 def _create(url: str) -> None:

@@ -48,7 +48,7 @@ def test_failing_job_records_error_and_traceback(backend, start_consumer):
 
 
 def test_history_records_in_any_order_end_in_the_latest_state(runtime):
-    database = runtime.database
+    database = runtime.history_db()
     base = {"kind": "job", "id": "j1", "queue": "default", "task": "t"}
     succeeded = dict(base, state="succeeded", seq=state_seq("succeeded", 1), attempts=1,
                      finished_at=2.0, args=None)
@@ -176,7 +176,7 @@ def test_history_outage_loses_no_record(redis_backend, start_consumer):
     try:
         url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
         runtime = redis_backend.runtime(TQ_HISTORY_URL=url, TQ_QUEUE_CONNECT_TIMEOUT="1")
-        runtime.database
+        runtime.history_db()
         start_consumer(runtime, workers=4)
         first = tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [i]}
                                 for i in range(50)], runtime=runtime)
@@ -205,7 +205,7 @@ def test_submit_needs_no_history_database_and_its_rows_follow(redis_backend):
     try:
         url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
         runtime = redis_backend.runtime(TQ_HISTORY_URL=url, TQ_QUEUE_CONNECT_TIMEOUT="1")
-        runtime.database
+        runtime.history_db()
         proxy.cut()
         ids = tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [i]} for i in range(20)],
                              runtime=runtime)
@@ -227,8 +227,9 @@ def test_example_ini_documents_only_real_settings():
 
 
 def test_arguments_that_look_like_message_tags_arrive_as_sent(backend):
-    from tq.serializer import JsonSerializer
     from datetime import datetime
+
+    from tq.serializer import JsonSerializer
 
     value = {"when": {"$dt": "2020-01-01"}, "esc": {"$esc": [1, 2]}, "td": {"$td": 5},
              "real": datetime(2026, 1, 2, 3, 4, 5)}

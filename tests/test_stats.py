@@ -199,7 +199,7 @@ def test_rollup_counts_known_jobs_exactly(backend, start_consumer, tmp_path):
 
 def test_racing_rollups_count_once(backend):
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     synthetic_history(database, time.time() - 900, ok=40, failed=10, retried=5)
     summaries.rollup(runtime)
     expected = snapshot()
@@ -216,7 +216,7 @@ def test_racing_rollups_count_once(backend):
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
-            runtime.database.close()
+            runtime.history_db().close()
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -232,7 +232,7 @@ def test_racing_rollups_count_once(backend):
 
 def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 300)
+    synthetic_history(runtime.history_db(), time.time() - 300)
     SummaryState.insert(name="rollup", holder="a consumer that died",
                         lease_until=time.time() + 60).execute()
     assert summaries.rollup(runtime).skipped and TaskMinute.select().count() == 0
@@ -245,7 +245,7 @@ def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
 def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
     monkeypatch.setattr(summaries, "LATE_SECONDS", 0.2)
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     base = time.time() - 1800
     synthetic_history(database, base, ok=3, failed=1, retried=0, prefix="a")
     time.sleep(0.3)  # past the late window: the next roll-up owes these rows nothing
@@ -264,7 +264,7 @@ def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
 
 def test_event_summaries_per_type_and_minute(backend):
     runtime = backend.runtime()
-    runtime.database  # noqa: B018 -- binds the history models to this runtime
+    runtime.history_db()  # binds the history models to this runtime
     minute = (time.time() - 600) // 60 * 60
     times = {"order.created": [minute + 1, minute + 20, minute + 59.5, minute + 61],
              "user.signup": [minute + 30]}
@@ -286,7 +286,7 @@ def test_event_summaries_per_type_and_minute(backend):
 
 def test_prune_keeps_new_rows_and_summaries(backend):
     runtime = backend.runtime()
-    database = runtime.database
+    database = runtime.history_db()
     now = time.time()
     old = now - 40 * 86400
     # The issue asks for 100,000 on MariaDB; SQLite shows the same with fewer.
@@ -323,7 +323,7 @@ def test_prune_keeps_new_rows_and_summaries(backend):
 
 def test_builtin_rollup_runs_on_its_schedule(backend, start_consumer):
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 60s")
-    synthetic_history(runtime.database, time.time() - 300)
+    synthetic_history(runtime.history_db(), time.time() - 300)
     assert [p["task"] for p in list_periodic(runtime) if p["name"] == ROLLUP_NAME] == [
         ROLLUP_TASK]
     start_consumer(runtime, workers=1)  # the first tick is due at once
@@ -346,7 +346,7 @@ def summarised(backend, age: float, event_type: str, **jobs: int):
     """A runtime whose history holds synthetic jobs `age` seconds old and one event,
     rolled up."""
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - age, **jobs)
+    synthetic_history(runtime.history_db(), time.time() - age, **jobs)
     Event.insert(job_id="e1", type=event_type, payload="{}",
                  received_at=time.time() - 10).execute()
     summaries.rollup(runtime)
@@ -414,7 +414,7 @@ def test_metrics_exposition_is_strict_prometheus_text(tq_env, backend, capsys):
 
 def test_metrics_serve_answers_prometheus(backend):
     runtime = backend.runtime()
-    synthetic_history(runtime.database, time.time() - 120)
+    synthetic_history(runtime.history_db(), time.time() - 120)
     summaries.rollup(runtime)
     server = make_server(runtime, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -15,8 +15,6 @@ import pytest
 from rich.console import Console
 
 import tq
-from conftest import REDIS_URL, wait_for_states
-from proxy import CuttableProxy
 from tq.history import write_records
 from tq.models import Job, state_seq
 from tq.queries import status
@@ -25,6 +23,9 @@ from tq.tui.data import Data, ReadOnly
 from tq.tui.screens.job_detail import JobDetailScreen
 from tq.tui.screens.jobs import JobsScreen, JobsTable
 from tq.tui.widgets import ConfirmDialog
+
+from conftest import REDIS_URL, wait_for_states
+from proxy import CuttableProxy
 
 
 def pilot_test(func):
@@ -148,7 +149,7 @@ async def test_p_pauses_the_queue_under_the_cursor_and_again_resumes_it(backend)
 async def test_requeue_of_three_marked_failed_jobs_creates_three_new_jobs(backend):
     runtime = backend.runtime()
     ids = [f"failed-{n}" for n in range(4)]
-    write_records(runtime.database, failed_records(ids))
+    write_records(runtime.history_db(), failed_records(ids))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_jobs_tab(pilot, "failed")
@@ -252,7 +253,7 @@ async def test_job_detail_shows_the_traceback_of_a_failed_job(backend, start_con
 @pilot_test
 async def test_job_detail_links_requeued_jobs_both_ways(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["original"]))
+    write_records(runtime.history_db(), failed_records(["original"]))
     from tq import ops
     new_id = ops.requeue(runtime, ["original"]).new_ids["original"]
     app = make_app(runtime)
@@ -270,7 +271,7 @@ async def test_job_detail_links_requeued_jobs_both_ways(backend):
 @pilot_test
 async def test_readonly_console_hides_and_refuses_every_action(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["f-1", "f-2"]))
+    write_records(runtime.history_db(), failed_records(["f-1", "f-2"]))
     app = make_app(runtime, readonly=True)
     async with app.run_test(size=(160, 30)) as pilot:
         screen = await loaded(pilot)
@@ -296,7 +297,7 @@ async def test_readonly_console_hides_and_refuses_every_action(backend):
 @pilot_test
 async def test_confirmation_shows_exact_count_and_cancelling_does_nothing(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records([f"f-{n}" for n in range(5)])
+    write_records(runtime.history_db(), failed_records([f"f-{n}" for n in range(5)])
                   + failed_records(["other"], queue="reports"))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -319,7 +320,7 @@ async def test_confirmation_shows_exact_count_and_cancelling_does_nothing(backen
 @pilot_test
 async def test_mark_all_matching_acts_on_every_row_of_the_filter_not_just_the_page(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records([f"f-{n:03}" for n in range(45)])
+    write_records(runtime.history_db(), failed_records([f"f-{n:03}" for n in range(45)])
                   + failed_records(["r-1"], queue="reports"))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -399,12 +400,12 @@ def rendered_table(table) -> str:
 @pilot_test
 async def test_of_n_is_recounted_when_a_refresh_shows_more_rows_than_it(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records([f"f-{n}" for n in range(3)]))
+    write_records(runtime.history_db(), failed_records([f"f-{n}" for n in range(3)]))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_jobs_tab(pilot, "failed")
         await until(pilot, lambda: screen.total == 3)
-        write_records(runtime.database, failed_records([f"g-{n}" for n in range(2)]))
+        write_records(runtime.history_db(), failed_records([f"g-{n}" for n in range(2)]))
         screen.refresh_data()  # what the live timer does
         await until(pilot, lambda: len(screen.rows) == 5 and screen.total == 5,
                     message="rows and count to catch up")

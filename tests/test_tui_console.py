@@ -10,16 +10,25 @@ import os
 import pytest
 
 import tq
-from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
-from proxy import CuttableProxy
-from test_tui import (dialog, failed_records, loaded, make_app, pilot_test, question,
-                      rendered_table, until)
 from tq import ops
 from tq.history import write_records
 from tq.queries import list_workers
 from tq.tui.app import SCREENS, tq_bindings
 from tq.tui.screens.job_detail import JobDetailScreen
 from tq.tui.widgets import HelpScreen, PickerDialog
+
+from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
+from proxy import CuttableProxy
+from test_tui import (
+    dialog,
+    failed_records,
+    loaded,
+    make_app,
+    pilot_test,
+    question,
+    rendered_table,
+    until,
+)
 
 SCREEN_KEYS = {str(n): name for n, name in enumerate(SCREENS, 1)}
 
@@ -67,7 +76,7 @@ async def open_screen(pilot, key: str):
 @pilot_test
 async def test_a_banner_per_server_on_every_screen_until_that_server_is_back(proxied, server):
     runtime, proxies, _ = proxied
-    write_records(runtime.database, failed_records(["f-1"]))
+    write_records(runtime.history_db(), failed_records(["f-1"]))
     other = {"queue": "history database", "history": "queue backend"}[server]
     name = {"queue": "queue backend", "history": "history database"}[server]
     app = make_app(runtime)
@@ -115,7 +124,7 @@ async def test_with_history_down_the_queues_screen_still_shows_what_redis_says(p
 @pilot_test
 async def test_with_redis_down_the_jobs_screen_still_lists_history(proxied):
     runtime, proxies, _ = proxied
-    write_records(runtime.database, failed_records(["f-1", "f-2"]))
+    write_records(runtime.history_db(), failed_records(["f-1", "f-2"]))
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot)
@@ -130,7 +139,7 @@ async def test_with_redis_down_the_jobs_screen_still_lists_history(proxied):
 @pilot_test
 async def test_help_lists_every_key_of_every_screen_and_scrolls(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["f-1"]))
+    write_records(runtime.history_db(), failed_records(["f-1"]))
     app = make_app(runtime)
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
@@ -175,7 +184,7 @@ async def test_j_k_move_the_cursor_and_colon_q_quits(backend):
 @pilot_test
 async def test_typing_on_the_detail_screen_runs_nothing(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["f-1"]))
+    write_records(runtime.history_db(), failed_records(["f-1"]))
     app = make_app(runtime)
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot)
@@ -203,7 +212,7 @@ async def test_typing_on_the_detail_screen_runs_nothing(backend):
 @pilot_test
 async def test_follow_requeue_links_on_one_screen_and_escape_walks_back(backend):
     runtime = backend.runtime()
-    write_records(runtime.database, failed_records(["original"]))
+    write_records(runtime.history_db(), failed_records(["original"]))
     new_id = ops.requeue(runtime, ["original"]).new_ids["original"]
     app = make_app(runtime)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -348,7 +357,7 @@ def test_periodic_list_stands_when_the_history_goes_away_mid_read(redis_backend)
             TQ_HISTORY_URL=f"mysql://root@127.0.0.1:{history.port}/"
                            f"{redis_backend.database_name}")
         runtime.control.record_periodic("nightly", {"tick": 1, "at": 1.0, "job_id": "j-1"})
-        assert runtime.database is not None  # reached once: the schema is in place
+        assert runtime.history_db() is not None  # reached once: the schema is in place
         history.cut()
         [row] = list_periodic(runtime)
         assert (row["name"], row["last_job"], row["last_outcome"]) == ("nightly", "j-1", None)

@@ -16,7 +16,6 @@ import time
 
 from textual.content import Content
 
-from test_tui import loaded, make_app, pilot_test, until
 from tq import ops
 from tq.history import write_records
 from tq.models import IngestedFile, state_seq
@@ -27,6 +26,8 @@ from tq.tui.screens.jobs import TABS, JobsScreen
 from tq.tui.screens.periodic import PeriodicScreen
 from tq.tui.screens.workers import WorkersScreen
 from tq.tui.widgets import ConfirmDialog, FilterInput, HelpScreen, PromptDialog
+
+from test_tui import loaded, make_app, pilot_test, until
 
 QUEUE = "[b]q\x1b[0m"
 TASK = "[/]t\x1b[2J"
@@ -55,7 +56,7 @@ def records(now: float) -> list[dict]:
 
 def seed(runtime) -> None:
     now = time.time()
-    write_records(runtime.database, records(now))
+    write_records(runtime.history_db(), records(now))
     runtime.control.heartbeat(CONSUMER, {
         "id": CONSUMER, "host": HOST, "pid": 1, "queues": [QUEUE, "default"], "workers": 1,
         "worker_type": "[/]thread", "started": now, "beat": now})

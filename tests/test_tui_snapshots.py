@@ -79,7 +79,7 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
                         "enqueued_at": NOW - 40 * n - 5, "started_at": NOW - 40 * n - 4,
                         "finished_at": NOW - 40 * n - 3.5, "updated_at": NOW - 40 * n,
                         "worker": "web-1:4242/Worker-3"})
-    write_records(runtime.database, records)
+    write_records(runtime.history_db(), records)
     control = runtime.control
     # Heartbeats are stamped and aged by the queue backend's clock (SQLite's:
     # the host's), set here so the ages shown are fixed.

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 import pymysql
-from peewee import (SQL, BigAutoField, BigIntegerField, CharField, DatabaseProxy, DoubleField,
-                    IntegerField, Model, SqliteDatabase, TextField)
+from peewee import (
+    SQL,
+    BigAutoField,
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+)
 from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
 from playhouse.pool import PooledMySQLDatabase
 from playhouse.shortcuts import ReconnectMixin

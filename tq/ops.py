@@ -31,10 +31,13 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from tq import audit as audit_trail
+from tq.format import first_line
 from tq.history import write_records
-from tq.models import bound, REQUEUABLE, TERMINAL, Job, state_seq
+from tq.models import bound, REQUEUABLE, TERMINAL, Job
 from tq.queries import catch_up
+from tq import records as history_record
 from tq.queues import host_name, utc_timestamp
+from tq.registry import task_meta
 from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
@@ -69,7 +72,7 @@ def reason(exc: BaseException) -> str:
     import peewee
     import redis
 
-    text = (str(exc).splitlines() or [""])[0][:200]
+    text = first_line(str(exc), 200)
     name = type(exc).__name__
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"queue backend unreachable ({name}: {text})"
@@ -165,7 +168,7 @@ def publish(runtime, records: list[dict]) -> None:
         storage.schedule_many([], records=encoded)  # no message: the records alone
     except Exception as exc:
         logger.debug("outbox unreachable (%s); writing to history directly", exc)
-        write_records(runtime.database, records)
+        write_records(runtime.history_db(), records)
         return
     catch_up(runtime)  # now, if the database answers; else a consumer does it later
 
@@ -225,7 +228,7 @@ def select_jobs(runtime, ids: Iterable[str] | None = None, flt: Filter | None = 
     """Jobs by id or by filter (exactly: a group term too), in chunks (keyset on
     id: bulk actions over a million rows never hold them all)."""
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     if ids is not None:
         id_list = list(dict.fromkeys(ids))
         for start in range(0, len(id_list), chunk):
@@ -270,7 +273,7 @@ def preview(runtime, action: str, ids: list[str] | None = None,
                           if job.state in states)
     else:
         catch_up(runtime)
-        runtime.database
+        runtime.history_db()
         where = Job.state.in_(states)
         expression = condition(flt) if flt is not None else None
         if expression is not None:
@@ -344,15 +347,12 @@ def cancel(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
                 if huey is not None:
                     # Huey drops a revoked job when it is next dequeued or comes due.
                     huey.revoke_by_id(job.id, revoke_once=True)
-                records.append({"kind": "job", "id": job.id, "state": "canceled",
-                                "seq": state_seq("canceled", job.attempts), "finished_at": now,
-                                "updated_at": now, "error_type": "Canceled",
-                                "error_message": "canceled by operator"})
+                records.append(history_record.canceled(job.id, job.attempts, now))
                 result.canceled.append(job.id)
             if requests:
                 runtime.control.request_cancel(requests)
             if records:
-                write_records(runtime.database, records)
+                write_records(runtime.history_db(), records)
             result.done = result.canceled + result.requested
     except Exception as exc:
         result.error = reason(exc)
@@ -427,8 +427,7 @@ def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
             result.done.append(job.id)
         else:
             result.already[job.id] = copies[job.id]
-        retire.append({"kind": "job", "id": job.id, "state": "requeued",
-                       "seq": state_seq("requeued", job.attempts or 0)})
+        retire.append(history_record.requeued(job.id, job.attempts or 0))
     publish(runtime, retire)
 
 
@@ -452,7 +451,7 @@ def purge(runtime, flt: Filter, ids: Iterable[str] | None = None) -> ActionResul
             result.skipped.update({job.id: f"{job.state}, not a dead letter" for job in rows
                                    if job.state not in states})
             if id_list:
-                with runtime.database.atomic():
+                with runtime.history_db().atomic():
                     Attempt.delete().where(Attempt.job_id.in_(id_list)).execute()
                     Job.delete().where(Job.id.in_(id_list)).execute()
                 result.done += id_list
@@ -482,7 +481,7 @@ def run_now(runtime, ids: Iterable[str]) -> ActionResult:
                     continue
                 eta = task.eta
                 task.eta = None
-                state = "retrying" if task.tq_attempt else "queued"
+                state = "retrying" if task_meta(task).attempt else "queued"
                 record = huey.job_record(task, state, eta=None if eta is None else
                                          utc_timestamp(eta))
                 storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
@@ -568,9 +567,9 @@ def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueRe
             task = huey.deserialize_task(entry["data"])
             data = huey.serialize_task(task)
         except Exception as exc:
-            result.skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
+            result.skipped[entry_id] = f"still not valid: {first_line(exc, 300)}"
             continue
-        record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
+        record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued")
         huey.storage.enqueue_many([(data, task.priority or 0)],
                                   records=[runtime.records.seal(record)])
         # Enqueued first, dropped second: a crash between leaves a duplicate
@@ -598,7 +597,7 @@ def quarantine_purge(runtime, entry_ids: Iterable[str] | None = None) -> int:
     if messages is None or messages:
         deleted += runtime.control.quarantine_drop(messages)
     if records is None or records:
-        database = runtime.database
+        database = runtime.history_db()
         with bound(database, [DeadRecord]):
             query = DeadRecord.delete()
             if records is not None:

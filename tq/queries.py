@@ -13,10 +13,12 @@ import logging
 import time
 from typing import Any
 
-from peewee import SQL, InterfaceError, OperationalError, SqliteDatabase, fn
+from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDatabase, fn
 
+from tq.config import ConfigError
+from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
-from tq.models import bound, Attempt, Job, STATES
+from tq.models import STATES, Attempt, Job, bound
 from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
@@ -91,7 +93,7 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
     down (then without the jobs submitted since, which travel through it)."""
     now = time.time() if now is None else now
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     queues = {}
     for name in runtime.queues:
         entry: dict[str, Any] = {}
@@ -130,11 +132,11 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort by {sort!r} (choose from {', '.join(SORTABLE)})")
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     column = getattr(Job, sort)
     query = Job.select(*[getattr(Job, name) for name in JOB_FIELDS])
     if flt is not None and flt.states and sort in BARE_SORT_INDEXES and \
-            not isinstance(runtime.database, SqliteDatabase):
+            not isinstance(runtime.history_db(), SqliteDatabase):
         # MariaDB pages a state by walking the bare index of the sort column and reading
         # every newer row on the way (behind a backlog of 100,000 queued jobs: seconds);
         # without it, it walks (state, sort column) and stops after `limit` rows.
@@ -172,7 +174,7 @@ def _after(column, after: tuple[Any, str], descending: bool):
 
 def count_jobs(runtime, flt: Filter | None = None) -> int:
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     expression = condition(flt) if flt is not None else None
     if flt is not None and flt.exact:
         return sum(len(rows) for rows in exact_rows(flt, (Job.id,)))
@@ -203,7 +205,7 @@ def exact_rows(flt: Filter, columns: tuple = (), chunk: int = 1000):
 
 def job_detail(runtime, job_id: str) -> dict | None:
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
         return None
@@ -226,7 +228,7 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
     a time (keyset on finished_at, id): the driver buffers a whole result set, and
     100,000 failures with their messages held at once cost the console ~80 MB."""
     catch_up(runtime)
-    runtime.database
+    runtime.history_db()
     query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue,
                         Job.task).where(Job.state == "failed"))
     expression = condition(flt) if flt is not None else None
@@ -293,7 +295,10 @@ def list_periodic(runtime, now: float | None = None) -> list[dict]:
     now = time.time() if now is None else now
     runs = runtime.control.periodic_runs()
     result = []
-    database = runtime.database_or_none()
+    try:
+        database: Database | None = runtime.history_db()
+    except ConfigError:
+        database = None
     for spec in periodic_specs(runtime):
         last = runs.get(spec.name)
         outcome = None
@@ -377,14 +382,14 @@ def quarantine_list(runtime, limit: int = 100) -> dict[str, Any]:
     try:
         entries += [_message_entry(entry) for entry in runtime.control.quarantined(limit)]
     except Exception as exc:
-        unavailable["message"] = _first_line(exc)
+        unavailable["message"] = first_line(exc)
     try:
-        database = runtime.database
+        database = runtime.history_db()
         with bound(database, [DeadRecord]):
             entries += [_record_entry(dead) for dead in
                         DeadRecord.select().order_by(DeadRecord.id.desc()).limit(limit)]
     except Exception as exc:
-        unavailable["record"] = _first_line(exc)
+        unavailable["record"] = first_line(exc)
     entries.sort(key=lambda row: row["at"] or 0, reverse=True)
     return {"entries": entries[:limit], "unavailable": unavailable}
 
@@ -399,7 +404,7 @@ def quarantine_counts(runtime) -> dict[str, int | None]:
     except Exception as exc:
         logger.debug("quarantined messages not counted: %s", exc)
     try:
-        database = runtime.database
+        database = runtime.history_db()
         with bound(database, [DeadRecord]):
             counts["records"] = DeadRecord.select().count()
     except Exception as exc:
@@ -415,12 +420,7 @@ def quarantine_show(runtime, entry_id: str) -> dict | None:
     if kind == "message":
         entry = runtime.control.quarantine_get(number)
         return None if entry is None else _message_entry(entry, full=True)
-    database = runtime.database
+    database = runtime.history_db()
     with bound(database, [DeadRecord]):
         dead = DeadRecord.get_or_none(DeadRecord.id == number)
     return None if dead is None else _record_entry(dead, full=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__

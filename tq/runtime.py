@@ -19,6 +19,7 @@ import redis
 
 from tq import registry
 from tq.config import Config, ConfigError, load_config
+from tq.format import first_line
 from tq.history import HistoryWriter, write_submitted
 from tq.models import create_schema, db, open_database
 from tq.queues import TqHuey, default_worker_name
@@ -102,12 +103,12 @@ class Runtime:
             self.control.ping()
         except Exception as exc:
             raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
+                              f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
-    @property
-    def database(self) -> Database:
-        """The history database for this process, schema created on first use."""
+    def history_db(self) -> Database:
+        """The history database for this process, schema created on first use;
+        the models (models.db) are bound to it."""
         with self._lock:
             if self._database is None or self._database_pid != os.getpid():
                 # After fork the parent's connections are not ours to use or close.
@@ -127,7 +128,7 @@ class Runtime:
                     create_schema(database)
                 except Exception as exc:
                     failure = (f"history database {self.config.history_url_safe} "
-                               f"unreachable: {_first_line(exc)}")
+                               f"unreachable: {first_line(exc)}")
                     if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
                         self._database_failure = (time.monotonic(), failure)
                     raise ConfigError(failure) from None
@@ -135,12 +136,6 @@ class Runtime:
                 db.initialize(database)
                 self._database = database
             return self._database
-
-    def database_or_none(self) -> Database | None:
-        try:
-            return self.database
-        except ConfigError:
-            return None
 
     @property
     def writer(self) -> HistoryWriter:
@@ -155,7 +150,7 @@ class Runtime:
             return self._writer
 
     def _writer_database(self) -> Database:
-        return self.database
+        return self.history_db()
 
     def flush_history(self, timeout: float = 10.0) -> bool:
         """Write what this process recorded; in a process that is not a
@@ -166,18 +161,18 @@ class Runtime:
         forked_worker = self.consumer_pid not in (None, os.getpid())
         try:
             if writer is not None and writer.drains_outboxes:
-                self.database  # reads that follow go to this runtime's database
+                self.history_db()  # reads that follow go to this runtime's database
             elif not forked_worker:  # a worker leaves it to its consumer's writer
                 self.write_submitted()
         except Exception as exc:
-            logger.warning("history not brought up to date: %s", _first_line(exc))
+            logger.warning("history not brought up to date: %s", first_line(exc))
             return False
         return done
 
     def write_submitted(self) -> int:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
-        return write_submitted(self.control, self.database,
+        return write_submitted(self.control, self.history_db(),
                                f"{self.worker_name()}-writer", self.records,
                                self.config.data_dir / "spill")
 
@@ -217,11 +212,6 @@ def _new_lock_after_fork(ref: weakref.ref[Runtime]) -> None:
         runtime._lock = threading.RLock()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 _current: Runtime | None = None
 
 
@@ -238,7 +228,7 @@ def current() -> Runtime:
     """Inside a job: the runtime of the consumer running it. Elsewhere: the
     process's runtime (configured, or built from tq.ini and TQ_* variables)."""
     global _current
-    serving = getattr(registry._current, "runtime", None)
+    serving = registry.serving_runtime()
     if serving is not None:
         return serving
     if _current is None:

@@ -25,7 +25,7 @@ def task_stats(runtime, since: float, now: float | None = None, by: str = "task"
     """Per task (or queue) over [since, now]: counts, throughput, failure rate,
     run and wait percentiles (merged histograms), and a series of finished jobs."""
     now = time.time() if now is None else now
-    runtime.database  # noqa: B018  (binds the history models to it)
+    runtime.history_db()  # binds the history models to it
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
     query = TaskMinute.select().where((TaskMinute.minute >= since // 60 * 60)
                                       & (TaskMinute.minute <= now))
@@ -66,7 +66,7 @@ def task_stats(runtime, since: float, now: float | None = None, by: str = "task"
 def event_stats(runtime, since: float, now: float | None = None,
                 slots: int = SLOTS) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
-    runtime.database  # noqa: B018  (binds the history models to it)
+    runtime.history_db()  # binds the history models to it
     groups: dict[str, dict[str, Any]] = {}
     query = EventMinute.select().where((EventMinute.minute >= since // 60 * 60)
                                        & (EventMinute.minute <= now))

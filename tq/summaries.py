@@ -35,23 +35,29 @@ from __future__ import annotations
 
 import bisect
 import json
-import logging
 import math
 import os
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from peewee import (JOIN, BigAutoField, BigIntegerField, Cast, CharField, DoubleField,
-                    IntegerField,
-                    SqliteDatabase, TextField, fn)
+from peewee import (
+    JOIN,
+    BigAutoField,
+    BigIntegerField,
+    Cast,
+    CharField,
+    DoubleField,
+    IntegerField,
+    SqliteDatabase,
+    TextField,
+    fn,
+)
 
 from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
-
-logger = logging.getLogger("tq.summaries")
 
 LATE_SECONDS = 120.0  # a row written this long before our read may commit after it
 LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this (renewed per span)
@@ -250,7 +256,7 @@ def rollup(runtime, now: float | None = None) -> RollupResult:
     """Bring the summaries up to date with the history (see the module doc)."""
     started = time.monotonic()
     now = time.time() if now is None else now
-    database = runtime.database
+    database = runtime.history_db()
     lease = _Lease()
     if not lease.acquire():
         return RollupResult(skipped=True)
@@ -520,7 +526,7 @@ def recent_minutes(runtime, now: float | None = None, minutes: int = 60
     are counted from Job by finish time; older minutes past the watermark (the
     roll-up stopped) are None: unknown, drawn as a gap rather than as zero."""
     now = time.time() if now is None else now
-    runtime.database
+    runtime.history_db()
     last = _minute_of(now)
     starts = [last - 60 * (minutes - 1 - i) for i in range(minutes)]
     state = SummaryState.get_or_none(SummaryState.name == "rollup")
@@ -537,7 +543,7 @@ def recent_minutes(runtime, now: float | None = None, minutes: int = 60
                 .group_by(TaskMinute.minute, TaskMinute.queue).tuples()):
             done.setdefault(queue, {})[int(minute)] = int(ok or 0) + int(bad or 0)
             failed.setdefault(queue, {})[int(minute)] = int(bad or 0)
-    minute_expr = _minute(runtime.database, Job.finished_at)
+    minute_expr = _minute(runtime.history_db(), Job.finished_at)
     for minute, queue, job_state, count in (
             Job.select(minute_expr, Job.queue, Job.state, fn.COUNT(Job.id))
             .where(Job.state.in_(("succeeded", "failed")) & (Job.finished_at >= live_from))
@@ -566,7 +572,7 @@ def prune(runtime, now: float | None = None) -> dict[str, int]:
     and summaries older than `keep_summary_days`, PRUNE_CHUNK ids at a time."""
     now = time.time() if now is None else now
     history = runtime.config.history
-    database = runtime.database
+    database = runtime.history_db()
     deleted = {"jobs": 0, "attempts": 0, "summaries": 0}
     job_horizon = now - history.keep_days * 86400
     while True:

@@ -25,8 +25,7 @@ from tq.cli import main
 from tq.models import Attempt, Job
 from tq.queries import queue_depths
 
-from conftest import (MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for,
-                      wait_for_states)
+from conftest import MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for, wait_for_states
 from proxy import CuttableProxy
 
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
@@ -137,7 +136,7 @@ def test_history_outage_one_warning_and_every_state_recorded(redis_backend, env,
     try:
         url = f"mysql://root@127.0.0.1:{proxy.port}/{redis_backend.database_name}"
         runtime = redis_backend.runtime(TQ_HISTORY_URL=url, TQ_QUEUE_CONNECT_TIMEOUT="1")
-        runtime.database
+        runtime.history_db()
         ids = tq.submit_many([{"task": "tq.tasks.demo.sleep", "args": [0.02]}
                               for _ in range(300)], runtime=runtime)
         caplog.set_level(logging.WARNING, logger="tq.history")

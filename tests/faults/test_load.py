@@ -62,7 +62,7 @@ def test_load_reconciles(redis_backend, tmp_path):
     env = {**os.environ, **redis_backend.env, "TQ_TASKS_MODULES": MODULES,
            "PYTHONPATH": TESTS_DIR, "TQ_CONSUMER_WORKERS": "4"}
     runtime = redis_backend.runtime(TQ_TASKS_MODULES=MODULES)
-    runtime.database
+    runtime.history_db()
     files = []
     for part in range(4):
         path = tmp_path / f"jobs-{part}.jsonl"

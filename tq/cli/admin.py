@@ -32,7 +32,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from tq.queries import catch_up
 
     catch_up(runtime)  # entries still in the outbox (made while the database was down)
-    rows = audit.entries(runtime.database, since=since, limit=args.limit)
+    rows = audit.entries(runtime.history_db(), since=since, limit=args.limit)
     if args.json:
         print_json(rows)
         return 0
@@ -120,7 +120,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from tq.models import create_schema
 
     runtime = make_runtime(args, check_backend=False)
-    added = create_schema(runtime.database)
+    added = create_schema(runtime.history_db())
     out.print(literal("schema up to date" if not added else "created: " + ", ".join(added)))
     return 0
 

@@ -40,7 +40,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     runtime = make_runtime(args)
     try:
-        runtime.database  # noqa: B018  (create the schema now: the first command a user runs)
+        runtime.history_db()  # create the schema now: the first command a user runs
     except ConfigError as exc:
         # Jobs run through a history outage (their records are kept and written
         # once it is back), so they start through one too.

@@ -79,7 +79,7 @@ class Data:
 
     def release(self) -> None:
         """Give back this thread's history connection (to the pool on MySQL)."""
-        # Not `runtime.database`: while the server is down that would try to connect.
+        # Not `runtime.history_db()`: while the server is down that would try to connect.
         database = getattr(self.runtime, "_database", None)
         if database is not None:
             try:
@@ -109,7 +109,7 @@ class Data:
         if server == "queue":
             self.runtime.control.paused()
         else:
-            self.runtime.database.execute_sql("SELECT 1").fetchall()
+            self.runtime.history_db().execute_sql("SELECT 1").fetchall()
 
     # --- reading --------------------------------------------------------------------
     def queue_state(self) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class Data:
 
     def ingested(self, limit: int = 200) -> list[dict]:
         """The most recent files the watcher took from the inbox, newest first."""
-        self.runtime.database
+        self.runtime.history_db()
         return list(IngestedFile.select().order_by(IngestedFile.id.desc()).limit(limit).dicts())
 
     @staticmethod
@@ -161,7 +161,7 @@ class Data:
         totals table, when history answers), then every registered one."""
         seen: list[str] = []
         try:
-            self.runtime.database
+            self.runtime.history_db()
             seen = [task for task, in TaskTotal.select(TaskTotal.task)
                     .where(TaskTotal.queue == queue).order_by(TaskTotal.task).tuples()]
         except Exception:  # history down: the registered names still make a list
@@ -176,7 +176,7 @@ class Data:
     def audit(self, limit: int = 200) -> list[dict]:
         """The newest audit entries (tq audit), each with the ids it touched."""
         queries.catch_up(self.runtime)
-        return audit.entries(self.runtime.database, limit=limit)
+        return audit.entries(self.runtime.history_db(), limit=limit)
 
     # --- acting ----------------------------------------------------------------------
     def pause(self, queue: str, task: str | None = None) -> None:
