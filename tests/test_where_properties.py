@@ -143,7 +143,7 @@ def python_accepts(flt: Filter, row: dict) -> bool:
 
 def run(runtime, flt: Filter) -> set[str]:
     """The ids the filter selects, as tq.queries and tq.ops select them."""
-    runtime.database  # noqa: B018 (reading it binds the models to this database)
+    runtime.history_db()  # binds the models to this database
     query = Job.select(Job.id, Job.error_type, Job.error_message)
     expression = condition(flt)
     if expression is not None:
@@ -200,7 +200,7 @@ def test_sql_selects_what_the_language_says(runtime, rows, flt, data):
                  kwargs=dumps_json(row["kwargs"])) for n, row in enumerate(rows)]
     if rows and data.draw(st.booleans(), label="aim at a row"):
         flt = aimed_filter(data.draw(st.sampled_from(rows), label="row"), data.draw)
-    runtime.database  # noqa: B018
+    runtime.history_db()
     Job.delete().execute()
     if rows:
         Job.insert_many(rows).execute()
