@@ -183,3 +183,47 @@ async def test_console_run_now_and_purge_of_marked_jobs_touch_what_they_counted(
         await pilot.press("y")
         await until(pilot, lambda: not Job.select().where(
             Job.id.in_(["d-canceled", "d-failed"])).exists(), message="both purged")
+
+
+# --- --dry-run: the preview, nothing touched ------------------------------------------------
+
+DRY_RUNS = [
+    (["requeue", "--state", "failed,canceled"], 4),
+    (["requeue", "--where", "'group:RuntimeError: broken <n>'"], 2),
+    (["cancel", "--queue", "reports"], 5),
+    (["purge", "--state", "failed"], 2),
+    (["run-now", "ids"], 2),
+]
+
+
+@pytest.mark.parametrize("argv,count", DRY_RUNS, ids=[" ".join(a) for a, _ in DRY_RUNS])
+def test_dry_run_prints_the_count_and_touches_nothing(backend, tq_env, capsys, argv, count):
+    import json
+
+    from tq.cli import main
+
+    runtime = backend.runtime()
+    ids = mixed(runtime)
+    if argv[-1] == "ids":
+        argv = [argv[0], *ids]
+    before = snapshot(runtime)
+    assert main([*argv, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f" {count} " in text.splitlines()[0] and "dry run: nothing changed" in text
+    assert main([*argv, "--dry-run", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["dry_run"] and shown["count"] == count and len(shown["sample"]) == count
+    assert snapshot(runtime) == before  # job states and queue depths as they were
+
+
+def test_quarantine_dry_runs_touch_nothing(backend, tq_env, capsys):
+    from tq.cli import main
+
+    runtime = backend.runtime()
+    number = runtime.queue("default").storage.quarantine(None, b"not a message", "test")
+    assert main(["quarantine", "purge", "--all", "--dry-run"]) == 0
+    assert "would purge 1 entry" in capsys.readouterr().out
+    assert main(["quarantine", "requeue", f"m{number}", "r7", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "would requeue 0 of 2" in captured.out and "would not be requeued" in captured.err
+    assert runtime.control.quarantine_count() == 1

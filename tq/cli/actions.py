@@ -76,11 +76,38 @@ def report(result, json_output: bool = False, given_ids: bool = False) -> int:
     return EXIT_USAGE if given_ids and not result.done else 0
 
 
+def dry_run(runtime: Any, action: str, ids: list[str] | None, flt: Any,
+            json_output: bool = False) -> int:
+    """--dry-run: what `action` would touch (tq.ops.preview, the count the console asks
+    with) and a few ids; nothing is changed. Exit 0, or 1 if a server did not answer."""
+    from tq import ops
+
+    try:
+        preview = ops.preview(runtime, action, ids, flt)
+    except ops.ActionError as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:
+        err.print(f"tq: error: could not count what to {action.replace('_', ' ')}: "
+                  f"{visible(ops.reason(exc))}", markup=False)
+        return 1
+    if json_output:
+        print_json(preview.as_dict())
+        return 0
+    out.print(visible(preview.line()), markup=False)
+    for job_id in preview.sample:
+        out.print(f"  {visible(job_id)}", markup=False)
+    if preview.count > len(preview.sample):
+        out.print(f"  … and {preview.count - len(preview.sample):,} more", markup=False)
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     from tq import ops
 
     runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
     ids, flt = _ids_or_filter(args)
+    if args.dry_run:
+        return dry_run(runtime, "cancel", ids, flt, args.json)
     return report(ops.cancel(runtime, ids, flt), args.json, given_ids=bool(ids))
 
 
@@ -92,6 +119,8 @@ def cmd_requeue(args: argparse.Namespace) -> int:
                              or args.since):
         args.state = ["failed"]
     ids, flt = _ids_or_filter(args)
+    if args.dry_run:
+        return dry_run(runtime, "requeue", ids, flt, args.json)
     result = ops.requeue(runtime, ids, flt)
     if result.already and not args.json:
         out.print(f"{len(result.already):,} had been requeued before (no second copy made)",
@@ -106,6 +135,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     if not args.state:
         raise CliError("purge needs --state (failed, canceled or expired): it deletes on "
                        "purpose only")
+    if args.dry_run:
+        return dry_run(runtime, "purge", None, parse_filter(args), args.json)
     try:
         result = ops.purge(runtime, flt=parse_filter(args))
     except ops.ActionError as exc:
@@ -117,7 +148,12 @@ def cmd_run_now(args: argparse.Namespace) -> int:
     from tq import ops
 
     runtime = make_runtime(args, check_backend=False)  # an outage: the action says so
+    if args.dry_run:
+        return dry_run(runtime, "run_now", args.ids, None, args.json)
     return report(ops.run_now(runtime, args.ids), getattr(args, "json", False), given_ids=True)
+
+
+DRY_RUN_HELP = "print what would be touched and how many; change nothing"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -132,6 +168,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     filter_options(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("requeue", help="run finished jobs again as new jobs (each once; "
@@ -139,14 +176,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     filter_options(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p.set_defaults(func=cmd_requeue)
 
     p = sub.add_parser("purge", help="delete dead letters from history")
     filter_options(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("run-now", help="enqueue scheduled or retrying jobs now")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p.set_defaults(func=cmd_run_now)

@@ -100,6 +100,19 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if action == "requeue":
         if not ids:
             raise CliError("tq quarantine requeue needs ids (see tq quarantine)")
+        if args.dry_run:
+            would = ops.quarantine_requeue_preview(runtime, ids)
+            if args.json:
+                print_json({"dry_run": True, "count": len(would.requeued),
+                            "requeued": would.requeued, "skipped": would.skipped})
+                return 0
+            for entry_id, job_id in would.requeued.items():
+                out.print(literal(f"{entry_id}: would be requeued as job {job_id}"))
+            for entry_id, reason in list(would.skipped.items())[:MAX_LINE_ERRORS_SHOWN]:
+                err.print(f"tq: {markup(entry_id)}: would not be requeued: {markup(reason)}")
+            out.print(f"would requeue {len(would.requeued)} of {len(ids)} "
+                      "(dry run: nothing changed)")
+            return 0
         result = ops.quarantine_requeue(runtime, ids)
         for entry_id, job_id in result.requeued.items():
             out.print(literal(f"{entry_id}: requeued as job {job_id}"))
@@ -108,6 +121,17 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return 0 if not result.skipped else EXIT_USAGE
     if bool(ids) == bool(args.all):
         raise CliError("tq quarantine purge needs ids or --all (not both)")
+    if args.dry_run:
+        try:
+            count = ops.quarantine_purge_preview(runtime, None if args.all else ids)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if args.json:
+            print_json({"dry_run": True, "count": count})
+        else:
+            out.print(f"would purge {count} entr{'ies' if count != 1 else 'y'} from "
+                      "quarantine (dry run: nothing changed)")
+        return 0
     try:
         deleted = ops.quarantine_purge(runtime, None if args.all else ids)
     except ValueError as exc:
@@ -145,6 +169,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="list (default), show ID, requeue ID..., purge ID... | --all")
     p.add_argument("ids", nargs="*", help="quarantine ids: m<n> (message), r<n> (record)")
     p.add_argument("--all", action="store_true", help="with purge: every entry")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with requeue or purge: print what would be done; change nothing")
     p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
