@@ -311,6 +311,15 @@ class BatchReport:
     unsure: tuple[int, int] | None = None
 
 
+def backend_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the queue backend cannot be reached (Redis down or
+    silent, SQLite locked or gone): what stops a batch as an outage."""
+    import sqlite3
+
+    import redis
+    return isinstance(exc, (redis.RedisError, sqlite3.Error, OSError))
+
+
 def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
                  prefix: str | None = None, if_exists: str = "error",
                  batch_size: int = 1000, batch_seconds: float = 0.2) -> BatchReport:
@@ -341,7 +350,9 @@ def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
         fresh = [job for _, job, derived in batch if not (derived and job.job_id in known)]
         try:
             accepted = {id(job) for job in enqueue(runtime, fresh)}
-        except Exception as exc:  # the queue backend went away mid-batch
+        except Exception as exc:
+            if not backend_unreachable(exc):
+                raise  # a defect, not an outage: never reported as one
             report.outage = first_line(exc) or "connection lost"
             report.unsure = (batch[0][0], batch[-1][0])
             return False
