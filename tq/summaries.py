@@ -58,7 +58,7 @@ from peewee import (
     fn,
 )
 
-from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
+from tq.models import TERMINAL, Attempt, BaseModel, Event, Job
 
 logger = logging.getLogger("tq.summaries")
 
@@ -106,7 +106,6 @@ def dump_histogram(histogram: dict[int, int]) -> str:
 
 # --- tables ------------------------------------------------------------------------
 
-@register_model
 class TaskMinute(BaseModel):
     id = BigAutoField()
     minute = BigIntegerField()  # epoch seconds of the minute's start (UTC)
@@ -137,7 +136,6 @@ class TaskMinute(BaseModel):
         indexes = ((("minute", "queue", "task"), True),)
 
 
-@register_model
 class EventMinute(BaseModel):
     id = BigAutoField()
     minute = BigIntegerField()
@@ -151,7 +149,6 @@ class EventMinute(BaseModel):
         indexes = ((("minute", "type"), True),)
 
 
-@register_model
 class TaskTotal(BaseModel):
     """Running totals since summaries began; never pruned (Prometheus counters)."""
     id = BigAutoField()
@@ -174,7 +171,6 @@ class TaskTotal(BaseModel):
         indexes = ((("queue", "task"), True),)
 
 
-@register_model
 class EventTotal(BaseModel):
     id = BigAutoField()
     type = CharField(max_length=200, unique=True)
@@ -186,7 +182,6 @@ class EventTotal(BaseModel):
         table_name = "summary_event_total"
 
 
-@register_model
 class SummaryState(BaseModel):
     """The roll-up's watermark and lease (one row, name 'rollup')."""
     name = CharField(max_length=64, primary_key=True)
