@@ -55,8 +55,9 @@ def runtime_for(args):
 
 
 def ensure_database(url: str) -> None:
-    import pymysql
     from urllib.parse import urlsplit
+
+    import pymysql
 
     parts = urlsplit(url)
     with pymysql.connect(host=parts.hostname, port=parts.port or 3306,
@@ -116,10 +117,10 @@ def fill(args) -> None:
 
 
 def drop(args) -> None:
-    import redis
     from urllib.parse import urlsplit
 
     import pymysql
+    import redis
 
     parts = urlsplit(args.mysql_url)
     with pymysql.connect(host=parts.hostname, port=parts.port or 3306,
@@ -183,7 +184,7 @@ async def _measure(args) -> dict:
         before = screen.rows
         t0 = time.perf_counter()
         await pilot.press("l")
-        await _until(pilot, lambda: screen.rows is not before)
+        await _until(pilot, lambda before=before: screen.rows is not before)
         results["tab_failed"] = (time.perf_counter() - t0, _internal())
         assert screen.tab == "failed" and screen.rows[0]["state"] == "failed"
         results["page_failed"] = await _pages(pilot, screen, 10)
@@ -196,7 +197,7 @@ async def _measure(args) -> dict:
             await pilot.press("slash")
             box.value = text
             await pilot.press("enter")
-            await _until(pilot, lambda: screen.rows is not before)
+            await _until(pilot, lambda before=before: screen.rows is not before)
             page = (time.perf_counter() - t0, _internal())
             await _until(pilot, lambda: screen.total is not None)
             filters[text] = (page, time.perf_counter() - t0, screen.total)
@@ -247,7 +248,7 @@ async def _pages(pilot, screen, count: int) -> tuple[list[float], list[float]]:
         before = screen.rows
         t0 = time.perf_counter()
         await pilot.press("right_square_bracket")
-        await _until(pilot, lambda: screen.rows is not before)
+        await _until(pilot, lambda before=before: screen.rows is not before)
         wall.append(time.perf_counter() - t0)
         internal.append(_internal())
     return wall, internal

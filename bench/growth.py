@@ -123,7 +123,7 @@ def time_queries(runtime, repeats: int, loaded: int) -> dict[str, dict]:
         QUERIES[3]: lambda k: job_detail(runtime, probe_ids[k % len(probe_ids)]),
     }
     calls[TOTALS] = lambda k: status(runtime)
-    for name, call in calls.items():  # warm the connection and the server's caches once
+    for call in calls.values():  # warm the connection and the server's caches once
         call(0)
     if calls[QUERIES[3]](0) is None:
         raise RuntimeError(f"growth: job {probe_ids[0]} not found")

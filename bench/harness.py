@@ -61,6 +61,9 @@ def parse_args(argv=None):
     ap.add_argument("--settle", type=float, default=0.1,
                     help="seconds between 'all workers ready' and opening the gate")
     ap.add_argument("--run-timeout", type=float, default=120.0)
+    ap.add_argument("--tq-backend", choices=("redis", "sqlite"), default="redis",
+                    help="tq's queue backend: redis (history in MariaDB, the default) or sqlite "
+                         "(the embedded default, queues and history in SQLite; enqueue only)")
     ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", common.DEFAULT_REDIS_URL))
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/<date>.md")
     ap.add_argument("--keep-logs", action="store_true", help="keep worker logs (printed path)")
@@ -78,6 +81,8 @@ def parse_args(argv=None):
     a.only = {s.strip() for s in a.only.split(",") if s.strip()}
     if a.only - set(PHASES):
         ap.error(f"unknown benchmarks {sorted(a.only - set(PHASES))}; known: {', '.join(PHASES)}")
+    if a.tq_backend == "sqlite" and "tq" in a.systems and a.only - {"enqueue"}:
+        ap.error("--tq-backend sqlite measures only the enqueue benchmark (--only enqueue)")
     a.workers = [int(w) for w in a.workers.split(",")]
     a.growth_sizes = sorted(int(n) for n in str(a.growth_sizes).split(",") if n.strip())
     return a
@@ -347,6 +352,7 @@ def main(argv=None):
     run_id = f"{RUN_PREFIX}_{os.getpid()}_{secrets.token_hex(2)}"
     log_dir = tempfile.mkdtemp(prefix=f"{run_id}-logs-")
     res = Results()
+    BY_NAME["tq"].backend = args.tq_backend
     systems = []
     t_start = time.time()
     interrupted = False

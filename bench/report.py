@@ -159,8 +159,12 @@ def render(args, res, systems, elapsed, redis_url, argv):
         if ratio is not None:
             out += [f"`tq submit --file` / plain Huey loop: **{ratio[0]:.2f}×** for the whole command, "
                     f"{ratio[1]:.2f}× net of start-up (medians). Every tq figure includes each job's "
-                    "`queued` history record, which goes to Redis with the message; a consumer's "
-                    "history writer moves it to MariaDB.", ""]
+                    + ("`queued` history record, which goes to Redis with the message; a consumer's "
+                       "history writer moves it to MariaDB." if getattr(args, "tq_backend", "redis")
+                       == "redis" else
+                       "`queued` history record, written to the SQLite queue database in the same "
+                       "transaction as the message (tq on the embedded default, `--tq-backend "
+                       "sqlite`; Huey on Redis)."), ""]
 
     if res.latency:
         out += [f"### Latency: enqueue → job start under steady load ({args.latency_load:.0%} of max no-op "

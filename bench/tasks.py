@@ -4,7 +4,6 @@ Written against tq's intended API (``@tq.task()``); tq is not released yet,
 so the harness never imports this module unless ``import tq`` works.
 """
 import tq
-
 from bench import common
 
 

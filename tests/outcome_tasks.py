@@ -78,6 +78,19 @@ def nap(seconds: float = 30.0) -> float:
 
 
 @tq.task()
+def first_naps(path: str) -> str:
+    """The first attempt naps until `path`.go exists (60 s at most); a later
+    attempt returns at once. A job that is surely still running when its
+    consumer stops, however slow the machine, and quick when run again."""
+    if not os.path.exists(path):
+        open(path, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path + ".go") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return path
+
+
+@tq.task()
 def pid() -> int:
     return os.getpid()
 

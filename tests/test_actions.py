@@ -7,17 +7,16 @@ import json
 import threading
 import time
 
-import pytest
+from tq import ops
+from tq.cli import main
+from tq.history import write_records
+from tq.models import Audit, AuditJob, Job
+from tq.queries import count_jobs, failure_groups, list_jobs
+from tq.where import group_filter, parse
 
 from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
 from proxy import CuttableProxy
 from test_tui import dialog, failed_records, loaded, make_app, pilot_test, question, until
-from tq import ops
-from tq.cli import main
-from tq.history import write_records
-from tq.models import Audit, AuditJob, Job, state_seq
-from tq.queries import count_jobs, failure_groups, list_jobs
-from tq.where import group_filter, parse
 
 
 def states(ids) -> dict[str, str]:
@@ -300,7 +299,7 @@ def test_hostile_audit_and_filter_text_is_stored_as_given(backend):
 def test_rollup_runs_with_a_backlog_in_default(backend):
     import tq
     import tq.tasks.maintenance  # noqa: F401  (registers the built-in)
-    from tq.scheduler import PeriodicScheduler, ROLLUP_NAME
+    from tq.scheduler import ROLLUP_NAME, PeriodicScheduler
     from tq.summaries import SummaryState
 
     runtime = backend.runtime(TQ_HISTORY_ROLLUP_EVERY="@every 1s")

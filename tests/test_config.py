@@ -26,6 +26,7 @@ import pytest
 
 from tq.cli import main
 from tq.config import (
+    OPEN_SECTIONS,
     SCHEMA,
     SECRET_KEYS,
     SECTIONS,
@@ -183,6 +184,33 @@ def test_defaults_and_cli_flags_get_the_same_checks():
         load_config(env={}, overrides={"consumer": {"workers": -1}})
     with pytest.raises(ConfigError, match=r"\[consumer\] workers = 'nan'"):
         load_config(env={}, overrides={"consumer": {"workers": float("nan")}})
+
+
+def _example_keys(text: str) -> dict[str, set[str]]:
+    """The keys tq.example.ini names in each section: set (`key = value`) or shown
+    commented out (`# key = value`)."""
+    named: dict[str, set[str]] = {}
+    keys: set[str] = set()
+    for line in text.splitlines():
+        header = re.fullmatch(r"\[(\w+)\]", line)
+        if header:
+            keys = named.setdefault(header.group(1), set())
+        elif key := re.match(r"(?:# )?([a-z_][a-z0-9_]*) = ", line):
+            keys.add(key.group(1))
+    return named
+
+
+def test_example_ini_names_every_setting_and_no_other():
+    """tq.example.ini and the schema name the same settings: every key the schema
+    knows has its line (secrets excepted: environment only), and every key line
+    there, commented out or not, is a setting (a stale or misspelt one fails)."""
+    named = _example_keys((ROOT / "tq.example.ini").read_text())
+    assert set(named) == set(SCHEMA) | set(OPEN_SECTIONS)
+    for section, keys in SCHEMA.items():
+        known = {key for key in keys if (section, key) not in SECRET_KEYS}
+        assert named[section] == known, (f"[{section}] missing from tq.example.ini: "
+                                         f"{sorted(known - named[section])}; not settings: "
+                                         f"{sorted(named[section] - known)}")
 
 
 def test_example_ini_documents_every_key_and_its_range():

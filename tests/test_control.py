@@ -10,7 +10,6 @@ were queued behind it.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -19,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 import tq
@@ -28,7 +26,7 @@ from tq.queries import list_periodic, list_workers, queue_depths, status
 from tq.recovery import recover_lost
 from tq.tui.data import Data
 
-from conftest import REDIS_URL, use_env, wait_for, wait_for_states
+from conftest import REDIS_URL, wait_for, wait_for_states
 
 TESTS_DIR = Path(__file__).parent
 MODULES = "tq.tasks.demo,testtasks"

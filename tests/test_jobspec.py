@@ -122,7 +122,8 @@ def argv_for(fields: dict) -> list[str]:
 def spec_line(fields: dict) -> str:
     spec = {"task": ECHO, **fields}
     if spec.get("args") is DEEP:
-        return '{"task": "%s", "args": %s}' % (ECHO, "[" * 10_000 + "]" * 10_000)
+        deep = "[" * 10_000 + "]" * 10_000
+        return f'{{"task": "{ECHO}", "args": {deep}}}'
     return json.dumps(spec)  # NaN/Infinity as JSON's usual extensions, \ud800 escaped
 
 
@@ -187,7 +188,7 @@ def test_hostile_specs_through_the_python_api_raise_and_enqueue_nothing(backend)
         specs = [{"task": ECHO, "args": [1]}, {"task": ECHO, **fields}]
         with pytest.raises(SpecError) as caught:
             tq.submit_many(specs, runtime=runtime)
-        assert f"job 2: " in str(caught.value) and reason in str(caught.value), label
+        assert "job 2: " in str(caught.value) and reason in str(caught.value), label
         assert not EXCEPTION_NAME.search(str(caught.value)), label
     assert jobs_in(runtime) == 0
     with pytest.raises(SpecError, match="priority is not a finite number"):

@@ -14,12 +14,13 @@ import time
 import pytest
 
 import tq
-from conftest import wait_for_states
-from tq.cli import main
 from tq import summaries
+from tq.cli import main
 from tq.history import write_records
 from tq.models import state_seq
 from tq.text import visible
+
+from conftest import wait_for_states
 
 # What a job's data may hold; each one is shown as visible(value).
 HOSTILE = ["[/]", "[bold]b", "[link=http://evil]l[/link]", "[$accent]v", "\x1b[31mred\x1b[0m",

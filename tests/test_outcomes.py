@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -127,15 +126,19 @@ def test_revoked_job_ends_canceled(backend, start_consumer):
     assert queue_depths(runtime, "default")["running"] == 0
 
 
-def test_interrupted_job_is_put_back_and_runs_again(backend, start_consumer):
+def test_interrupted_job_is_put_back_and_runs_again(backend, start_consumer, tmp_path):
     runtime = backend.runtime(TQ_TASKS_MODULES=MODULES, TQ_CONSUMER_GRACE="0.2")
-    job_id = tq.submit("outcome_tasks.nap", 1.5, runtime=runtime)
+    marker = str(tmp_path / "started")
+    job_id = tq.submit("outcome_tasks.first_naps", marker, runtime=runtime)
     consumer = start_consumer(runtime, workers=1, queues=["default"])
     wait_for(lambda: job_states(runtime, [job_id]).get(job_id) == "running", timeout=20,
              message="the job to start")
-    consumer.stop()  # the job outlives the grace period
+    # The first attempt runs until released, so it surely outlives the grace
+    # period (a fixed 1.5 s nap could end first on a busy machine).
+    consumer.stop()
     other = backend.runtime(TQ_TASKS_MODULES=MODULES)
     assert job_states(other, [job_id])[job_id] == "retrying"
+    open(marker + ".go", "w").close()
     start_consumer(other, workers=1, queues=["default"])
     wait_for_states(other, [job_id], timeout=30)
     outcomes = [a["outcome"] for a in job_detail(other, job_id)["attempt_log"]]

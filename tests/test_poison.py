@@ -10,8 +10,14 @@ import pytest
 from peewee import SqliteDatabase
 
 import tq
-from tq.history import (DeadRecord, RecordSigner, check_record, checked, set_aside,
-                        write_or_set_aside)
+from tq.history import (
+    DeadRecord,
+    RecordSigner,
+    check_record,
+    checked,
+    set_aside,
+    write_or_set_aside,
+)
 from tq.models import Job
 from tq.storage import SUBMITTED
 from tq.submit import prepare

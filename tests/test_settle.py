@@ -2,8 +2,6 @@
 flag) together with its next claim; these are the promises that must still hold."""
 from __future__ import annotations
 
-import time
-
 import tq
 from tq import ops
 from tq.models import Attempt
@@ -38,7 +36,10 @@ def test_finished_jobs_leave_running_at_once_and_never_run_twice(backend, start_
     assert queue_depths(runtime, "default") == {"queued": 0, "scheduled": 0, "running": 0,
                                                 "held": 0}
     start_consumer(backend.runtime(), workers=1)
-    time.sleep(1.0)
+    # A job put back at shutdown would be queued ahead of this one, so once this
+    # one is done the new consumer has had its chance to run it again.
+    marker = tq.submit("tq.tasks.demo.echo", "after", runtime=runtime)
+    wait_for_states(runtime, [marker])
     assert attempts(runtime, ids + [last]) == {job_id: 1 for job_id in ids + [last]}
 
 

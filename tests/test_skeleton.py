@@ -227,8 +227,9 @@ def test_example_ini_documents_only_real_settings():
 
 
 def test_arguments_that_look_like_message_tags_arrive_as_sent(backend):
-    from tq.serializer import JsonSerializer
     from datetime import datetime
+
+    from tq.serializer import JsonSerializer
 
     value = {"when": {"$dt": "2020-01-01"}, "esc": {"$esc": [1, 2]}, "td": {"$td": 5},
              "real": datetime(2026, 1, 2, 3, 4, 5)}

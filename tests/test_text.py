@@ -3,7 +3,6 @@ import io
 
 import pytest
 from rich.console import Console
-
 from textual.content import Content
 
 from tq.text import console_markup, literal, markup, visible

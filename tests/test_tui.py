@@ -15,8 +15,6 @@ import pytest
 from rich.console import Console
 
 import tq
-from conftest import REDIS_URL, wait_for_states
-from proxy import CuttableProxy
 from tq.history import write_records
 from tq.models import Job, state_seq
 from tq.queries import status
@@ -25,6 +23,9 @@ from tq.tui.data import Data, ReadOnly
 from tq.tui.screens.job_detail import JobDetailScreen
 from tq.tui.screens.jobs import JobsScreen, JobsTable
 from tq.tui.widgets import ConfirmDialog
+
+from conftest import REDIS_URL, wait_for_states
+from proxy import CuttableProxy
 
 
 def pilot_test(func):

@@ -10,16 +10,25 @@ import os
 import pytest
 
 import tq
-from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
-from proxy import CuttableProxy
-from test_tui import (dialog, failed_records, loaded, make_app, pilot_test, question,
-                      rendered_table, until)
 from tq import ops
 from tq.history import write_records
 from tq.queries import list_workers
 from tq.tui.app import SCREENS, tq_bindings
 from tq.tui.screens.job_detail import JobDetailScreen
 from tq.tui.widgets import HelpScreen, PickerDialog
+
+from conftest import MYSQL_HOST, MYSQL_PORT, REDIS_URL, wait_for
+from proxy import CuttableProxy
+from test_tui import (
+    dialog,
+    failed_records,
+    loaded,
+    make_app,
+    pilot_test,
+    question,
+    rendered_table,
+    until,
+)
 
 SCREEN_KEYS = {str(n): name for n, name in enumerate(SCREENS, 1)}
 

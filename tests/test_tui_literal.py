@@ -16,7 +16,6 @@ import time
 
 from textual.content import Content
 
-from test_tui import loaded, make_app, pilot_test, until
 from tq import ops
 from tq.history import write_records
 from tq.models import IngestedFile, state_seq
@@ -27,6 +26,8 @@ from tq.tui.screens.jobs import TABS, JobsScreen
 from tq.tui.screens.periodic import PeriodicScreen
 from tq.tui.screens.workers import WorkersScreen
 from tq.tui.widgets import ConfirmDialog, FilterInput, HelpScreen, PromptDialog
+
+from test_tui import loaded, make_app, pilot_test, until
 
 QUEUE = "[b]q\x1b[0m"
 TASK = "[/]t\x1b[2J"

@@ -18,9 +18,13 @@ from __future__ import annotations
 import getpass
 import time
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
-from tq.models import bound, Audit, AuditJob
+from tq.models import Audit, AuditJob, bound
+
+if TYPE_CHECKING:
+    from peewee import Database
 
 ID_CHUNK = 1000
 TEXT_LIMIT = 10_000  # a filter or reason longer than this is cut (with "…")
@@ -35,7 +39,7 @@ def who() -> str:
 
 def records(action: str, target: str, count: int, ids: Iterable[str] = (), *,
             outcome: str = "done", detail: str | None = None, user: str | None = None,
-            host: str = "", at: float | None = None) -> list[dict]:
+            host: str = "", at: float | None = None) -> list[dict[str, Any]]:
     """The outbox records of one audit entry (one per ID_CHUNK ids, at least one)."""
     id_list = list(dict.fromkeys(ids))
     head = {"kind": "audit", "uid": str(uuid.uuid4()), "at": time.time() if at is None else at,
@@ -50,14 +54,14 @@ def _cut(text: str) -> str:
     return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1] + "…"
 
 
-def write(database, entries: list[dict]) -> None:
+def write(database: Database, entries: list[dict[str, Any]]) -> None:
     """Store audit records (inside the caller's transaction); replays change nothing."""
     with bound(database, [Audit, AuditJob]):
         for entry in entries:
             _write_one(entry)
 
 
-def _write_one(entry: dict) -> None:
+def _write_one(entry: dict[str, Any]) -> None:
     row = {name: entry.get(name) for name in ("uid", "at", "user", "host", "action", "target",
                                               "count", "outcome", "detail")}
     Audit.insert(**row).on_conflict_ignore().execute()  # INSERT IGNORE / OR IGNORE
@@ -70,19 +74,22 @@ def _write_one(entry: dict) -> None:
                                  ).on_conflict_ignore().execute()
 
 
-def entries(database, since: float | None = None, limit: int = 200) -> list[dict]:
+def entries(database: Database, since: float | None = None,
+            limit: int = 200) -> list[dict[str, Any]]:
     """Audit entries, newest first, each with its ids (`ids`)."""
     query = Audit.select().order_by(Audit.at.desc(), Audit.id.desc()).limit(limit)
     if since is not None:
         query = query.where(Audit.at >= since)
-    rows = list(query.dicts())
+    # peewee's stubs type .dicts() and .tuples() as the model query; they yield plain rows.
+    rows = list(cast(Iterable[dict[str, Any]], query.dicts()))
     by_id = {row["id"]: row for row in rows}
     for row in rows:
         row["ids"] = []
     keys = list(by_id)
     for start in range(0, len(keys), 500):
-        for audit_id, job_id in (AuditJob.select(AuditJob.audit_id, AuditJob.job_id)
-                                 .where(AuditJob.audit_id.in_(keys[start:start + 500]))
-                                 .order_by(AuditJob.id).tuples()):
+        pairs = (AuditJob.select(AuditJob.audit_id, AuditJob.job_id)
+                 .where(AuditJob.audit_id.in_(keys[start:start + 500]))
+                 .order_by(AuditJob.id).tuples())
+        for audit_id, job_id in cast(Iterable[tuple[int, str]], pairs):
             by_id[audit_id]["ids"].append(job_id)
     return rows

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from tq.format import first_line
+
 
 class ConfigError(Exception):
     """A setting is missing, unknown or malformed; the message names it."""
@@ -490,8 +492,7 @@ def _read_file(path: Path) -> dict[str, dict[str, str]]:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else "not an ini file"
-        raise ConfigError(f"{shown}: cannot parse: {_q(first_line)[1:-1]}") from None
+        raise ConfigError(f"{shown}: cannot parse: {_q(first_line(exc))[1:-1]}") from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 

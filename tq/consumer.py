@@ -14,19 +14,20 @@ what is still running then is put back on its queue; a second signal stops now.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
 import threading
 import time
 import uuid
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from huey.consumer import Consumer, ProcessEnvironment, Scheduler, Worker
 
 from tq import recovery
-from tq.scheduler import PeriodicScheduler
 from tq.queues import host_name
+from tq.scheduler import PeriodicScheduler
 
 logger = logging.getLogger("tq.consumer")
 PR_SET_PDEATHSIG = 1
@@ -70,6 +71,10 @@ def _stop_if_terminated(process) -> None:
 
 
 class TqWorker(Worker):
+    delay: float  # Huey's current back-off, set by Worker.__init__
+    max_delay: float
+    backoff: float
+
     def loop(self, now=None) -> None:
         _stop_if_terminated(self)
         super().loop(now)
@@ -81,12 +86,12 @@ class TqWorker(Worker):
         wait = getattr(self.huey.storage, "wait_for_work", None)
         if wait is None or self.stop_flag.is_set():
             return super().sleep()
-        self.delay = min(self.delay, self.max_delay)
+        delay: float = min(self.delay, self.max_delay)
         try:
-            wait(self.delay)
+            wait(delay)
         except Exception:  # backend unreachable: the next claim reports it
-            self.stop_flag.wait(self.delay)
-        self.delay *= self.backoff
+            self.stop_flag.wait(delay)
+        self.delay = delay * self.backoff
 
     def initialize(self) -> None:
         self.huey.settle_with_claims()
@@ -163,13 +168,14 @@ class ConsumerGroup:
         # the child then waits forever in its first sqlite3.connect (seen as a
         # process worker that never claims a job on a busy machine).
         runtime.writer.attach_outbox(runtime.control, self.name)
-        loops = [("tq-heartbeat", self._heartbeat_loop), ("tq-recovery", self._recovery_loop)]
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("tq-heartbeat", self._heartbeat_loop), ("tq-recovery", self._recovery_loop)]
         if self.periodic:
             scheduler = PeriodicScheduler(runtime)
             loops.append(("tq-periodic", lambda: scheduler.run(self.stop_event)))
         for service in self.services:
             loops.append((getattr(service, "__name__", "tq-service"),
-                          lambda service=service: service(self.stop_event)))
+                          functools.partial(service, self.stop_event)))
         for name, target in loops:
             thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
             thread.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 logger = logging.getLogger("tq.control")
 
@@ -63,11 +63,11 @@ def finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a value")
 
 
-def json_object(raw: Any, what: str, key: Any) -> dict | None:
+def json_object(raw: Any, what: str, key: Any) -> dict[str, Any] | None:
     """A stored JSON object, or None (reported) when it is not one."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
         raw = bytes(raw)
@@ -96,7 +96,7 @@ def json_object(raw: Any, what: str, key: Any) -> dict | None:
     return value
 
 
-def heartbeat(worker_id: Any, info: Any, beat: Any, now: float) -> dict | None:
+def heartbeat(worker_id: Any, info: Any, beat: Any, now: float) -> dict[str, Any] | None:
     """A consumer as `tq workers` shows it. Liveness is `beat`, the queue
     backend's time of its last heartbeat (never a time the consumer's host
     wrote); the rest is shown only, so a field of the wrong type is replaced,
@@ -128,7 +128,7 @@ def heartbeat(worker_id: Any, info: Any, beat: Any, now: float) -> dict | None:
             "started": started, "beat": beat, "heartbeat_age": max(0.0, now - beat)}
 
 
-def pause_info(target: Any, info: Any) -> tuple[str, dict] | None:
+def pause_info(target: Any, info: Any) -> tuple[str, dict[str, Any]] | None:
     """A pause flag: its target counts whatever its info holds (the claim
     honours the flag by its name alone); junk info reads as {}."""
     name = text(target)
@@ -139,7 +139,7 @@ def pause_info(target: Any, info: Any) -> tuple[str, dict] | None:
     return name, value if value is not None else {}
 
 
-def periodic_run(name: Any, info: Any) -> tuple[str, dict] | None:
+def periodic_run(name: Any, info: Any) -> tuple[str, dict[str, Any]] | None:
     """The last run of a periodic task: {"at", "job_id", "tick", "by"}, and "outcome"
     for a built-in run in the scheduler (its job_id names the run, not a job)."""
     key = text(name)

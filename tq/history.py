@@ -47,6 +47,7 @@ from peewee import (
     TextField,
 )
 
+from tq.format import first_line
 from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound
 from tq.serializer import RecordRefused, RecordSigner
 from tq.storage import SUBMITTED
@@ -327,7 +328,7 @@ def write_or_set_aside(database, records: Iterable[dict]) -> tuple[int, list[tup
             if unreachable(exc):
                 raise
             if len(part) == 1:
-                refused.append((part[0], f"refused by the database: {_first_line(exc)}"))
+                refused.append((part[0], f"refused by the database: {first_line(exc, 500)}"))
                 return
             attempt(part[:len(part) // 2])
             attempt(part[len(part) // 2:])
@@ -335,11 +336,6 @@ def write_or_set_aside(database, records: Iterable[dict]) -> tuple[int, list[tup
     if rows:
         attempt(rows)
     return written, refused
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return (text.splitlines()[0] if text else type(exc).__name__)[:500]
 
 
 def _evidence(item: Any) -> str:
@@ -378,7 +374,7 @@ def set_aside(database, refused: list[tuple[str, Any, str]], dead_dir: Path | No
     except Exception as exc:
         if dead_dir is None:
             logger.error("%d refused history records lost: no dead-letter table (%s) and no "
-                         "data folder", len(rows), _first_line(exc))
+                         "data folder", len(rows), first_line(exc, 500))
             return 0
         dead_dir.mkdir(parents=True, exist_ok=True)
         with open(dead_dir / DEAD_FILE, "a", encoding="utf-8") as handle:
@@ -601,7 +597,7 @@ class HistoryWriter:
                     self._down_since = time.monotonic()
                     logger.warning("history database unreachable (%s); workers keep running "
                                    "and records are kept until it is back",
-                                   str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                                   first_line(exc))
                 self._close_quietly()
                 if len(self._refused) > 1000:  # the database is down: keep them on disk
                     self.set_aside += set_aside(None, self._refused, self.spill_dir)

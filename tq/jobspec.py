@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tq.config import PRIORITY_RANGE
 from tq.models import Job
@@ -97,9 +98,18 @@ def text(name: str, value: Any, max_length: int) -> str:
     return value
 
 
-def number(name: str, value: Any, low: float, high: float, *, integer: bool = False,
-           above: bool = False) -> float | int:
+def number(name: str, value: Any, low: float, high: float, *, above: bool = False) -> float:
     """`value` if it is a finite number in [low, high] ((low, high] with above=True)."""
+    return _in_range(name, value, low, high, integer=False, above=above)
+
+
+def whole(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as an int if it is a whole number in [low, high] (2.0 is 2; 2.5 is refused)."""
+    return int(_in_range(name, value, low, high, integer=True, above=False))
+
+
+def _in_range(name: str, value: Any, low: float, high: float, *, integer: bool,
+              above: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"{name} must be a {'whole ' if integer else ''}number, "
                         f"got {_kind(value)}")
@@ -130,7 +140,7 @@ def eta(value: Any) -> datetime:
         raise SpecError(f"eta must be an ISO 8601 string, got {_kind(value)}")
     try:
         if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
         moment = ETA_MAX
     if not ETA_MIN <= moment < ETA_MAX:
@@ -271,7 +281,7 @@ def check(spec: Any, *, max_arg_bytes: int, now: datetime | None = None) -> Spec
         checked.queue = text("queue", value, QUEUE_MAX)
     value = get("priority")
     if value is not None:
-        checked.priority = number("priority", value, *PRIORITY_RANGE, integer=True)
+        checked.priority = whole("priority", value, *PRIORITY_RANGE)
     delay, when = get("delay"), get("eta")
     if delay is not None and when is not None:
         raise SpecError("give either delay or eta, not both")
@@ -288,7 +298,7 @@ def check(spec: Any, *, max_arg_bytes: int, now: datetime | None = None) -> Spec
         checked.timeout = number("timeout", value, 0, MAX_SECONDS, above=True)
     value = get("retries")
     if value is not None:
-        checked.retries = number("retries", value, 0, MAX_RETRIES, integer=True)
+        checked.retries = whole("retries", value, 0, MAX_RETRIES)
     value = get("retry_delay")
     if value is not None:
         checked.retry_delay = number("retry_delay", value, 0, MAX_SECONDS)
@@ -361,7 +371,7 @@ def check_message(payload: Any) -> None:
     for name, low, high, integer, above in _MESSAGE_NUMBERS:
         value = payload.get(name)
         if value is not None:
-            number(name, value, low, high, integer=integer, above=above)
+            _in_range(name, value, low, high, integer=integer, above=above)
     for name in ("eta", "expires_resolved"):
         if payload.get(name) is not None:
             _moment(name, payload[name])
@@ -387,10 +397,10 @@ def check_message(payload: Any) -> None:
         raise SpecError(f"tq meta must be an object, got {_kind(meta)}")
     for name, high in (("attempt", MAX_RETRIES * 1000), ("max_retries", MAX_RETRIES)):
         if meta.get(name) is not None:
-            number(f"tq.{name}", meta[name], 0, high, integer=True)
+            whole(f"tq.{name}", meta[name], 0, high)
     if meta.get("enqueued_at") is not None:
         number("tq.enqueued_at", meta["enqueued_at"], 0, ETA_MAX.replace(
-            tzinfo=timezone.utc).timestamp())
+            tzinfo=UTC).timestamp())
     if meta.get("requeued_from") is not None:
         text("tq.requeued_from", meta["requeued_from"], ID_MAX)
 

@@ -39,6 +39,7 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
+from tq.format import first_line
 from tq.queries import quarantine_counts, queue_depths
 from tq.summaries import EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram, percentile
 
@@ -186,7 +187,7 @@ def make_server(runtime: Runtime, host: str, port: int) -> MetricsServer:
             return list(metrics(environ, start_response))  # collected here, before any reply
         except Exception as exc:
             logger.warning("metrics scrape failed: %s", exc)
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = first_line(exc)
             start_response("500 Internal Server Error",
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [f"tq metrics failed: {first}\n".encode()]

@@ -1,9 +1,14 @@
 """Operator actions: pause, resume, cancel, requeue, purge, run now.
 
 The CLI verbs and the console's keys both call these functions; neither has an
-action of its own, nor a rule of its own about which jobs an action touches:
-`eligible_states` and `preview` (the exact count and a sentence naming the
-states, tasks, queues and failure group, asked before acting) live here.
+action of its own, nor a rule of its own about which jobs an action touches.
+That rule is one row of RULES per action (the history states it changes, what a
+filter naming no state acts on, what it acts on for a whole queue, why a job
+given by id is skipped); `scope` applies it to what the operator selected (ids,
+a filter, a failure group's filter, a queue's filter), and both `preview` (the
+exact count, a few ids and a sentence naming the states, tasks, queues and
+failure group, asked before acting, or printed by `--dry-run`) and the action
+itself select through that one scope, so the count asked is the count touched.
 
 Every bulk action returns an ActionResult that says what happened: done,
 partly done (with counts) or failed (with the reason: a server that went away
@@ -27,32 +32,28 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
+from tq import records as history_record
+from tq.format import first_line
 from tq.history import write_records
-from tq.models import bound, REQUEUABLE, TERMINAL, Job, state_seq
-from tq.queries import catch_up
+from tq.models import REQUEUABLE, Job, bound
+from tq.queries import catch_up, exact_rows
 from tq.queues import host_name, utc_timestamp
+from tq.registry import task_meta
 from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
 from tq.where import Filter, condition
 
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
+
 logger = logging.getLogger("tq.ops")
-DEAD_LETTER_STATES = ("failed", "canceled", "expired")
-WAITING = ("queued", "scheduled", "running", "retrying")
-# Which history states each action can change: the one place this is written.
-ACTION_STATES = {
-    "requeue": REQUEUABLE,
-    "cancel": WAITING,
-    "run_now": ("scheduled", "retrying"),
-    "purge": DEAD_LETTER_STATES,
-}
-# A filter naming no state acts on these (the failed set, for the actions that clean it).
-DEFAULT_STATES = {"requeue": ("failed",), "purge": ("failed",)}
-VERBS = {"requeue": "Requeue", "cancel": "Cancel", "run_now": "Run now", "purge": "Purge"}
 COPY_NAMESPACE = uuid.UUID("6f1d3c1e-6a57-4f3b-9c43-2f2d1f8e7a10")
+SAMPLE = 10  # ids a preview names (the confirm dialog, --dry-run)
 
 
 class ActionError(ValueError):
@@ -69,13 +70,241 @@ def reason(exc: BaseException) -> str:
     import peewee
     import redis
 
-    text = (str(exc).splitlines() or [""])[0][:200]
+    text = first_line(str(exc), 200)
     name = type(exc).__name__
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"queue backend unreachable ({name}: {text})"
     if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
         return f"history database unreachable ({name}: {text})"
     return f"{name}: {text}" if text else name
+
+
+# --- which jobs each action touches: the one place this is written -------------------
+
+WAITING = ("queued", "scheduled", "running", "retrying")
+DEAD_LETTER_STATES = ("failed", "canceled", "expired")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which jobs one action touches.
+
+    `states`: the history states it changes; a job given by id in another state
+    is skipped, and `skip` says why (by state, "*" for the rest). `default`: what
+    a filter naming no state (or no filter) acts on. `queue`: what it acts on for
+    a whole queue (the Queues screen's keys; () where it is not offered).
+    `refuse`: set, a filter naming a state outside `states` is refused with this
+    text instead of narrowed (purge deletes on purpose only). `source`: where the
+    jobs it moves are: "history", or "schedule" (run now moves what is on the
+    schedule; history, with a filter, only says which ones)."""
+    verb: str
+    past: str  # ActionResult.line(): "requeued {what}"
+    states: tuple[str, ...]
+    default: tuple[str, ...]
+    queue: tuple[str, ...]
+    skip: dict[str, str]
+    refuse: str = ""
+    source: str = "history"
+
+    def why(self, state: str) -> str:
+        """Why a job in `state` was skipped."""
+        return self.skip.get(state, self.skip["*"]).format(state=state)
+
+
+RULES: dict[str, Rule] = {
+    "requeue": Rule("Requeue", "requeued {what}", states=REQUEUABLE, default=("failed",),
+                    queue=("failed",),
+                    skip={"requeued": "already requeued", "*": "still {state}"}),
+    # A whole queue's cancel takes its waiting jobs: the running ones are left to finish.
+    "cancel": Rule("Cancel", "canceled {what}", states=WAITING, default=WAITING,
+                   queue=("queued", "scheduled", "retrying"),
+                   skip={"*": "already finished ({state}); unchanged"}),
+    "run_now": Rule("Run now", "moved {what} from the schedule to the queue",
+                    states=("scheduled", "retrying"), default=("scheduled", "retrying"),
+                    queue=(), skip={"*": "not on the schedule"}, source="schedule"),
+    "purge": Rule("Purge", "purged {what} from history", states=DEAD_LETTER_STATES,
+                  default=("failed",), queue=("failed",),
+                  skip={"*": "{state}, not a dead letter"},
+                  refuse="purge deletes dead letters only"),
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A selection with its action's rule applied: the ids given (None: by
+    filter), or the filter (its states those the action acts on), and the states
+    a selected job must be in to be touched (() with a filter: none is)."""
+    action: str
+    ids: list[str] | None
+    flt: Filter | None
+    states: tuple[str, ...]
+
+    @property
+    def rule(self) -> Rule:
+        return RULES[self.action]
+
+    def target(self) -> str:
+        """The audit's text for what the action acts on (the ids are kept apart)."""
+        if self.ids is not None:
+            return f"{len(self.ids):,} id{'' if len(self.ids) == 1 else 's'} given"
+        return self.flt.describe() if self.flt is not None else "all jobs"
+
+
+def scope(action: str, ids: Iterable[str] | None = None, flt: Filter | None = None) -> Scope:
+    """What `action` acts on, given ids (then a filter is ignored) or a filter
+    (None: every job, as its rule's `default` narrows it). ActionError for a
+    filter its rule refuses."""
+    rule = RULES[action]
+    if ids is not None:
+        return Scope(action, list(dict.fromkeys(ids)), None, rule.states)
+    flt = flt if flt is not None else Filter()
+    if not flt.states:
+        states = rule.default
+    else:
+        outside = [state for state in flt.states if state not in rule.states]
+        if outside and rule.refuse:
+            raise ActionError(f"{rule.refuse} ({', '.join(rule.states)}), "
+                              f"not {', '.join(outside)}")
+        states = tuple(state for state in flt.states if state in rule.states)
+    return Scope(action, None, flt.merged(states=states) if states else flt, states)
+
+
+def queue_filter(action: str, queue: str) -> Filter | None:
+    """What `action` acts on for all of `queue` (None: not offered for a queue)."""
+    states = RULES[action].queue
+    return Filter(queues=(queue,), states=states) if states else None
+
+
+def select_jobs(runtime: Runtime, selected: Scope, chunk: int = 1000) -> Iterator[list[Job]]:
+    """The jobs a scope selects, in chunks: by id (any state: the action skips,
+    and says why), or by filter exactly (a group term too; keyset on id, so bulk
+    actions over a million rows never hold them all)."""
+    _history(runtime)
+    if selected.ids is not None:
+        for start in range(0, len(selected.ids), chunk):
+            yield list(Job.select().where(Job.id.in_(selected.ids[start:start + chunk])))
+        return
+    if selected.states and selected.flt is not None:
+        yield from exact_rows(selected.flt, ALL_FIELDS, chunk)
+
+
+ALL_FIELDS = tuple(Job._meta.sorted_fields)
+
+
+# --- previews ---------------------------------------------------------------------
+
+@dataclass
+class Preview:
+    """What an action would touch, counted before the operator confirms."""
+    action: str
+    count: int
+    text: str  # "Requeue 3 failed jobs of task x in queue default?"
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (state, queue, task)
+    sample: list[str] = field(default_factory=list)  # a few of the ids, first by id
+
+    def line(self) -> str:
+        """The dry run's line: what the action would do (and the group's error)."""
+        question, newline, rest = self.text.partition("\n")
+        what = question.removesuffix("?")
+        return (f"would {what[:1].lower()}{what[1:]} (dry run: nothing changed)"
+                + newline + rest)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "dry_run": True, "count": self.count,
+                "counts": [{"state": s, "queue": q, "task": t, "count": n}
+                           for (s, q, t), n in sorted(self.counts.items())],
+                "sample": self.sample}
+
+
+def preview(runtime: Runtime, action: str, ids: Iterable[str] | None = None,
+            flt: Filter | None = None, sample: int = SAMPLE) -> Preview:
+    """The exact count `action` would touch now (as scope() selects it and the
+    action's rule admits each job), a few of their ids, and the question to ask."""
+    selected = scope(action, ids, flt)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    ids_seen: list[str] = []
+    if selected.rule.source == "schedule":
+        wanted = set(selected.ids if selected.ids is not None else
+                     (job.id for rows in select_jobs(runtime, selected) for job in rows))
+        for huey, _, task in _on_schedule(runtime, wanted):
+            record = huey.job_record(task, _scheduled_state(task))
+            counts[(record["state"], record["queue"] or "?", record["task"] or "?")] += 1
+            ids_seen.append(task.id)
+    elif selected.ids is not None or (selected.flt is not None and selected.flt.exact):
+        for rows in select_jobs(runtime, selected):
+            for job in rows:
+                if job.state in selected.states:
+                    counts[(job.state, job.queue or "?", job.task or "?")] += 1
+                    ids_seen.append(job.id)
+    elif selected.states and selected.flt is not None:
+        counts, ids_seen = _count(runtime, selected.flt, sample)
+    group = flt.group if flt is not None and selected.ids is None else None
+    return Preview(action, sum(counts.values()),
+                   sentence(selected.rule.verb, counts, group), dict(counts),
+                   sorted(ids_seen)[:sample])
+
+
+def _count(runtime: Runtime, flt: Filter, sample: int
+           ) -> tuple[Counter[tuple[str, str, str]], list[str]]:
+    """Counts by (state, queue, task) in SQL, and the first ids: a filter with no
+    group term needs no row brought back to be counted exactly."""
+    from peewee import fn
+
+    _history(runtime)
+    expression = condition(flt)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    query = Job.select(Job.state, Job.queue, Job.task, fn.COUNT(Job.id))
+    if expression is not None:
+        query = query.where(expression)
+    grouped = cast(Iterable[tuple[str, str | None, str | None, int]],
+                   query.group_by(Job.state, Job.queue, Job.task).tuples())
+    for state, queue, task, n in grouped:
+        counts[(state, queue or "?", task or "?")] += n
+    first = Job.select(Job.id)
+    if expression is not None:
+        first = first.where(expression)
+    return counts, [job.id for job in first.order_by(Job.id).limit(sample)]
+
+
+def _history(runtime: Runtime) -> None:
+    """Before a history read: what was submitted written (queries.catch_up), and the
+    models bound to this runtime's database."""
+    catch_up(runtime)
+    runtime.history_db()
+
+
+def sentence(verb: str, counts: dict[tuple[str, str, str], int],
+             group: tuple[str, str] | None = None) -> str:
+    """"Requeue 3 failed jobs of task x in queue default?" (and the group's error)."""
+    total = sum(counts.values())
+    by_state: Counter[str] = Counter()
+    for (state, _, _), n in counts.items():
+        by_state[state] += n
+    noun = "job" if total == 1 else "jobs"
+    if len(by_state) == 1:
+        what = f"{total:,} {next(iter(by_state))} {noun}"
+    else:
+        parts = ", ".join(f"{n:,} {s}" for s, n in sorted(by_state.items()))
+        what = f"{total:,} {noun}" + (f" ({parts})" if parts else "")
+    tasks = sorted({task for _, _, task in counts})
+    queues = sorted({queue for _, queue, _ in counts})
+    where = ""
+    if tasks:
+        where += " of " + _names("task", tasks)
+    if queues:
+        where += " in " + _names("queue", queues)
+    text = f"{verb} {what}{where}?"
+    if group is not None:
+        text += f"\nError: {group[0] or '?'}: {group[1]}"
+    return text
+
+
+def _names(kind: str, names: list[str], shown: int = 3) -> str:
+    if len(names) == 1:
+        return f"{kind} {names[0]}"
+    if len(names) <= shown:
+        return f"{kind}s {', '.join(names)}"
+    return f"{len(names)} {kind}s ({', '.join(names[:shown])}, …)"
 
 
 # --- results ----------------------------------------------------------------------
@@ -106,10 +335,10 @@ class ActionResult:
         """One line for the operator: what happened, with counts and the reason."""
         n = self.count
         noun = f"{n:,} job{'' if n == 1 else 's'}"
-        past = PAST[self.action].format(what=noun)
+        past = RULES[self.action].past.format(what=noun)
         skipped = f"; {len(self.skipped):,} skipped" if self.skipped else ""
         if self.outcome == "failed":
-            return f"{VERBS.get(self.action, self.action)} failed: {self.error}; nothing changed"
+            return f"{RULES[self.action].verb} failed: {self.error}; nothing changed"
         if self.outcome == "partly":
             return f"{past}, then stopped: {self.error}{skipped}"
         if self.outcome == "nothing":
@@ -118,11 +347,6 @@ class ActionResult:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__, outcome=self.outcome, count=self.count)
-
-
-PAST = {"requeue": "requeued {what}", "cancel": "canceled {what}",
-        "run_now": "moved {what} from the schedule to the queue",
-        "purge": "purged {what} from history"}
 
 
 @dataclass
@@ -143,7 +367,7 @@ class CancelResult(ActionResult):
 
 # --- the audit --------------------------------------------------------------------
 
-def audit(runtime, action: str, target: str, count: int, ids: Iterable[str] = (),
+def audit(runtime: Runtime, action: str, target: str, count: int, ids: Iterable[str] = (),
           outcome: str = "done", detail: str | None = None, user: str | None = None) -> None:
     """Record an action (tq/audit.py) through the outbox; never raises."""
     try:
@@ -153,7 +377,7 @@ def audit(runtime, action: str, target: str, count: int, ids: Iterable[str] = ()
         logger.warning("audit record of %s %s not written: %s", action, target, reason(exc))
 
 
-def publish(runtime, records: list[dict]) -> None:
+def publish(runtime: Runtime, records: Sequence[Mapping[str, Any]]) -> None:
     """History records (job, audit) to the queue backend's SUBMITTED outbox, which
     consumers' history writers and the next catch_up write to history; with the
     queue backend down, straight to the history database. Raises if neither takes them."""
@@ -165,26 +389,19 @@ def publish(runtime, records: list[dict]) -> None:
         storage.schedule_many([], records=encoded)  # no message: the records alone
     except Exception as exc:
         logger.debug("outbox unreachable (%s); writing to history directly", exc)
-        write_records(runtime.history_db(), records)
+        write_records(runtime.history_db(), [dict(record) for record in records])
         return
     catch_up(runtime)  # now, if the database answers; else a consumer does it later
 
 
-def _audit_result(runtime, result: ActionResult) -> None:
+def _audit_result(runtime: Runtime, result: ActionResult) -> None:
     audit(runtime, result.action.replace("_", "-"), result.target, result.count, result.done,
           outcome=result.outcome, detail=result.error)
 
 
-def describe_target(ids: list[str] | None, flt: Filter | None) -> str:
-    """The audit's text for what an action was asked to act on (the ids are kept apart)."""
-    if ids is not None:
-        return f"{len(ids):,} id{'' if len(ids) == 1 else 's'} given"
-    return flt.describe() if flt is not None else "all jobs"
-
-
 # --- pause / resume --------------------------------------------------------------
 
-def pause(runtime, queue: str, task: str | None = None) -> None:
+def pause(runtime: Runtime, queue: str, task: str | None = None) -> None:
     """Stop handing out jobs of `queue` (or of one task type in it). Running jobs
     finish; jobs submitted meanwhile wait; nothing is dropped."""
     runtime.queue(queue)
@@ -193,7 +410,7 @@ def pause(runtime, queue: str, task: str | None = None) -> None:
     audit(runtime, "pause", target, 1)
 
 
-def resume(runtime, queue: str, task: str | None = None) -> int:
+def resume(runtime: Runtime, queue: str, task: str | None = None) -> int:
     """Undo pause; returns how many held jobs of a paused task type went back."""
     huey = runtime.queue(queue)
     target = f"{queue}/{task}" if task else queue
@@ -204,137 +421,24 @@ def resume(runtime, queue: str, task: str | None = None) -> int:
     return moved
 
 
-# --- selecting jobs ----------------------------------------------------------------
-
-def eligible_states(action: str, ids: list[str] | None = None,
-                    flt: Filter | None = None) -> tuple[str, ...]:
-    """The states of the jobs `action` will change, given what it was asked to act on."""
-    allowed = ACTION_STATES[action]
-    if ids is not None or flt is None or not flt.states:
-        return DEFAULT_STATES.get(action, allowed) if ids is None else allowed
-    if action == "purge":
-        bad = [s for s in flt.states if s not in allowed]
-        if bad:
-            raise ActionError(f"purge deletes dead letters only ({', '.join(allowed)}), "
-                              f"not {', '.join(bad)}")
-    return tuple(s for s in flt.states if s in allowed)
-
-
-def select_jobs(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None,
-                chunk: int = 1000) -> Iterator[list[Job]]:
-    """Jobs by id or by filter (exactly: a group term too), in chunks (keyset on
-    id: bulk actions over a million rows never hold them all)."""
-    catch_up(runtime)
-    runtime.history_db()
-    if ids is not None:
-        id_list = list(dict.fromkeys(ids))
-        for start in range(0, len(id_list), chunk):
-            yield list(Job.select().where(Job.id.in_(id_list[start:start + chunk])))
-        return
-    expression = condition(flt) if flt is not None else None
-    last = ""
-    while True:
-        query = Job.select().where(Job.id > last)
-        if expression is not None:
-            query = query.where(expression)
-        rows = list(query.order_by(Job.id).limit(chunk))
-        if not rows:
-            return
-        last = rows[-1].id
-        if flt is not None and flt.exact:
-            rows = [job for job in rows if flt.accepts(job.error_type, job.error_message)]
-        if rows:
-            yield rows
-
-
-@dataclass
-class Preview:
-    """What an action would touch, counted before the operator confirms."""
-    action: str
-    count: int
-    text: str  # "Requeue 3 failed jobs of task x in queue default?"
-    counts: dict = field(default_factory=dict)  # (state, queue, task) -> jobs
-
-
-def preview(runtime, action: str, ids: list[str] | None = None,
-            flt: Filter | None = None) -> Preview:
-    """The exact count `action` would touch now, and the question to ask."""
-    from peewee import fn
-
-    states = eligible_states(action, ids, flt)
-    counts: Counter = Counter()
-    if ids is not None or (flt is not None and flt.exact):
-        wanted = None if ids is None else list(dict.fromkeys(ids))
-        for rows in select_jobs(runtime, wanted, flt):
-            counts.update((job.state, job.queue or "?", job.task or "?") for job in rows
-                          if job.state in states)
-    else:
-        catch_up(runtime)
-        runtime.history_db()
-        where = Job.state.in_(states)
-        expression = condition(flt) if flt is not None else None
-        if expression is not None:
-            where &= expression
-        for state, queue, task, n in (Job.select(Job.state, Job.queue, Job.task,
-                                                 fn.COUNT(Job.id)).where(where)
-                                      .group_by(Job.state, Job.queue, Job.task).tuples()):
-            counts[(state, queue or "?", task or "?")] += n
-    return Preview(action, sum(counts.values()),
-                   sentence(VERBS[action], counts, flt.group if flt is not None else None),
-                   dict(counts))
-
-
-def sentence(verb: str, counts: dict, group: tuple[str, str] | None = None) -> str:
-    """"Requeue 3 failed jobs of task x in queue default?" (and the group's error)."""
-    total = sum(counts.values())
-    by_state: Counter = Counter()
-    for (state, _, _), n in counts.items():
-        by_state[state] += n
-    noun = "job" if total == 1 else "jobs"
-    if len(by_state) == 1:
-        what = f"{total:,} {next(iter(by_state))} {noun}"
-    else:
-        parts = ", ".join(f"{n:,} {s}" for s, n in sorted(by_state.items()))
-        what = f"{total:,} {noun}" + (f" ({parts})" if parts else "")
-    tasks = sorted({task for _, _, task in counts})
-    queues = sorted({queue for _, queue, _ in counts})
-    where = ""
-    if tasks:
-        where += " of " + _names("task", tasks)
-    if queues:
-        where += " in " + _names("queue", queues)
-    text = f"{verb} {what}{where}?"
-    if group is not None:
-        text += f"\nError: {group[0] or '?'}: {group[1]}"
-    return text
-
-
-def _names(kind: str, names: list[str], shown: int = 3) -> str:
-    if len(names) == 1:
-        return f"{kind} {names[0]}"
-    if len(names) <= shown:
-        return f"{kind}s {', '.join(names)}"
-    return f"{len(names)} {kind}s ({', '.join(names[:shown])}, …)"
-
-
 # --- cancel -------------------------------------------------------------------------
 
-def cancel(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
+def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
            ) -> CancelResult:
-    wanted = list(ids) if ids is not None else None
-    result = CancelResult("cancel", describe_target(wanted, flt))
+    selected = scope("cancel", ids, flt)
+    result = CancelResult("cancel", selected.target())
     seen: set[str] = set()
     now = time.time()
     try:
-        for rows in select_jobs(runtime, wanted, flt):
+        for rows in select_jobs(runtime, selected):
             records, requests = [], []
             for job in rows:
                 seen.add(job.id)
-                if job.state in TERMINAL:
+                if job.state not in selected.states:
                     result.finished.append(job.id)
-                    result.skipped[job.id] = f"already finished ({job.state}); unchanged"
+                    result.skipped[job.id] = selected.rule.why(job.state)
                     continue
-                huey = runtime.queues.get(job.queue)
+                huey = runtime.queues.get(job.queue or "")
                 # Ask a running job to stop (cooperatively) in every case: history
                 # may not show `running` yet for a job a worker has just taken.
                 requests.append(job.id)
@@ -344,20 +448,17 @@ def cancel(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
                 if huey is not None:
                     # Huey drops a revoked job when it is next dequeued or comes due.
                     huey.revoke_by_id(job.id, revoke_once=True)
-                records.append({"kind": "job", "id": job.id, "state": "canceled",
-                                "seq": state_seq("canceled", job.attempts), "finished_at": now,
-                                "updated_at": now, "error_type": "Canceled",
-                                "error_message": "canceled by operator"})
+                records.append(history_record.canceled(job.id, job.attempts or 0, now))
                 result.canceled.append(job.id)
             if requests:
                 runtime.control.request_cancel(requests)
             if records:
-                write_records(runtime.history_db(), records)
+                write_records(runtime.history_db(), [dict(record) for record in records])
             result.done = result.canceled + result.requested
     except Exception as exc:
         result.error = reason(exc)
-    if wanted is not None and result.error is None:
-        result.unknown = [job_id for job_id in wanted if job_id not in seen]
+    if selected.ids is not None and result.error is None:
+        result.unknown = [job_id for job_id in selected.ids if job_id not in seen]
         result.skipped.update({job_id: "not in history" for job_id in result.unknown})
     _audit_result(runtime, result)
     return result
@@ -365,44 +466,41 @@ def cancel(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
 
 # --- requeue ------------------------------------------------------------------------
 
-def requeue(runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
+def requeue(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
             ) -> RequeueResult:
     """Run finished jobs again: each gets one copy (same task and arguments, id
     copy_id(original), linked by `requeued_from`) and is retired as `requeued`."""
-    wanted = list(ids) if ids is not None else None
-    if wanted is None and (flt is None or not flt.states):
-        flt = (flt or Filter()).merged(states=DEFAULT_STATES["requeue"])
-    result = RequeueResult("requeue", describe_target(wanted, flt))
+    selected = scope("requeue", ids, flt)
+    result = RequeueResult("requeue", selected.target())
     seen: set[str] = set()
     try:
-        for rows in select_jobs(runtime, wanted, flt):
+        for rows in select_jobs(runtime, selected):
             seen.update(job.id for job in rows)
-            _requeue_chunk(runtime, rows, result)
+            _requeue_chunk(runtime, selected, rows, result)
     except Exception as exc:
         result.error = reason(exc)
-    if wanted is not None and result.error is None:
-        for job_id in wanted:
+    if selected.ids is not None and result.error is None:
+        for job_id in selected.ids:
             if job_id not in seen:
                 result.skipped[job_id] = "not in history"
     _audit_result(runtime, result)
     return result
 
 
-def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
+def _requeue_chunk(runtime: Runtime, selected: Scope, rows: list[Job],
+                   result: RequeueResult) -> None:
     candidates = []
     for job in rows:
-        if job.state == "requeued":
-            result.skipped[job.id] = "already requeued"
-        elif job.state not in REQUEUABLE:
-            result.skipped[job.id] = f"still {job.state}"
-        else:
+        if job.state in selected.states:
             candidates.append(job)
+        else:
+            result.skipped[job.id] = selected.rule.why(job.state)
     if not candidates:
         return
     copies = {job.id: copy_id(job.id) for job in candidates}
     # A copy already in history: an earlier requeue made it, then stopped before retiring.
-    copied = {original for original, in Job.select(Job.requeued_from)
-              .where(Job.id.in_(list(copies.values()))).tuples()}
+    copied = {copy.requeued_from for copy in Job.select(Job.requeued_from)
+              .where(Job.id.in_(list(copies.values())))}
     prepared = []
     for job in candidates:
         if job.id in copied:
@@ -427,30 +525,25 @@ def _requeue_chunk(runtime, rows: list[Job], result: RequeueResult) -> None:
             result.done.append(job.id)
         else:
             result.already[job.id] = copies[job.id]
-        retire.append({"kind": "job", "id": job.id, "state": "requeued",
-                       "seq": state_seq("requeued", job.attempts or 0)})
+        retire.append(history_record.requeued(job.id, job.attempts or 0))
     publish(runtime, retire)
 
 
 # --- purge --------------------------------------------------------------------------
 
-def purge(runtime, flt: Filter, ids: Iterable[str] | None = None) -> ActionResult:
-    """Delete dead letters (failed, canceled or expired jobs) from history, on purpose only."""
+def purge(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
+          ) -> ActionResult:
+    """Delete dead letters (failed, canceled or expired jobs) from history, on
+    purpose only: ActionError for a filter naming another state."""
     from tq.models import Attempt
 
-    states = flt.states or DEFAULT_STATES["purge"]
-    bad = [state for state in states if state not in DEAD_LETTER_STATES]
-    if bad:
-        raise ActionError(f"purge deletes dead letters only ({', '.join(DEAD_LETTER_STATES)}),"
-                          f" not {', '.join(bad)}")
-    flt = flt.merged(states=tuple(states))
-    wanted = list(ids) if ids is not None else None
-    result = ActionResult("purge", describe_target(wanted, flt))
+    selected = scope("purge", ids, flt)
+    result = ActionResult("purge", selected.target())
     try:
-        for rows in select_jobs(runtime, wanted, flt):
-            id_list = [job.id for job in rows if job.state in states]
-            result.skipped.update({job.id: f"{job.state}, not a dead letter" for job in rows
-                                   if job.state not in states})
+        for rows in select_jobs(runtime, selected):
+            id_list = [job.id for job in rows if job.state in selected.states]
+            result.skipped.update({job.id: selected.rule.why(job.state) for job in rows
+                                   if job.state not in selected.states})
             if id_list:
                 with runtime.history_db().atomic():
                     Attempt.delete().where(Attempt.job_id.in_(id_list)).execute()
@@ -464,43 +557,60 @@ def purge(runtime, flt: Filter, ids: Iterable[str] | None = None) -> ActionResul
 
 # --- run now ------------------------------------------------------------------------
 
-def run_now(runtime, ids: Iterable[str]) -> ActionResult:
+def run_now(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None = None
+            ) -> ActionResult:
     """Move scheduled or retrying jobs from the schedule to the front of their work:
-    they are enqueued now instead of at their eta."""
-    wanted = list(dict.fromkeys(ids))
-    result = ActionResult("run_now", describe_target(wanted, None))
-    remaining = set(wanted)
+    they are enqueued now instead of at their eta. By filter, history says which
+    jobs; only those on the schedule move."""
+    selected = scope("run_now", ids, flt)
+    result = ActionResult("run_now", selected.target())
+    wanted: list[str] = selected.ids or []
     try:
-        for huey in runtime.queues.values():
+        if selected.ids is None:
+            wanted = [job.id for rows in select_jobs(runtime, selected) for job in rows]
+        remaining = set(wanted)
+        for huey, raw, task in _on_schedule(runtime, remaining):
             storage = huey.storage
-            for raw in storage.scheduled_items():
-                try:
-                    task = huey.deserialize_task(raw)
-                except Exception:
-                    continue
-                if task.id not in remaining or not storage.remove_scheduled(raw):
-                    continue
-                eta = task.eta
-                task.eta = None
-                state = "retrying" if task.tq_attempt else "queued"
-                record = huey.job_record(task, state, eta=None if eta is None else
-                                         utc_timestamp(eta))
-                storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
-                                     records=[runtime.records.seal(record)])
-                remaining.discard(task.id)
-                result.done.append(task.id)
+            if task.id not in remaining or not storage.remove_scheduled(raw):
+                continue
+            eta = task.eta
+            task.eta = None
+            record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued",
+                                     eta=None if eta is None else utc_timestamp(eta))
+            storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
+                                 records=[runtime.records.seal(record)])
+            remaining.discard(task.id)
+            result.done.append(task.id)
     except Exception as exc:
         result.error = reason(exc)
     if result.error is None:
-        result.skipped = {job_id: "not on the schedule" for job_id in wanted
-                          if job_id in remaining}
+        moved = set(result.done)
+        result.skipped = {job_id: selected.rule.why("") for job_id in wanted
+                          if job_id not in moved}
     _audit_result(runtime, result)
     return result
 
 
+def _on_schedule(runtime: Runtime, wanted: set[str]) -> Iterator[tuple[Any, bytes, Any]]:
+    """(queue, message, task) of each job of `wanted` on a queue's schedule."""
+    for huey in runtime.queues.values():
+        for raw in huey.storage.scheduled_items():
+            try:
+                task = huey.deserialize_task(raw)
+            except Exception:  # not ours to judge here: a consumer quarantines it
+                continue
+            if task.id in wanted:
+                yield huey, raw, task
+
+
+def _scheduled_state(task: Any) -> str:
+    """A job on the schedule: waiting for its eta, or for its next attempt."""
+    return "retrying" if task_meta(task).attempt else "scheduled"
+
+
 # --- consumers ---------------------------------------------------------------------
 
-def forget_worker(runtime, worker_id: str) -> dict:
+def forget_worker(runtime: Runtime, worker_id: str) -> dict:
     """Remove a dead consumer's registration (one killed with SIGKILL stays listed
     until then, or for an hour). A consumer still heartbeating within its lease is
     refused: it would only register again, and its jobs are its own. Recovery only
@@ -532,45 +642,17 @@ class QuarantineRequeueResult:
     skipped: dict[str, str] = field(default_factory=dict)  # quarantine id -> why
 
 
-def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueResult:
+def quarantine_requeue(runtime: Runtime, entry_ids: Iterable[str]) -> QuarantineRequeueResult:
     """Put quarantined messages back on their queue, if they are valid after
     all (say, their task module was missing on the consumer that set them
     aside). Each is read exactly as a consumer reads it -- signature, message
     checks, the task known here -- and written again, signed with this
     TQ_SECRET, with its `queued` record. A history record (r<n>) is evidence,
     not work: it is not requeued (the job's next record brings its row up to date)."""
-    from tq.queries import parse_quarantine_id
-
+    entry_ids = list(entry_ids)
     result = QuarantineRequeueResult()
-    for entry_id in entry_ids:
-        try:
-            kind, number = parse_quarantine_id(entry_id)
-        except ValueError as exc:
-            result.skipped[str(entry_id)] = str(exc)
-            continue
-        if kind != "message":
-            result.skipped[entry_id] = ("a history record is not requeued; purge it once "
-                                        "read (tq quarantine purge)")
-            continue
-        entry = runtime.control.quarantine_get(number)
-        if entry is None:
-            result.skipped[entry_id] = "not in quarantine"
-            continue
-        if entry["size"] > len(entry["data"]):
-            result.skipped[entry_id] = (f"only the first {len(entry['data']):,} of its "
-                                        f"{entry['size']:,} bytes were kept")
-            continue
-        huey = runtime.queues.get(entry["queue"])
-        if huey is None:
-            result.skipped[entry_id] = f"queue {entry['queue']!r} is not configured here"
-            continue
-        try:
-            task = huey.deserialize_task(entry["data"])
-            data = huey.serialize_task(task)
-        except Exception as exc:
-            result.skipped[entry_id] = f"still not valid: {str(exc).splitlines()[0][:300]}"
-            continue
-        record = huey.job_record(task, "retrying" if task.tq_attempt else "queued")
+    for entry_id, number, huey, task, data in _requeuable(runtime, entry_ids, result.skipped):
+        record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued")
         huey.storage.enqueue_many([(data, task.priority or 0)],
                                   records=[runtime.records.seal(record)])
         # Enqueued first, dropped second: a crash between leaves a duplicate
@@ -582,18 +664,76 @@ def quarantine_requeue(runtime, entry_ids: Iterable[str]) -> QuarantineRequeueRe
     return result
 
 
-def quarantine_purge(runtime, entry_ids: Iterable[str] | None = None) -> int:
-    """Delete quarantine entries for good (all of both kinds with None); returns how many."""
-    from tq.history import DeadRecord
+def quarantine_requeue_preview(runtime: Runtime, entry_ids: Iterable[str]
+                               ) -> QuarantineRequeueResult:
+    """What quarantine_requeue would do, by the same checks, nothing done:
+    `requeued` names the job each entry would become."""
+    result = QuarantineRequeueResult()
+    for entry_id, _, _, task, _ in _requeuable(runtime, list(entry_ids), result.skipped):
+        result.requeued[entry_id] = task.id
+    return result
+
+
+def _requeuable(runtime: Runtime, entry_ids: list[str], skipped: dict[str, str]
+                ) -> Iterator[tuple[str, int, Any, Any, bytes]]:
+    """(entry id, number, queue, task, message) of each entry that can go back on
+    its queue; each other one into `skipped` with why not."""
     from tq.queries import parse_quarantine_id
 
-    messages: list[int] | None = None
-    records: list[int] | None = None
-    if entry_ids is not None:
-        messages, records = [], []
-        for entry_id in entry_ids:
-            kind, number = parse_quarantine_id(entry_id)  # ValueError: nothing deleted
-            (messages if kind == "message" else records).append(number)
+    for entry_id in entry_ids:
+        try:
+            kind, number = parse_quarantine_id(entry_id)
+        except ValueError as exc:
+            skipped[str(entry_id)] = str(exc)
+            continue
+        if kind != "message":
+            skipped[entry_id] = ("a history record is not requeued; purge it once "
+                                 "read (tq quarantine purge)")
+            continue
+        entry = runtime.control.quarantine_get(number)
+        if entry is None:
+            skipped[entry_id] = "not in quarantine"
+            continue
+        if entry["size"] > len(entry["data"]):
+            skipped[entry_id] = (f"only the first {len(entry['data']):,} of its "
+                                 f"{entry['size']:,} bytes were kept")
+            continue
+        huey = runtime.queues.get(entry["queue"] or "")
+        if huey is None:
+            skipped[entry_id] = f"queue {entry['queue']!r} is not configured here"
+            continue
+        try:
+            task = huey.deserialize_task(entry["data"])
+            data = huey.serialize_task(task)
+        except Exception as exc:
+            skipped[entry_id] = f"still not valid: {first_line(exc, 300)}"
+            continue
+        yield entry_id, number, huey, task, data
+
+
+def _quarantine_numbers(entry_ids: Iterable[str] | None
+                        ) -> tuple[list[int] | None, list[int] | None]:
+    """Message and record numbers of `entry_ids` (None, None: all of both);
+    ValueError for one that is not a quarantine id."""
+    from tq.queries import parse_quarantine_id
+
+    if entry_ids is None:
+        return None, None
+    messages: list[int] = []
+    records: list[int] = []
+    for entry_id in entry_ids:
+        kind, number = parse_quarantine_id(entry_id)
+        (messages if kind == "message" else records).append(number)
+    return list(dict.fromkeys(messages)), list(dict.fromkeys(records))
+
+
+def quarantine_purge(runtime: Runtime, entry_ids: Iterable[str] | None = None) -> int:
+    """Delete quarantine entries for good (all of both kinds with None); returns how many.
+    ValueError for an id that is not a quarantine id: nothing is deleted."""
+    from tq.history import DeadRecord
+
+    entry_ids = None if entry_ids is None else list(entry_ids)
+    messages, records = _quarantine_numbers(entry_ids)
     deleted = 0
     if messages is None or messages:
         deleted += runtime.control.quarantine_drop(messages)
@@ -607,3 +747,23 @@ def quarantine_purge(runtime, entry_ids: Iterable[str] | None = None) -> int:
     audit(runtime, "quarantine-purge",
           "all" if entry_ids is None else ",".join(entry_ids)[:5000], deleted)
     return deleted
+
+
+def quarantine_purge_preview(runtime: Runtime, entry_ids: Iterable[str] | None = None) -> int:
+    """How many entries quarantine_purge would delete (the ones that exist), nothing done."""
+    from tq.history import DeadRecord
+
+    messages, records = _quarantine_numbers(entry_ids)
+    count = 0
+    if messages is None:
+        count += runtime.control.quarantine_count()
+    else:
+        count += sum(runtime.control.quarantine_get(n) is not None for n in messages)
+    if records is None or records:
+        database = runtime.history_db()
+        with bound(database, [DeadRecord]):
+            query = DeadRecord.select()
+            if records is not None:
+                query = query.where(DeadRecord.id.in_(records))
+            count += query.count()
+    return count

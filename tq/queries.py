@@ -16,6 +16,7 @@ from typing import Any
 from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDatabase, fn
 
 from tq.config import ConfigError
+from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
 from tq.models import STATES, Attempt, Job, bound
 from tq.scheduler import periodic_specs
@@ -381,14 +382,14 @@ def quarantine_list(runtime, limit: int = 100) -> dict[str, Any]:
     try:
         entries += [_message_entry(entry) for entry in runtime.control.quarantined(limit)]
     except Exception as exc:
-        unavailable["message"] = _first_line(exc)
+        unavailable["message"] = first_line(exc)
     try:
         database = runtime.history_db()
         with bound(database, [DeadRecord]):
             entries += [_record_entry(dead) for dead in
                         DeadRecord.select().order_by(DeadRecord.id.desc()).limit(limit)]
     except Exception as exc:
-        unavailable["record"] = _first_line(exc)
+        unavailable["record"] = first_line(exc)
     entries.sort(key=lambda row: row["at"] or 0, reverse=True)
     return {"entries": entries[:limit], "unavailable": unavailable}
 
@@ -423,8 +424,3 @@ def quarantine_show(runtime, entry_id: str) -> dict | None:
     with bound(database, [DeadRecord]):
         dead = DeadRecord.get_or_none(DeadRecord.id == number)
     return None if dead is None else _record_entry(dead, full=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,18 +17,23 @@ import sys
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from huey import Huey
 from huey import signals as S
 from huey.exceptions import HueyException
 from huey.registry import Message, Registry
 
-from tq import jobspec, registry
-from tq.models import state_seq
+from tq import jobspec, records, registry
+from tq.format import first_line
+from tq.records import AttemptRecord, Error, JobRecord, Record
+from tq.registry import TaskMeta, set_meta, task_meta
 from tq.serializer import JsonSerializer, MessageRefused, dumps_json, exception_text
-from tq.storage import Finished
+from tq.storage import Finished, Token
 
 if TYPE_CHECKING:
     from tq.runtime import Runtime
@@ -44,13 +49,13 @@ def utc_timestamp(value: datetime | None) -> float | None:
     """Huey keeps naive UTC datetimes; history keeps epoch seconds."""
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc).timestamp()
+    return value.replace(tzinfo=UTC).timestamp()
 
 
 class TqRegistry(Registry):
     """Learns tasks from tq's registry the first time a queue meets them."""
 
-    def __init__(self, huey: "TqHuey") -> None:
+    def __init__(self, huey: TqHuey) -> None:
         super().__init__()
         self.huey = huey
 
@@ -69,9 +74,34 @@ class TqRegistry(Registry):
         return super().create_message(task)
 
 
-def _message_to_dict(message: Message | None) -> dict | None:
-    if message is None:
-        return None
+@dataclass
+class JobRun:
+    """This process's state of one attempt of a job, on its Huey task as
+    `tq_run` (`_run`): what the claim handed out, and what the signals of the
+    attempt have said so far. Never in a message."""
+    token: Token | None = None  # its in-flight record; None: not claimed by a worker
+    no_flags: bool = False  # the claim saw no Huey flag at all: no revocation lookup
+    started: float | None = None
+    worker: str | None = None  # "<consumer>/<thread>"
+    error: Error | None = None  # how the attempt failed (empty error: it did not)
+    canceled: bool = False  # canceled with retries left: RETRYING may follow
+    interrupted: bool = False  # the consumer stopped it: put back, not released
+    settled: bool = False  # a signal gave it its outcome
+    outbox: list[Record] = field(default_factory=list)  # outcomes, handed over at release
+
+
+def _run(task: Any) -> JobRun:
+    run = task.__dict__.get("tq_run")
+    if run is None:
+        run = task.tq_run = JobRun()
+    return run
+
+
+def _message_to_dict(message: Message | None) -> dict[str, Any] | None:
+    return None if message is None else _message_fields(message)
+
+
+def _message_fields(message: Message) -> dict[str, Any]:
     data = message._asdict()
     data["on_complete"] = _message_to_dict(message.on_complete)
     data["on_error"] = _message_to_dict(message.on_error)
@@ -92,7 +122,7 @@ def _dict_to_message(data: dict | None) -> Message | None:
 
 
 class TqHuey(Huey):
-    def __init__(self, queue_name: str, runtime: "Runtime", storage_class,
+    def __init__(self, queue_name: str, runtime: Runtime, storage_class,
                  **storage_kwargs) -> None:
         queue = self.queue = queue_name
         self.runtime = runtime
@@ -110,11 +140,8 @@ class TqHuey(Huey):
 
     # --- messages -----------------------------------------------------------
     def serialize_task(self, task) -> bytes:
-        data = _message_to_dict(self._registry.create_message(task))
-        data["tq"] = {"attempt": getattr(task, "tq_attempt", 0),
-                      "max_retries": getattr(task, "tq_max_retries", task.retries),
-                      "enqueued_at": getattr(task, "tq_enqueued_at", None),
-                      "requeued_from": getattr(task, "tq_requeued_from", None)}
+        data = _message_fields(self._registry.create_message(task))
+        data["tq"] = task_meta(task).to_message(task)
         return self.serializer.serialize(data)
 
     def deserialize_task(self, data: bytes):
@@ -139,10 +166,7 @@ class TqHuey(Huey):
             raise MessageRefused(str(exc)) from None
         meta = payload.pop("tq", None) or {}
         task = self._registry.create_task(_dict_to_message(payload))
-        task.tq_attempt = int(meta.get("attempt") or 0)
-        task.tq_max_retries = meta.get("max_retries", task.retries)
-        task.tq_enqueued_at = meta.get("enqueued_at")
-        task.tq_requeued_from = meta.get("requeued_from")
+        set_meta(task, TaskMeta.from_message(meta, task))
         return task
 
     # --- pause ----------------------------------------------------------------
@@ -186,7 +210,7 @@ class TqHuey(Huey):
         except Exception as exc:
             if not self._outage_logged:
                 logger.warning("queue %s: cannot reach the queue backend (%s); retrying",
-                               self.queue, str(exc).splitlines()[0] if str(exc) else exc)
+                               self.queue, first_line(exc))
                 self._outage_logged = True
             return None
         if self._outage_logged:
@@ -201,7 +225,7 @@ class TqHuey(Huey):
             task = self.deserialize_task(data)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, MessageRefused) else \
-                f"unreadable message: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+                f"unreadable message: {first_line(exc)}"
             logger.error("queue %s: unreadable message moved aside (%s)", self.queue, reason)
             self.storage.quarantine(token, data, reason, worker=self.runtime.worker_name())
             return None
@@ -211,20 +235,21 @@ class TqHuey(Huey):
         if target in self.paused_targets() and target in self.paused_targets(fresh=True):
             self.storage.hold(token, name)
             return None
-        task.tq_token = token
-        task.tq_no_flags = not claimed.flags
+        task.tq_run = JobRun(token=token, no_flags=not claimed.flags)
         return task
 
     def is_revoked(self, task, timestamp=None, peek=True) -> bool:
         # The claim that handed out this task saw no flag at all: no lookup.
-        if getattr(task, "tq_no_flags", False):
-            task.tq_no_flags = False
+        run = task.__dict__.get("tq_run")
+        if run is not None and run.no_flags:
+            run.no_flags = False
             return False
         return super().is_revoked(task, timestamp, peek)
 
     def delete(self, key):
         finished = getattr(self._worker, "finished", None)
-        if finished is not None and key == getattr(self._worker, "revoke_id", None):
+        executing = getattr(self._worker, "executing", None)
+        if finished is not None and executing is not None and key == executing.revoke_id:
             finished.flags.append(key)  # cleared with the next claim
             return True
         return super().delete(key)
@@ -238,32 +263,37 @@ class TqHuey(Huey):
             finished.flags.clear()
         return super()._requeue_task(task, timestamp, retry_eta)
 
+    @contextmanager
+    def _executing(self, task: Any) -> Iterator[None]:
+        """The job this worker runs, for one `with`: what tq.current_job_id()
+        and the cancel checks see (registry.running), and whose follow-ups
+        and revocation flag this worker's hooks treat as the running job's.
+        Reset on the way out however the job ends: nothing of one job is seen
+        by the next on the same thread."""
+        with registry.running(task, self.runtime):
+            previous = getattr(self._worker, "executing", None)
+            self._worker.executing = task
+            try:
+                yield
+            finally:
+                self._worker.executing = previous
+
     def execute(self, task, timestamp=None):
-        registry._current.job_id = task.id
-        registry._current.task = task
-        registry._current.runtime = self.runtime
-        registry._current.checker = self.runtime.cancel_checker
-        self._worker.revoke_id = task.revoke_id
-        self._worker.executing = task
         escaped = None
         try:
-            return super().execute(task, timestamp)
+            with self._executing(task):
+                return super().execute(task, timestamp)
         except BaseException as exc:  # sys.exit() in a job, Ctrl-C in a hook, a bug
             escaped = exc
             raise
         finally:
-            registry._current.job_id = registry._current.task = None
-            registry._current.runtime = None
-            self._worker.revoke_id = None
-            self._worker.executing = None
-            if getattr(task, "tq_started", None) is not None and \
-                    not getattr(task, "tq_settled", False):
+            run = _run(task)
+            if run.started is not None and not run.settled:
                 # Started, yet no signal gave it an outcome: history must not
                 # say `running` for ever (see _unsettled).
                 self._record_signal(UNSETTLED, task, escaped)
-            token = getattr(task, "tq_token", None)
-            if token is not None:
-                self._release(task, token)
+            if run.token is not None:
+                self._release(task, run.token)
 
     def enqueue(self, task):
         executing = getattr(self._worker, "executing", None)
@@ -276,31 +306,30 @@ class TqHuey(Huey):
             return super().enqueue(task)
         except Exception as exc:
             logger.error("queue %s: follow-up %s of job %s not enqueued: %s", self.queue,
-                         task.id, executing.id, _first_line(exc))
+                         task.id, executing.id, first_line(exc))
             try:
                 record = self.job_record(task, "failed", finished_at=time.time(),
-                                         error_type="NotEnqueued",
-                                         error_message=f"follow-up of job {executing.id} "
-                                                       f"could not be enqueued: "
-                                                       f"{type(exc).__name__}: "
-                                                       f"{_first_line(exc)}")
+                                         failure=records.error(
+                                             "NotEnqueued", f"follow-up of job {executing.id} "
+                                             f"could not be enqueued: {type(exc).__name__}: "
+                                             f"{first_line(exc)}"))
                 self.runtime.writer.record(record)
             except Exception:
                 logger.exception("could not build history record for %s", task.id)
             return None
 
-    def _release(self, task, token) -> None:
-        records = getattr(task, "tq_outbox", [])
-        task.tq_outbox = []
-        encoded = [self.runtime.records.seal(record) for record in records]
+    def _release(self, task: Any, token: Token) -> None:
+        run = _run(task)
+        outcomes, run.outbox = run.outbox, []
+        encoded = [self.runtime.records.seal(record) for record in outcomes]
         finished = getattr(self._worker, "finished", None)
-        if finished is not None and not getattr(task, "tq_interrupted", False):
+        if finished is not None and not run.interrupted:
             finished.tokens.append(token)
             finished.records += encoded
             return
         owner = self.runtime.worker_name()
         try:
-            if getattr(task, "tq_interrupted", False):
+            if run.interrupted:
                 self.storage.put_back(token, outbox=owner, records=encoded)
             else:
                 self.storage.release(token, outbox=owner, records=encoded)
@@ -308,153 +337,153 @@ class TqHuey(Huey):
             # The in-flight record stays, so recovery puts the job back later;
             # the outcome is still worth recording from memory.
             logger.exception("queue %s: could not release job %s", self.queue, task.id)
-            for record in records:
-                self.runtime.writer.record(record)
+            for record in outcomes:
+                self.runtime.writer.record(_as_dict(record))
 
     # --- history ----------------------------------------------------------------
-    def job_record(self, task, state: str, **columns: Any) -> dict:
-        attempt = getattr(task, "tq_attempt", 0)
-        encoded = getattr(task, "tq_encoded", None)
+    def job_record(self, task: Any, state: str, *, attempt: int | None = None,
+                   eta: float | None = None, started_at: float | None = None,
+                   finished_at: float | None = None, worker: str | None = None,
+                   failure: Error | None = None) -> JobRecord:
+        """The task's record in `state` after `attempt` attempts (default: the
+        ones it has started)."""
+        meta = task_meta(task)
+        encoded = meta.encoded
         if encoded is None:  # once per job, not once per record
-            encoded = task.tq_encoded = (_recordable(list(task.args)),
-                                         _recordable(task.kwargs))
-        record = {
-            "kind": "job", "id": task.id, "state": state, "seq": state_seq(state, attempt),
-            "queue": self.queue, "task": self._registry.task_to_string(type(task)),
-            "args": encoded[0], "kwargs": encoded[1],
-            "priority": task.priority or 0,
-            "max_retries": getattr(task, "tq_max_retries", task.retries),
-            "enqueued_at": getattr(task, "tq_enqueued_at", None),
-            "requeued_from": getattr(task, "tq_requeued_from", None),
-            "attempts": attempt, "updated_at": time.time(),
-        }
-        record.update(columns)
-        return record
+            encoded = (_recordable(list(task.args)), _recordable(task.kwargs))
+            set_meta(task, replace(meta, encoded=encoded))
+        return records.job(
+            task.id, state, meta.attempt if attempt is None else attempt, queue=self.queue,
+            task=self._registry.task_to_string(type(task)), args=encoded[0],
+            kwargs=encoded[1], priority=task.priority or 0, max_retries=meta.retries_of(task),
+            enqueued_at=meta.enqueued_at, requeued_from=meta.requeued_from,
+            updated_at=time.time(), eta=eta, started_at=started_at, finished_at=finished_at,
+            worker=worker, failure=failure)
 
     def _record_signal(self, signal: str, task, *args) -> None:
         try:
-            records = self._records_for(signal, task, *args)
+            outcomes = self._records_for(signal, task, *args)
         except Exception:
             logger.exception("could not build history record for %s", task.id)
             return
-        if signal != S.SIGNAL_EXECUTING and getattr(task, "tq_token", None) is not None:
+        run = _run(task)
+        if signal != S.SIGNAL_EXECUTING and run.token is not None:
             # An outcome of a claimed job: handed over durably when the claim is
             # released (see execute), not kept in this process's memory.
-            task.tq_outbox = getattr(task, "tq_outbox", []) + records
+            run.outbox += outcomes
             return
         writer = self.runtime.writer
-        for record in records:
-            writer.record(record)
+        for record in outcomes:
+            writer.record(_as_dict(record))
 
-    def _records_for(self, signal: str, task, *args) -> list[dict]:
+    def _records_for(self, signal: str, task, *args) -> list[Record]:
         """A signal's history records. Every Huey signal that ends an attempt
         gives an outcome (or says which signal will: RETRYING follows ERROR,
         TIMEOUT, LOCKED, RATE_LIMITED and CANCELED when retries are left)."""
         now = time.time()
+        run = _run(task)
         if signal == S.SIGNAL_EXECUTING:
-            task.tq_attempt = getattr(task, "tq_attempt", 0) + 1
-            task.tq_started = now
-            worker = f"{self.runtime.worker_name()}/{threading.current_thread().name}"
-            task.tq_worker = worker
+            meta = replace(task_meta(task), attempt=task_meta(task).attempt + 1)
+            set_meta(task, meta)
+            run.started = now
+            run.worker = worker = (f"{self.runtime.worker_name()}/"
+                                   f"{threading.current_thread().name}")
             return [self.job_record(task, "running", started_at=now, worker=worker),
-                    {"kind": "attempt", "job_id": task.id, "attempt": task.tq_attempt,
-                     "worker": worker, "started_at": now}]
+                    records.attempt_started(task.id, meta.attempt, worker, now)]
         if signal == S.SIGNAL_SCHEDULED:
             # A retry with a delay is scheduled too: it stays `retrying` with its eta.
-            state = "retrying" if getattr(task, "tq_attempt", 0) else "scheduled"
+            state = "retrying" if task_meta(task).attempt else "scheduled"
             return [self.job_record(task, state, eta=utc_timestamp(task.eta))]
         if signal in (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT):
             exc = args[0] if args else sys.exc_info()[1]
-            task.tq_error = {
-                "error_type": "TaskTimeout" if signal == S.SIGNAL_TIMEOUT else type(exc).__name__,
-                "error_message": exception_text(exc) if exc is not None else f"timed out after "
-                                                                   f"{task.timeout}s",
-                "traceback": traceback.format_exc(),
-            }
+            run.error = records.error(
+                "TaskTimeout" if signal == S.SIGNAL_TIMEOUT else type(exc).__name__,
+                exception_text(exc) if exc is not None else f"timed out after {task.timeout}s",
+                traceback.format_exc())
             if task.retries:
                 return []  # SIGNAL_RETRYING follows
             return self._outcome(task, "failed", now)
         if signal in (S.SIGNAL_LOCKED, S.SIGNAL_RATE_LIMITED):
             # Huey sends these from inside its `except`: the exception is at hand.
             exc = sys.exc_info()[1]
-            task.tq_error = {"error_type": "TaskLocked" if signal == S.SIGNAL_LOCKED
-                             else "RateLimited",
-                             "error_message": exception_text(exc) if exc is not None
-                             else signal,
-                             "traceback": ""}
+            run.error = records.error(
+                "TaskLocked" if signal == S.SIGNAL_LOCKED else "RateLimited",
+                exception_text(exc) if exc is not None else signal)
             if task.retries:
                 return []  # SIGNAL_RETRYING follows
             return self._outcome(task, "failed", now)
         if signal == S.SIGNAL_RETRYING:
-            if not getattr(task, "tq_error", None):  # the task raised RetryTask
-                task.tq_error = {"error_type": "Retry", "traceback": "",
-                                 "error_message": "the task asked to be retried"}
+            if not run.error:  # the task raised RetryTask
+                run.error = records.error("Retry", "the task asked to be retried")
             return self._outcome(task, "retrying", now)
         if signal == S.SIGNAL_COMPLETE:
-            task.tq_error = {"error_type": "", "error_message": "", "traceback": ""}
+            run.error = records.no_error()
             return self._outcome(task, "succeeded", now)
         if signal == S.SIGNAL_CANCELED:
-            task.tq_error = {"error_type": "Canceled", "error_message": "canceled by request",
-                             "traceback": ""}
+            run.error = records.error("Canceled", "canceled by request")
             if task.retries:
                 # RETRYING follows, unless a pre-execute hook canceled the job:
                 # then nothing does, and the job ends canceled (see _unsettled).
-                task.tq_canceled = True
+                run.canceled = True
                 return []
             return self._outcome(task, "canceled", now)
         if signal == S.SIGNAL_REVOKED:
-            return [self.job_record(task, "canceled", finished_at=now, error_type="Revoked",
-                                    error_message="revoked before it could run")]
+            return [self.job_record(task, "canceled", finished_at=now, failure=records.error(
+                "Revoked", "revoked before it could run", None))]
         if signal == S.SIGNAL_EXPIRED:
-            return [self.job_record(task, "expired", finished_at=now, error_type="Expired",
-                                    error_message=f"expired at {task.expires_resolved} UTC "
-                                                  "before it could run")]
+            return [self.job_record(task, "expired", finished_at=now, failure=records.error(
+                "Expired", f"expired at {task.expires_resolved} UTC before it could run",
+                None))]
         if signal == S.SIGNAL_INTERRUPTED:
             return self._interrupted(task, now)
         if signal == UNSETTLED:
             return self._unsettled(task, args[0] if args else None, now)
         return []
 
-    def _interrupted(self, task, now: float) -> list[dict]:
-        task.tq_interrupted = True
-        task.tq_error = {"error_type": "Interrupted", "traceback": "",
-                         "error_message": "consumer stopped; job put back on the queue"}
+    def _interrupted(self, task, now: float) -> list[Record]:
+        run = _run(task)
+        run.interrupted = True
+        run.error = records.error("Interrupted", "consumer stopped; job put back on the queue")
         return self._outcome(task, "retrying", now)
 
-    def _unsettled(self, task, escaped: BaseException | None, now: float) -> list[dict]:
+    def _unsettled(self, task, escaped: BaseException | None, now: float) -> list[Record]:
         """The outcome of a job Huey started but gave none: canceled by a
         pre-execute hook, interrupted outside the task's own code, or ended by
         an exception Huey does not catch (SystemExit, an error in Huey)."""
+        run = _run(task)
         if isinstance(escaped, KeyboardInterrupt):
             return self._interrupted(task, now)
-        if getattr(task, "tq_canceled", False):
+        if run.canceled:
             return self._outcome(task, "canceled", now)
         if escaped is not None:
-            task.tq_error = {"error_type": type(escaped).__name__,
-                             "error_message": exception_text(escaped)[:10_000],
-                             "traceback": "".join(traceback.format_exception(
-                                 type(escaped), escaped, escaped.__traceback__))}
-        elif not getattr(task, "tq_error", None) or not task.tq_error.get("error_type"):
-            task.tq_error = {"error_type": "NoOutcome", "traceback": "",
-                             "error_message": "Huey ended the job without an outcome"}
+            run.error = records.error(type(escaped).__name__,
+                                      exception_text(escaped)[:10_000],
+                                      "".join(traceback.format_exception(
+                                          type(escaped), escaped, escaped.__traceback__)))
+        elif not run.error or not run.error["error_type"]:
+            run.error = records.error("NoOutcome", "Huey ended the job without an outcome")
         return self._outcome(task, "failed", now)
 
-    def _outcome(self, task, state: str, now: float) -> list[dict]:
-        task.tq_settled = True
-        error = getattr(task, "tq_error", None) or {}
-        started = getattr(task, "tq_started", None)
-        job_columns = dict(error, finished_at=now if state != "retrying" else None,
-                           started_at=started)
-        if state == "retrying":
-            job_columns["finished_at"] = None
-        attempt_outcome = {"succeeded": "succeeded", "failed": "failed", "canceled": "canceled",
-                           "retrying": "failed"}[state]
-        if error.get("error_type") == "Interrupted":
+    def _outcome(self, task, state: str, now: float) -> list[Record]:
+        run = _run(task)
+        run.settled = True
+        attempt_outcome: records.Outcome = {
+            "succeeded": "succeeded", "failed": "failed", "canceled": "canceled",
+            "retrying": "failed"}[state]  # type: ignore[assignment]
+        if run.error is not None and run.error["error_type"] == "Interrupted":
             attempt_outcome = "interrupted"
-        return [self.job_record(task, state, **job_columns),
-                {"kind": "attempt", "job_id": task.id, "attempt": getattr(task, "tq_attempt", 0),
-                 "worker": getattr(task, "tq_worker", None), "started_at": started,
-                 "finished_at": now, "outcome": attempt_outcome, **error}]
+        job: JobRecord = self.job_record(
+            task, state, started_at=run.started,
+            finished_at=now if state != "retrying" else None, failure=run.error)
+        attempt: AttemptRecord = records.attempt_ended(
+            task.id, task_meta(task).attempt, run.worker, run.started, now, attempt_outcome,
+            run.error)
+        return [job, attempt]
+
+
+def _as_dict(record: Record) -> dict[str, Any]:
+    # HistoryWriter.record is typed for a dict; a record is one (a TypedDict).
+    return cast("dict[str, Any]", record)
 
 
 def _recordable(value: Any) -> str:
@@ -464,12 +493,7 @@ def _recordable(value: Any) -> str:
     try:
         return dumps_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
-        return dumps_json(f"<not recordable: {type(exc).__name__}: {_first_line(exc)}>"[:500])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = exception_text(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+        return dumps_json(f"<not recordable: {type(exc).__name__}: {first_line(exc)}>"[:500])
 
 
 def host_name() -> str:

@@ -30,17 +30,13 @@ the defaults) of its consumer's death.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
-from tq.models import state_seq
+from tq import records
+from tq.registry import set_meta, task_meta
 
 logger = logging.getLogger("tq.recovery")
 FORGET_AFTER = 3600  # seconds of silence before an idle dead consumer is forgotten
-
-
-def alive_workers(runtime) -> set[str]:
-    lease = runtime.config.consumer.lease
-    return {info["id"] for info in runtime.control.workers()
-            if info["heartbeat_age"] < lease}
 
 
 def recover_lost(runtime, now: float | None = None) -> int:
@@ -103,26 +99,26 @@ def _recover(runtime, huey, record, now: float, reason: str, counts_as_loss: boo
         storage.quarantine(record.token, record.data, f"unreadable in-flight message: {exc}",
                            worker=record.worker)
         return 0
-    attempt = task.tq_attempt + 1  # the attempt that was running when the worker died
+    attempt = task_meta(task).attempt + 1  # the attempt running when the worker died
     losses = runtime.control.count_loss(task.id) if counts_as_loss else 0
     give_up = counts_as_loss and losses > runtime.config.consumer.lost_retries
     state = "failed" if give_up else "retrying"
     message = f"worker lost {losses} times; last: {reason}" if give_up else reason
-    error = {"error_type": "WorkerLost", "error_message": message, "traceback": ""}
-    job = huey.job_record(task, state, **error, finished_at=now if give_up else None)
-    job["attempts"], job["seq"] = attempt, state_seq(state, attempt)
-    lost = {"kind": "attempt", "job_id": task.id, "attempt": attempt, "worker": record.worker,
-            "started_at": record.taken, "finished_at": now, "outcome": "lost", **error}
+    error = records.error("WorkerLost", message)
+    job = huey.job_record(task, state, attempt=attempt, failure=error,
+                          finished_at=now if give_up else None)
+    lost = records.attempt_ended(task.id, attempt, record.worker, record.taken, now, "lost",
+                                 error)
     # The records travel with the put-back, into this consumer's durable outbox.
-    records = [runtime.records.seal(job), runtime.records.seal(lost)]
+    sealed = [runtime.records.seal(job), runtime.records.seal(lost)]
     owner = runtime.worker_name()
     if give_up:
-        done = storage.put_back(record.token, drop=True, outbox=owner, records=records)
+        done = storage.put_back(record.token, drop=True, outbox=owner, records=sealed)
     else:
-        task.tq_attempt = attempt
+        set_meta(task, replace(task_meta(task), attempt=attempt))
         # No priority given: the record's own score (and place) is kept.
         done = storage.put_back(record.token, data=huey.serialize_task(task),
-                                outbox=owner, records=records)
+                                outbox=owner, records=sealed)
     if done:
         logger.warning("job %s (%s): %s; %s", task.id, huey.queue, reason,
                        "ended failed" if give_up else "put back on the queue")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
-import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from huey.exceptions import CancelExecution
 
-logger = logging.getLogger("tq")
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
 
 @dataclass
@@ -81,28 +83,90 @@ def import_task_modules(modules: list[str]) -> None:
             raise ConfigError(f"[tasks] modules: cannot import {module!r}: {exc}") from None
 
 
-def get_task(name: str) -> TaskDef:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise LookupError(f"unknown task {name!r}") from None
+# --- tq's metadata on a Huey task ---------------------------------------------
+@dataclass(frozen=True)
+class TaskMeta:
+    """What tq keeps on a Huey task beside Huey's own fields: one object, its
+    defaults here. It travels in the message (the "tq" field, see
+    TqHuey.serialize_task), except `encoded`, which is only this process's."""
+    attempt: int = 0  # attempts started so far (1 while the first one runs)
+    # Retries as submitted: Huey counts task.retries down on every retry.
+    # None: not recorded (a task tq did not make), read as the task's own.
+    max_retries: int | None = None
+    enqueued_at: float | None = None
+    requeued_from: str | None = None  # the job this one is a copy of (`tq requeue`)
+    # The arguments as history keeps them (tagged JSON), made once per job.
+    encoded: tuple[str, str] | None = field(default=None, compare=False)
+
+    def to_message(self, task: Any) -> dict[str, Any]:
+        return {"attempt": self.attempt, "max_retries": self.retries_of(task),
+                "enqueued_at": self.enqueued_at, "requeued_from": self.requeued_from}
+
+    @classmethod
+    def from_message(cls, fields: dict[str, Any], task: Any) -> TaskMeta:
+        return cls(attempt=int(fields.get("attempt") or 0),
+                   max_retries=fields.get("max_retries", task.retries),
+                   enqueued_at=fields.get("enqueued_at"),
+                   requeued_from=fields.get("requeued_from"))
+
+    def retries_of(self, task: Any) -> int | None:
+        return task.retries if self.max_retries is None else self.max_retries
 
 
-# --- cooperative cancellation -------------------------------------------------
-# The consumer sets the running job's id here so a task can ask whether an
+NO_META = TaskMeta()
+
+
+def task_meta(task: Any) -> TaskMeta:
+    """tq's metadata of a Huey task (the defaults for one tq did not make)."""
+    return getattr(task, "tq_meta", NO_META)
+
+
+def set_meta(task: Any, meta: TaskMeta) -> None:
+    task.tq_meta = meta
+
+
+# --- the job running in this thread -------------------------------------------
+# The consumer says which job runs (`running`) so a task can ask whether an
 # operator cancelled it (`tq cancel ID`) without knowing its own id.
-_current = threading.local()
+@dataclass(frozen=True)
+class CurrentJob:
+    task: Any  # the Huey task
+    runtime: Runtime
+    checker: Callable[[str], bool]  # job id -> an operator asked to cancel it
+
+
+_current: ContextVar[CurrentJob | None] = ContextVar("tq_current_job", default=None)
+
+
+@contextmanager
+def running(task: Any, runtime: Runtime) -> Iterator[CurrentJob]:
+    """The job `task` runs in this thread (or process) for the `with` block:
+    set on entry and reset on exit however the job ends, so nothing of one
+    job is seen by the next on the same worker."""
+    job = CurrentJob(task, runtime, runtime.cancel_checker)
+    token = _current.set(job)
+    try:
+        yield job
+    finally:
+        _current.reset(token)
+
+
+def serving_runtime() -> Runtime | None:
+    """The runtime of the consumer running this thread's job, if any."""
+    job = _current.get()
+    return job.runtime if job is not None else None
 
 
 def current_job_id() -> str | None:
     """The id of the job running in this worker, or None outside a job."""
-    return getattr(_current, "job_id", None)
+    job = _current.get()
+    return job.task.id if job is not None else None
 
 
 def current_attempt() -> int:
     """The running job's attempt number (1 on the first run), or 0 outside a job."""
-    task = getattr(_current, "task", None)
-    return getattr(task, "tq_attempt", 0) if task is not None else 0
+    job = _current.get()
+    return task_meta(job.task).attempt if job is not None else 0
 
 
 def cancel_requested() -> bool:
@@ -110,17 +174,16 @@ def cancel_requested() -> bool:
 
     Long tasks call this (or `check_cancel()`) between units of work; a task
     that never checks runs to its end and keeps its real outcome."""
-    job_id = current_job_id()
-    checker = getattr(_current, "checker", None)
-    return bool(job_id and checker and checker(job_id))
+    job = _current.get()
+    return bool(job is not None and job.task.id and job.checker(job.task.id))
 
 
 def check_cancel() -> None:
     """Raise Huey's CancelExecution (no retry) if the running job was cancelled,
     or TaskTimeout if it has run past its timeout: thread workers cannot be
     interrupted, so this is how they stop an overdue job."""
-    task = getattr(_current, "task", None)
-    if task is not None:
-        task.check_timeout()
+    job = _current.get()
+    if job is not None:
+        job.task.check_timeout()
     if cancel_requested():
         raise CancelExecution(retry=False)

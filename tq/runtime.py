@@ -19,6 +19,7 @@ import redis
 
 from tq import migrations, registry
 from tq.config import Config, ConfigError, load_config
+from tq.format import first_line
 from tq.history import HistoryWriter, write_submitted
 from tq.migrations import SchemaError
 from tq.models import db, open_database
@@ -104,7 +105,7 @@ class Runtime:
             self.control.ping()
         except Exception as exc:
             raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
+                              f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
     # Two ways in, both explicit: history_db() for everyone (it checks the schema
@@ -151,7 +152,7 @@ class Runtime:
         except SchemaError:
             raise
         except Exception as exc:
-            failure = f"history database {where} unreachable: {_first_line(exc)}"
+            failure = f"history database {where} unreachable: {first_line(exc)}"
             if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
                 self._database_failure = (time.monotonic(), failure)
             raise ConfigError(failure) from None
@@ -191,7 +192,7 @@ class Runtime:
             elif not forked_worker:  # a worker leaves it to its consumer's writer
                 self.write_submitted()
         except Exception as exc:
-            logger.warning("history not brought up to date: %s", _first_line(exc))
+            logger.warning("history not brought up to date: %s", first_line(exc))
             return False
         return done
 
@@ -238,11 +239,6 @@ def _new_lock_after_fork(ref: weakref.ref[Runtime]) -> None:
         runtime._lock = threading.RLock()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 _current: Runtime | None = None
 
 
@@ -259,7 +255,7 @@ def current() -> Runtime:
     """Inside a job: the runtime of the consumer running it. Elsewhere: the
     process's runtime (configured, or built from tq.ini and TQ_* variables)."""
     global _current
-    serving = getattr(registry._current, "runtime", None)
+    serving = registry.serving_runtime()
     if serving is not None:
         return serving
     if _current is None:

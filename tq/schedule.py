@@ -38,6 +38,8 @@ _PROBES: tuple[tuple[str, list[tuple[int, datetime]]], ...] = (
 
 @dataclass(frozen=True)
 class Schedule:
+    """One schedule, as parse_schedule builds it: `every` set, or `cron` and `cron_values`."""
+
     text: str
     every: float | None = None  # seconds, for @every
     cron: Callable[[datetime], bool] | None = None  # huey's crontab matcher (naive UTC minute)

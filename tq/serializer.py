@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import traceback as traceback_module
+from collections.abc import Mapping
 from typing import Any
 
 from huey.serializer import Serializer
@@ -53,7 +54,7 @@ class TaskError(Exception):
         self.traceback = traceback
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> "TaskError":
+    def from_exception(cls, exc: BaseException) -> TaskError:
         if isinstance(exc, TaskError):
             return exc
         text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
@@ -197,6 +198,18 @@ _RECORD_MARK = "tq1:"
 _RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True)
 
 
+def encode_record(record: Mapping[str, Any]) -> str:
+    """A history record (tq/records.py; an audit entry) as JSON text: the one
+    encoding of records, in an outbox (unsigned) or a file."""
+    return _RECORD_ENCODER.encode(record)
+
+
+def decode_record(text: str) -> Any:
+    """The JSON value of an encoded record, not yet checked for shape (the
+    history writer does that, and sets aside what is not a record)."""
+    return json.loads(text)
+
+
 class RecordRefused(ValueError):
     """An outbox record that is not ours: unsigned, forged, or not JSON."""
 
@@ -211,8 +224,8 @@ class RecordSigner:
     def signing(self) -> bool:
         return self._key is not None
 
-    def seal(self, record: dict) -> str:
-        payload = _RECORD_ENCODER.encode(record)
+    def seal(self, record: Mapping[str, Any]) -> str:
+        payload = encode_record(record)
         if self._key is None:
             return payload
         # One HMAC per record, in C (hmac.digest): submit_many signs each job's record.
@@ -237,6 +250,6 @@ class RecordSigner:
         elif raw.startswith(_RECORD_MARK):
             raw = raw[len(_RECORD_MARK):].partition(":")[2]
         try:
-            return json.loads(raw)
+            return decode_record(raw)
         except (ValueError, RecursionError) as exc:
             raise RecordRefused(f"not JSON: {str(exc)[:200]}") from None

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import logging
 import math
 import os
 import threading
@@ -59,8 +58,6 @@ from peewee import (
 )
 
 from tq.models import TERMINAL, Attempt, BaseModel, Event, Job
-
-logger = logging.getLogger("tq.summaries")
 
 LATE_SECONDS = 120.0  # a row written this long before our read may commit after it
 LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this (renewed per span)

@@ -4,8 +4,11 @@
 
 Terms are ANDed. `since:`/`before:` take a duration (30s, 5m, 1h, 2d) or an ISO
 time and compare with the enqueue time. `args:KEY=VALUE` matches a keyword or
-dict argument by its JSON text. A bare word matches a job id exactly or a task
-name by substring. `task:` also matches by substring. `group:TYPE: MESSAGE`
+dict argument (a dict at any depth of args or kwargs) whose whole value has that
+JSON text (`customer=42` is not `"customer": 420`). A bare word matches a job id
+exactly or a task name by substring. `task:` also matches by substring, `error:`
+the exception type or message by substring. These text matches (args, task,
+error, words on task names) ignore ASCII case, as SQL LIKE does on both backends. `group:TYPE: MESSAGE`
 matches exactly the failure group of that exception type and normalised message
 (see tq/groups.py; quote it: `'group:RuntimeError: gateway returned <n>'`); SQL
 narrows it, `Filter.accepts` decides. A term that looks like
@@ -18,9 +21,11 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from tq import groups
+from tq.config import PRIORITY_RANGE
 from tq.models import STATES, Job
 from tq.serializer import dumps_json
 
@@ -48,7 +53,7 @@ class Filter:
     group: tuple[str, str] | None = None  # (exception type, normalised message)
     text: str = field(default="", compare=False)
 
-    def merged(self, **changes) -> "Filter":
+    def merged(self, **changes: Any) -> Filter:
         return replace(self, **changes)
 
     def is_empty(self) -> bool:
@@ -64,6 +69,24 @@ class Filter:
     def accepts(self, error_type: str | None, error_message: str | None) -> bool:
         """The part of the filter SQL cannot decide (see condition())."""
         return self.group is None or groups.matches(self.group, error_type, error_message)
+
+    def render(self) -> str:
+        """The filter as filter text that parses back to an equal Filter (times
+        as ISO UTC, to the microsecond). Values holding the separators of their
+        term (a `,` in a queue name or id, `=` in an argument name) cannot be
+        written as filter text, so they never come from `parse` either."""
+        terms = [f"state:{','.join(self.states)}"] if self.states else []
+        terms += [f"queue:{','.join(self.queues)}"] if self.queues else []
+        terms += [f"task:{task}" for task in self.tasks]
+        terms += [f"id:{','.join(self.ids)}"] if self.ids else []
+        terms += [f"args:{name}={raw}" for name, raw in self.args]
+        terms += [f"error:{error}" for error in self.errors]
+        for key, moment in (("since", self.since), ("before", self.before)):
+            if moment is not None:
+                terms.append(f"{key}:{datetime.fromtimestamp(moment, UTC).isoformat()}")
+        terms += [f"priority:{self.priority}"] if self.priority is not None else []
+        terms += ["group:" + groups.key_text(*self.group)] if self.group is not None else []
+        return " ".join(shlex.quote(term) for term in [*terms, *self.words])
 
     def describe(self) -> str:
         parts = [f"state:{','.join(self.states)}"] if self.states else []
@@ -86,8 +109,11 @@ def parse_time(value: str, now: float | None = None) -> float:
         raise FilterError(f"time {value!r}: use a duration like 30m, 2h, 7d or an ISO time") \
             from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):  # year 1 or 9999 moved past the calendar's ends
+        raise FilterError(f"time {value!r} is out of range") from None
 
 
 def parse(text: str, now: float | None = None) -> Filter:
@@ -136,6 +162,9 @@ def parse(text: str, now: float | None = None) -> Filter:
                 priority = int(value)
             except ValueError:
                 raise FilterError(f"priority {value!r} is not a whole number") from None
+            low, high = PRIORITY_RANGE  # what a job can have (tq/jobspec.py); SQL
+            if not low <= priority <= high:  # drivers refuse integers past 64 bits
+                raise FilterError(f"priority {value!r} is not from {low} to {high}")
     return Filter(**{key: tuple(items) for key, items in values.items()}, since=since,
                   before=before, priority=priority, group=group, text=text.strip())
 
@@ -143,13 +172,12 @@ def parse(text: str, now: float | None = None) -> Filter:
 def group_filter(error_type: str | None, message: str, states: tuple[str, ...] = ("failed",)
                  ) -> Filter:
     """Exactly one failure group (its jobs in `states`), with its text for the filter line."""
-    group = (error_type or "", message)
-    text = " ".join([f"state:{','.join(states)}"] if states else []) + " " + \
-        shlex.quote("group:" + groups.key_text(*group))
-    return Filter(states=states, group=group, text=text.strip())
+    flt = Filter(states=states, group=(error_type or "", message))
+    return flt.merged(text=flt.render())
 
 
 def _json_fragment(name: str, raw: str) -> str:
+    value: object
     try:
         value = int(raw)
     except ValueError:
@@ -160,7 +188,7 @@ def _json_fragment(name: str, raw: str) -> str:
     return dumps_json({name: value})[1:-1]  # '"customer":42'
 
 
-def condition(flt: Filter):
+def condition(flt: Filter) -> Any:
     """The filter as a peewee expression on Job (None for "everything")."""
     terms = []
     if flt.states:
@@ -172,8 +200,11 @@ def condition(flt: Filter):
     if flt.ids:
         terms.append(Job.id.in_(flt.ids))
     for name, raw in flt.args:
+        # The whole value: in compact JSON a value ends at `,` or `}`, so
+        # `"customer":42` followed by one of them is never `"customer":420`.
         fragment = _json_fragment(name, raw)
-        terms.append(Job.kwargs.contains(fragment) | Job.args.contains(fragment))
+        terms.append(Job.kwargs.contains(fragment + ",") | Job.kwargs.contains(fragment + "}")
+                     | Job.args.contains(fragment + ",") | Job.args.contains(fragment + "}"))
     for error in flt.errors:
         terms.append(Job.error_type.contains(error) | Job.error_message.contains(error))
     for word in flt.words:

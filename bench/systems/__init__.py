@@ -1,7 +1,7 @@
 """Systems under test, in default order.  One module per library."""
+from bench.systems.celery_sys import CeleryPrefork, CeleryThreads
 from bench.systems.huey_bare import HueyBare
-from bench.systems.rq_sys import RQSimple, RQFork
-from bench.systems.celery_sys import CeleryThreads, CeleryPrefork
+from bench.systems.rq_sys import RQFork, RQSimple
 from bench.systems.tq_sys import TQ
 
 ALL = [HueyBare, RQSimple, RQFork, CeleryThreads, CeleryPrefork, TQ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from bench.systems.base import System, SkipSystem, python_argv
+from bench.systems.base import SkipSystem, System, python_argv
 
 
 class CeleryBase(System):
@@ -20,7 +20,7 @@ class CeleryBase(System):
         try:
             import celery  # noqa: F401
         except ImportError as e:
-            raise SkipSystem(f"import celery failed: {e}")
+            raise SkipSystem(f"import celery failed: {e}") from None
 
     def setup(self):
         from bench.tasks_celery import make_app

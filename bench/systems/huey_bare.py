@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.systems.base import System, SkipSystem, python_argv
+from bench.systems.base import SkipSystem, System, python_argv
 
 
 class HueyBare(System):
@@ -21,7 +21,7 @@ class HueyBare(System):
         try:
             import huey  # noqa: F401
         except ImportError as e:
-            raise SkipSystem(f"import huey failed: {e}")
+            raise SkipSystem(f"import huey failed: {e}") from None
 
     def setup(self):
         from bench.tasks_huey import make_huey
@@ -64,6 +64,7 @@ class HueyBare(System):
 
 def _worker_main(argv):
     import logging
+
     from bench.tasks_huey import huey
     logging.basicConfig(level=logging.WARNING)
     consumer = huey.create_consumer(workers=int(argv[0]), worker_type="thread", periodic=False)

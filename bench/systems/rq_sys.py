@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 
-from bench.systems.base import System, SkipSystem, python_argv
+from bench.systems.base import SkipSystem, System, python_argv
 
 
 class RQBase(System):
@@ -24,10 +24,11 @@ class RQBase(System):
         try:
             import rq  # noqa: F401
         except ImportError as e:
-            raise SkipSystem(f"import rq failed: {e}")
+            raise SkipSystem(f"import rq failed: {e}") from None
 
     def setup(self):
         from rq import Queue
+
         from bench import tasks_rq
         self.tasks = tasks_rq
         self.q = Queue(self.prefix, connection=self.r)
@@ -109,7 +110,9 @@ class RQFork(RQBase):
 
 def _worker_main(argv):
     import logging
+
     from rq import Queue, SimpleWorker, Worker
+
     from bench import common
     cls = {"simple": SimpleWorker, "fork": Worker}[argv[0]]
     logging.basicConfig(level=logging.WARNING)

@@ -5,6 +5,8 @@ bench/tasks.py and the growth/memory phases in bench/tq_phases.py).
   prefix, one queue ``bench``, tasks from ``bench.tasks``, and job history in
   a MariaDB database of this run's own (``tqbench_<prefix>``, created in
   ``setup()``, dropped in ``cleanup()``), so no history leaks between runs.
+  ``--tq-backend sqlite`` (``TQ.backend``) measures the embedded default instead:
+  queues and history in SQLite files of the run's own data folder (enqueue only).
 * Enqueue: ``tq.submit(task, *args, queue=..., runtime=...)`` for one job,
   ``tq.submit_many(specs, runtime=...)`` for a batch (500 per call), and the
   CLI ``tq submit --file`` for a JSON-lines file.
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from bench.systems.base import System, SkipSystem
+from bench.systems.base import SkipSystem, System
 
 QUEUE = "bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
@@ -51,6 +53,7 @@ class TQ(System):
     name = "tq"
     worker_note = "tq: N = `tq consumer --queue bench -w N -k thread` (N threads in one process, history to MariaDB)"
     do_latency = True
+    backend = "redis"  # or "sqlite": the embedded default (harness --tq-backend)
 
     @classmethod
     def check(cls):
@@ -60,19 +63,24 @@ class TQ(System):
             import tq.queries  # noqa: F401
         except Exception as e:  # ImportError, or a half-written package failing
             raise SkipSystem(f"`import tq` failed ({type(e).__name__}: {e}); "
-                             f"install tq into this venv (pip install -e <tq checkout>) to bench it")
+                             f"install tq into this venv (pip install -e <tq checkout>) to bench it") from None
         if not _tq_cli():
             raise SkipSystem("tq is importable but its `tq` command is not installed")
+        if cls.backend == "sqlite":
+            return
         try:
             mysql().close()
         except Exception as e:
-            raise SkipSystem(f"MariaDB at {MYSQL['host']}:{MYSQL['port']} unreachable: {e}")
+            raise SkipSystem(f"MariaDB at {MYSQL['host']}:{MYSQL['port']} unreachable: {e}") from None
 
     @property
     def database_name(self):
         return f"tqbench_{self.prefix}"[:64]
 
     def tq_env(self):
+        if self.backend == "sqlite":  # queue.db and history.db in the data folder
+            return {"TQ_QUEUES_BENCH": "0", "TQ_TASKS_MODULES": "bench.tasks",
+                    "TQ_TQ_DATA_DIR": self.data_dir, "TQ_TQ_LOG_LEVEL": "warning"}
         return {
             "TQ_QUEUE_BACKEND": "redis",
             "TQ_QUEUE_URL": self.redis_url,
@@ -88,13 +96,14 @@ class TQ(System):
         from tq.config import load_config
         from tq.runtime import Runtime
         self.data_dir = tempfile.mkdtemp(prefix=f"{self.prefix}-data-")
-        with mysql() as conn:
-            conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
-        self._db_created = True
+        if self.backend == "redis":
+            with mysql() as conn:
+                conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
+            self._db_created = True
         self.runtime = Runtime(load_config(env=self.tq_env()))
         self.runtime.history_db()  # schema now, not inside the first timed call
         self.storage = self.runtime.queue(QUEUE).storage
-        self.sql = mysql(self.database_name)
+        self.sql = mysql(self.database_name) if self.backend == "redis" else None
         self.truncate = True  # growth sets False: keep the loaded history between runs
 
     # -- enqueue
@@ -213,13 +222,24 @@ class TQ(System):
 
     def purge(self):
         s = self.storage
+        if self.backend == "sqlite":
+            s.flush_queue()
+            s.flush_schedule()
+            with s.db(commit=True) as curs:  # as below: outboxes, id markers
+                curs.execute("delete from tq_outbox")
+                curs.execute("delete from tq_dedupe")
+            self._gated = {}
+            return
         ns = s.ns
         self.r.delete(s.queue_key, s.schedule_key, s.inflight_key, f"{ns}paused", f"{ns}workers")
         # Submitted jobs' queued records wait in outboxes until a consumer writes
         # them: left there, one phase's would be written during the next's clock.
-        outboxes = list(self.r.scan_iter(f"{ns}outbox*", count=1000))
-        if outboxes:
-            self.r.delete(*outboxes)
+        # The id markers go too: a batch file's lines get ids from its content, so
+        # the next run's identical file would be refused as submitted before.
+        for pattern in (f"{ns}outbox*", f"{ns}dedupe.*"):
+            keys = list(self.r.scan_iter(pattern, count=1000))
+            for start in range(0, len(keys), 10_000):
+                self.r.delete(*keys[start:start + 10_000])
         self._gated = {}
         if getattr(self, "sql", None) is not None:
             cur = self.sql.cursor()

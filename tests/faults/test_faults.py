@@ -25,8 +25,7 @@ from tq.cli import main
 from tq.models import Attempt, Job
 from tq.queries import queue_depths
 
-from conftest import (MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for,
-                      wait_for_states)
+from conftest import MYSQL_HOST, MYSQL_PORT, Backend, job_states, use_env, wait_for, wait_for_states
 from proxy import CuttableProxy
 
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)

@@ -107,7 +107,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         raise CliError("purge needs --state (failed, canceled or expired): it deletes on "
                        "purpose only")
     try:
-        result = ops.purge(runtime, parse_filter(args))
+        result = ops.purge(runtime, flt=parse_filter(args))
     except ops.ActionError as exc:
         raise CliError(str(exc)) from None
     return report(result, getattr(args, "json", False))

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tq.format import first_line
 from tq.text import literal
 
 if TYPE_CHECKING:
@@ -107,8 +108,7 @@ def error_line(text: str) -> str:
     secrets = environment_secrets()
     if runtime_module._current is not None:
         secrets += runtime_module._current.config.secrets()
-    first = text.splitlines()[0] if text.strip() else text
-    return visible(mask_secrets(first, secrets))
+    return visible(mask_secrets(first_line(text) or text, secrets))
 
 
 # --- parsing ---------------------------------------------------------------------------

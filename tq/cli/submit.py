@@ -1,17 +1,23 @@
 """`tq submit`: one job from options, or a batch from a JSON-lines file.
 
-A thin shell around tq.submit (prepare, enqueue); a bad line of a file is
-reported by number and the good ones go in.
+A thin shell around tq.submit (prepare, enqueue, submit_lines); a bad line of a
+file is reported by number and the good ones go in. A line without an "id" gets
+one from the file's content and its line number (tq.submit.content_prefix), so
+a batch cut short by an outage is completed by a re-run with --if-exists skip,
+and one submitted twice by accident is refused; --again makes new jobs of it.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
-import time
+import tempfile
+import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 from tq.cli.common import (
     EXIT_USAGE,
@@ -26,33 +32,41 @@ from tq.text import literal, markup, visible
 
 if TYPE_CHECKING:
     from tq.runtime import Runtime
+    from tq.submit import BatchReport
 
 BATCH = 1000
 # A batch also goes out once its first job is this old: a job's enqueue time is
 # stamped when its line is read, so it must reach the queue soon after, or a
 # slow file would make later-stamped jobs of other submitters run first.
 BATCH_SECONDS = 0.2
+SINGLE_JOB_OPTIONS = ("args", "kwargs", "queue", "priority", "delay", "eta", "expires", "retries",
+                      "retry_delay", "retry_backoff", "timeout", "id")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from tq import jobspec
     from tq.submit import SubmitError, enqueue, prepare
 
-    runtime = make_runtime(args)
     if args.file:
         if args.task:
             raise CliError("give a TASK or --file, not both")
-        return _submit_file(runtime, args.file, args.if_exists)
+        given = [name for name in SINGLE_JOB_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CliError(f"--{given[0].replace('_', '-')} is for a single job; with --file "
+                           "give it on each line")
+        return _submit_file(make_runtime(args), args.file, args.if_exists, args.again)
+    if args.again:
+        raise CliError("--again is for --file (a single job without --id gets a new id)")
     if not args.task:
         raise CliError("give a TASK (e.g. tq.tasks.demo.echo) or --file FILE")
+    runtime = make_runtime(args)
     spec: dict[str, Any] = {"task": args.task}
     try:
         for key in ("args", "kwargs"):
             raw = getattr(args, key)
             if raw is not None:
                 spec[key] = _json_option(key, raw)
-        for key in ("queue", "priority", "delay", "eta", "expires", "retries", "retry_delay",
-                    "retry_backoff", "timeout", "id"):
+        for key in SINGLE_JOB_OPTIONS[2:]:
             value = getattr(args, key)
             if value is not None:
                 spec[key] = jobspec.from_text(key, value)
@@ -87,100 +101,131 @@ def _json_option(key: str, raw: str) -> Any:
         raise SubmitError(f"--{key} is not valid JSON: {exc}") from None
 
 
-def _lines(path: str) -> Iterator[tuple[int, bytes]]:
-    handle = sys.stdin.buffer if path == "-" else open(path, "rb")
-    try:
-        yield from enumerate(handle, 1)
-    finally:
-        if handle is not sys.stdin.buffer:
-            handle.close()
+@contextmanager
+def _batch_file(path: str) -> Iterator[tuple[IO[bytes], str]]:
+    """The batch to read and its content's SHA-256, which the ids of its lines
+    come from. A file is hashed, then read from the start; stdin cannot be read
+    twice, so it is spooled to an unnamed temporary file while it is hashed,
+    and submitted once it has ended (the same content gives the same ids
+    whichever way it comes)."""
+    if path == "-":
+        with tempfile.TemporaryFile(prefix="tq-submit-") as spool:
+            digest = hashlib.sha256()
+            while block := sys.stdin.buffer.read(1 << 20):
+                digest.update(block)
+                spool.write(block)
+            spool.seek(0)
+            yield spool, digest.hexdigest()
+        return
+    with open(path, "rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        seen = _stamp(handle)
+        handle.seek(0)
+        yield handle, sha256
+        if _stamp(handle) != seen:
+            err.print(f"tq: warning: --file {markup(path)} changed while it was read; the ids "
+                      "of its lines without an \"id\" come from its content before that")
 
 
-def _submit_file(runtime: Runtime, path: str, if_exists: str) -> int:
-    """Every line on its own: a bad line is reported by number and the good ones
-    go in; one summary line at the end. A job whose id exists is a bad line,
-    or with --if-exists skip is counted as skipped. An outage stops the batch
-    with how many lines went in and where it stopped."""
-    from tq import jobspec
-    from tq.submit import SubmitError, enqueue, parse_spec_line, prepare
+def _stamp(handle: IO[bytes]) -> tuple[int, int]:
+    status = os.fstat(handle.fileno())
+    return status.st_size, status.st_mtime_ns
+
+
+def _submit_file(runtime: Runtime, path: str, if_exists: str, again: bool) -> int:
+    """Every line on its own (tq.submit.submit_lines): a bad line is reported by
+    number and the good ones go in; one summary line at the end. A line without
+    an "id" gets one from the file's content and its line number, so a line
+    submitted before is refused (reported as ranges of lines, exit 2) or, with
+    --if-exists skip, skipped; --again gives them new ids. An outage stops the
+    batch with how many lines went in and where it stopped (exit 1)."""
+    from tq.submit import content_prefix, submit_lines
 
     if path != "-" and not os.path.isfile(path):
         raise CliError(f"--file {path}: no such file")
-    counts = {"submitted": 0, "skipped": 0}
-    bad: list[tuple[int, str]] = []
-    batch: list = []  # (line number, prepared)
-    last_done = 0  # every line up to here is settled (in, skipped or bad)
-
-    def send() -> None:
-        nonlocal batch, last_done
-        accepted = {id(job) for job in enqueue(runtime, [job for _, job in batch])}
-        for number, job in batch:
-            if id(job) in accepted:
-                counts["submitted"] += 1
-            elif if_exists == "skip":
-                counts["skipped"] += 1
-            else:
-                bad.append((number, f"job {jobspec.show(job.job_id, 80)} already exists "
-                                    "(--if-exists skip skips it)"))
-        last_done = batch[-1][0]
-        batch = []
-
-    number = 0
     try:
-        for number, raw in _lines(path):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append((number, "not UTF-8 text"))
-                continue
-            try:
-                batch.append((number, prepare(runtime, parse_spec_line(line))))
-            except SubmitError as exc:
-                bad.append((number, str(exc)))
-                continue
-            if len(batch) >= BATCH or \
-                    time.time() - batch[0][1].record["enqueued_at"] >= BATCH_SECONDS:
-                send()
-        if batch:
-            send()
+        with _batch_file(path) as (handle, sha256):
+            report = submit_lines(
+                runtime, enumerate(handle, 1), if_exists=if_exists, batch_size=BATCH,
+                batch_seconds=BATCH_SECONDS,
+                prefix=content_prefix("ln", sha256, uuid.uuid4().hex if again else None))
     except OSError as exc:  # reading the file
         raise CliError(f"--file {path}: {exc.strerror or exc}") from None
-    except Exception as exc:  # the queue backend went away mid-batch
-        first = batch[0][0] if batch else number
-        reason = visible(str(exc).splitlines()[0] if str(exc) else "connection lost")
-        _report_bad(bad)
-        err.print(f"tq: stopped at line {first:,}: queue backend unreachable ({reason}); "
-                  f"{counts['submitted']:,} submitted through line {last_done:,}"
-                  + (f", lines {first:,} to {batch[-1][0]:,} may or may not be in"
-                     if batch else "")
-                  + "; re-run with --if-exists skip to complete it (lines without an "
-                  "\"id\" get new ids)", markup=False)
-        return 1
-    _report_bad(bad)
-    summary = f"{counts['submitted']:,} submitted"
-    if counts["skipped"]:
-        summary += f", {counts['skipped']:,} skipped (already exist)"
-    if bad:
-        bad.sort()
-        summary += f", {len(bad):,} bad: line {bad[0][0]:,}: {bad[0][1]}"
+    if report.outage is not None:
+        return _report_outage(report, again)
+    everything_before = bool(report.before) and len(report.before) == report.jobs
+    _report_lines(report, ranges=not everything_before)
+    if everything_before:
+        good, count = "good " if report.bad else "", len(report.before)
+        summary = ((f"all {count:,} {good}lines were" if count > 1 else f"its {good}line was")
+                   + " submitted before (same file content): --if-exists skip completes a cut "
+                   "batch, --again submits it again as new jobs")
+    else:
+        summary = f"{report.submitted:,} submitted"
+        if report.skipped:
+            summary += f", {report.skipped:,} skipped (already exist)"
+        if report.before:
+            summary += (f", {len(report.before):,} submitted before (same file content; "
+                        "--if-exists skip skips them, --again submits them as new jobs)")
+    if report.bad:
+        first, reason = min(report.bad)
+        summary += (f"{'; ' if everything_before else ', '}{len(report.bad):,} bad: "
+                    f"line {first:,}: {reason}")
+    if report.bad or report.before:
         err.print(literal(f"tq: {summary}"))
         return EXIT_USAGE
-    out.print(f"submitted {counts['submitted']} job{'s' if counts['submitted'] != 1 else ''}"
-              + (f", {counts['skipped']:,} skipped (already exist)" if counts["skipped"]
-                 else ""), markup=False)
+    out.print(f"submitted {report.submitted} job{'s' if report.submitted != 1 else ''}"
+              + (f", {report.skipped:,} skipped (already exist)" if report.skipped else ""),
+              markup=False)
     return 0
 
 
-def _report_bad(bad: list[tuple[int, str]]) -> None:
-    bad.sort()
-    for number, reason in bad[:MAX_LINE_ERRORS_SHOWN]:
-        err.print(f"tq: line {number:,}: {markup(reason)}")
-    if len(bad) > MAX_LINE_ERRORS_SHOWN:
-        err.print(f"tq: ... and {len(bad) - MAX_LINE_ERRORS_SHOWN:,} more bad lines",
+def _report_outage(report: BatchReport, again: bool) -> int:
+    assert report.unsure is not None
+    first, last = report.unsure
+    _report_lines(report, ranges=True)
+    done = f"{report.submitted:,} submitted"
+    if report.skipped:
+        done += f", {report.skipped:,} skipped"
+    if report.before:
+        done += f", {len(report.before):,} submitted before"
+    rerun = ("re-run with --if-exists skip to complete it for the lines with an \"id\" (the "
+             "others had new ids, --again: a re-run submits them again)" if again else
+             "re-run with --if-exists skip to complete it")
+    err.print(f"tq: stopped at line {first:,}: queue backend unreachable "
+              f"({visible(report.outage or '')}); {done} through line {report.settled:,}, "
+              f"lines {first:,} to {last:,} may or may not be in; {rerun}", markup=False)
+    return 1
+
+
+def _report_lines(report: BatchReport, ranges: bool) -> None:
+    """The refused lines by number: bad ones with their reason, lines submitted
+    before as ranges (a whole file again is one line, not thousands)."""
+    entries = [(number, f"line {number:,}: {markup(reason)}") for number, reason in report.bad]
+    if ranges:
+        entries += [(start, (f"line {start:,}" if start == end else
+                             f"lines {start:,} to {end:,}") + ": submitted before (same file "
+                     "content)") for start, end in _runs(report.before)]
+    entries.sort()
+    for _, text in entries[:MAX_LINE_ERRORS_SHOWN]:
+        err.print(f"tq: {text}")
+    if len(entries) > MAX_LINE_ERRORS_SHOWN:
+        err.print(f"tq: ... and {len(entries) - MAX_LINE_ERRORS_SHOWN:,} more bad lines",
                   markup=False)
 
+
+def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """Sorted line numbers as (first, last) runs of consecutive numbers."""
+    start = end = None
+    for number in numbers:
+        if end is not None and number == end + 1:
+            end = number
+            continue
+        if start is not None and end is not None:
+            yield start, end
+        start = end = number
+    if start is not None and end is not None:
+        yield start, end
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -202,6 +247,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id", help="job id (default: a new UUID); an id that exists is refused")
     p.add_argument("--if-exists", dest="if_exists", choices=("error", "skip"), default="error",
                    help="a job whose id exists: refuse it (error, the default) or skip it")
-    p.add_argument("--file", help="JSON lines file of jobs ('-' for stdin)")
+    p.add_argument("--file", help="JSON lines file of jobs ('-' for stdin); a line without an "
+                   "id gets one from the file's content and line number")
+    p.add_argument("--again", action="store_true",
+                   help="--file: lines without an id get new ids, so a file submitted before "
+                        "is submitted again as new jobs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)

@@ -28,9 +28,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tq.history import _alive  # is a process of this host still running
 from tq.ingest.formats import split_format
+
+if TYPE_CHECKING:
+    from tq.config import Config
 
 TOUCH_EVERY = 10.0
 ORPHAN_AFTER = 300.0
@@ -49,7 +53,7 @@ class Folders:
     rejected: Path
 
     @classmethod
-    def from_config(cls, config) -> "Folders":
+    def from_config(cls, config: Config) -> Folders:
         ingest = config.ingest
         return cls(*(Path(folder).absolute() for folder in
                      (ingest.inbox, ingest.processing, ingest.history, ingest.rejected)))
@@ -154,12 +158,12 @@ class Holding:
     def __init__(self, token: str) -> None:
         self.token = token
 
-    def __enter__(self) -> "Holding":
+    def __enter__(self) -> Holding:
         with _active_lock:
             _active.add(self.token)
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         with _active_lock:
             _active.discard(self.token)
 

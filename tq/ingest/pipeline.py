@@ -40,15 +40,28 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tq import registry
 from tq.config import ConfigError
-from tq.ingest.claims import (Folders, Holding, Toucher, claim, claim_token,
-                              history_folder, original_name, place, refusal, take_over)
-from tq.ingest.formats import Bad, Unreadable, inspect, read_events, split_format
+from tq.ingest.claims import (
+    Folders,
+    Holding,
+    Toucher,
+    claim,
+    claim_token,
+    history_folder,
+    original_name,
+    place,
+    refusal,
+    take_over,
+)
+from tq.ingest.formats import Bad, Unreadable, inspect, read_events
 from tq.models import IngestedFile
-from tq.submit import Prepared, SubmitError, enqueue, prepare
+from tq.submit import Prepared, SubmitError, content_prefix, enqueue, position_id, prepare
+
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
 logger = logging.getLogger("tq.ingest")
 
@@ -77,7 +90,7 @@ class Result:
         return text
 
 
-def check_routes(runtime) -> None:
+def check_routes(runtime: Runtime) -> None:
     """Fail before taking any file when a route names a task that cannot take events."""
     for event_type, route in runtime.config.routes.items():
         definition = registry.TASKS.get(route.task)
@@ -90,7 +103,7 @@ def check_routes(runtime) -> None:
                               "parameter")
 
 
-def ingest_file(runtime, path: str | os.PathLike, again: bool = False,
+def ingest_file(runtime: Runtime, path: str | os.PathLike, again: bool = False,
                 stop: threading.Event | None = None) -> Result:
     """Claim one file (from the inbox or anywhere) and ingest it."""
     folders = Folders.from_config(runtime.config)
@@ -104,7 +117,7 @@ def ingest_file(runtime, path: str | os.PathLike, again: bool = False,
         return _ingest_claim(runtime, claimed, folders, again, stop, source.name)
 
 
-def resume_claim(runtime, path: Path, folders: Folders,
+def resume_claim(runtime: Runtime, path: Path, folders: Folders,
                  stop: threading.Event | None = None) -> Result | None:
     """Take over an orphaned claim and finish it from its checkpoint."""
     claimed = take_over(path)
@@ -113,14 +126,14 @@ def resume_claim(runtime, path: Path, folders: Folders,
     return ingest_claim(runtime, claimed, folders, stop=stop)
 
 
-def ingest_claim(runtime, path: Path, folders: Folders, again: bool = False,
+def ingest_claim(runtime: Runtime, path: Path, folders: Folders, again: bool = False,
                  stop: threading.Event | None = None) -> Result:
     """Ingest a file already claimed into processing/ (new, or resumed after a crash)."""
     with Holding(claim_token(path.name)):
         return _ingest_claim(runtime, path, folders, again, stop)
 
 
-def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
+def _ingest_claim(runtime: Runtime, path: Path, folders: Folders, again: bool,
                   stop: threading.Event | None, name: str | None = None) -> Result:
     runtime.migrate_history()  # a writer: the schema current, the models bound to it
     name = name or original_name(path.name)  # a claim keeps only the end of a long name
@@ -141,8 +154,8 @@ def _ingest_claim(runtime, path: Path, folders: Folders, again: bool,
 
 def _new_row(path: Path, name: str, token: str, again: bool) -> IngestedFile:
     now = time.time()
-    fields = dict(name=name[:255], path=str(path)[:1024], claim=token, started_at=now,
-                  size=0, sha256="")
+    fields: dict[str, Any] = dict(name=name[:255], path=str(path)[:1024], claim=token,
+                                  started_at=now, size=0, sha256="")
     mode = os.lstat(path).st_mode
     reason = refusal(name) or (
         None if stat.S_ISREG(mode) else
@@ -163,16 +176,15 @@ def _new_row(path: Path, name: str, token: str, again: bool) -> IngestedFile:
                 **fields, outcome="duplicate", finished_at=now,
                 reason=f"same content as {earlier.name!r} (file #{earlier.id}); "
                        "tq ingest --again to ingest it anyway")
-    prefix = f"ev-{fields['sha256'][:24]}"
-    if again:  # new ids (the claim token survives a take-over), so dedupe lets them through
-        prefix += f"-{token[:8]}"
+    # again: new ids (the claim token survives a take-over), so dedupe lets them through
+    prefix = content_prefix("ev", str(fields["sha256"]), token if again else None)
     return IngestedFile.create(**fields, job_prefix=prefix)
 
 
 class _Router:
     """Turns decoded events into prepared jobs, or says why it cannot."""
 
-    def __init__(self, runtime, source: str, job_prefix: str) -> None:
+    def __init__(self, runtime: Runtime, source: str, job_prefix: str) -> None:
         self.runtime = runtime
         self.routes = runtime.config.routes
         self.default = self.routes.get("*")
@@ -203,8 +215,8 @@ class _Router:
             kwargs["source"] = self.source
         if wants_type:
             kwargs["event_type"] = event_type
-        spec = {"task": route.task, "queue": route.queue, "kwargs": kwargs,
-                "id": f"{self.job_prefix}-{position}"}
+        spec: dict[str, Any] = {"task": route.task, "queue": route.queue, "kwargs": kwargs,
+                                "id": position_id(self.job_prefix, position)}
         if route.priority is not None:
             spec["priority"] = route.priority
         try:
@@ -213,12 +225,13 @@ class _Router:
             return str(exc)
 
 
-def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path,
+def _read(runtime: Runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path,
           stop: threading.Event | None) -> Result:
     config = runtime.config.ingest
+    assert row.job_prefix is not None  # set on every row left "processing" (_new_row)
     router = _Router(runtime, row.name, row.job_prefix)
-    fmt = split_format(row.name)[1].lower().removesuffix(".gz")
-    where = "item" if fmt == ".json" else "line"  # what a position counts
+    items = row.name.lower().removesuffix(".gz").endswith(".json")  # a JSON array's
+    where = "item" if items else "line"  # what a position counts
     _trim_errors(errors, where, row.checkpoint)
     toucher = Toucher(path)
     jobs: list[Prepared] = []
@@ -255,7 +268,7 @@ def _read(runtime, folders: Folders, row: IngestedFile, path: Path, errors: Path
     return _file_away(folders, row, path, errors)
 
 
-def _commit(runtime, row: IngestedFile, jobs: list[Prepared], bad: list[dict], last: int,
+def _commit(runtime: Runtime, row: IngestedFile, jobs: list[Prepared], bad: list[dict], last: int,
             errors: Path) -> None:
     """One batch: jobs to the queues (+ queued records), bad lines to the errors file,
     then the checkpoint. See the module docstring for why this order is safe."""

@@ -25,16 +25,21 @@ import os
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from tq.config import ConfigError
+from tq.format import first_line
 from tq.ingest.claims import Folders, OrphanFinder, ignored
 from tq.ingest.pipeline import Result, check_routes, ingest_file, resume_claim
-from tq.runtime import _first_line
+
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
 logger = logging.getLogger("tq.ingest")
 # watchdog logs a harmless race in its own shutdown as an error; keep it out of our logs.
@@ -57,7 +62,7 @@ class _Events(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, runtime) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         settings = runtime.config.ingest
         self.folders = Folders.from_config(runtime.config)
@@ -110,7 +115,7 @@ class Watcher:
             observer.stop()
             observer.join(timeout=5)
 
-    def _start_observer(self):
+    def _start_observer(self) -> BaseObserver:
         handler = _Events(self._events)
         if not self.polling:
             try:
@@ -193,8 +198,10 @@ class Watcher:
             except FileNotFoundError:
                 continue
             previous = self._seen.get(entry.name)
-            unchanged = previous and previous[:2] == (info.st_size, info.st_mtime_ns)
-            seen[entry.name] = (info.st_size, info.st_mtime_ns, previous[2] if unchanged else now)
+            if previous is not None and previous[:2] == (info.st_size, info.st_mtime_ns):
+                seen[entry.name] = previous  # unchanged since previous[2]
+            else:
+                seen[entry.name] = (info.st_size, info.st_mtime_ns, now)
         self._seen = seen
         for name in list(self._complete | self._writing.keys()):
             if name not in seen:
@@ -228,7 +235,7 @@ class Watcher:
             if os.path.lexists(path):  # not even claimed
                 self._retry[name] = time.monotonic() + RETRY_AFTER
                 logger.error("cannot take %r from the inbox: %s (retry in %.0fs)", name,
-                             _first_line(exc), RETRY_AFTER)
+                             first_line(exc), RETRY_AFTER)
             else:
                 logger.exception("ingesting %r failed; it stays in %s and is retried", name,
                                  self.folders.processing)
@@ -245,7 +252,7 @@ class Watcher:
                     resumed += 1
             except Exception as exc:
                 logger.error("resuming %s failed (%s); retried in %.0fs", path.name,
-                             _first_line(exc), ORPHAN_SCAN)
+                             first_line(exc), ORPHAN_SCAN)
         return resumed
 
 
@@ -256,7 +263,7 @@ def _log(result: Result) -> None:
     logger.log(level, "%s", result.summary().replace("\n", "\\n"))
 
 
-def watch_service(runtime) -> Callable[[threading.Event], None]:
+def watch_service(runtime: Runtime) -> Callable[[threading.Event], None]:
     """The watcher as a service for `tq up` (ConsumerGroup runs it in a thread)."""
     check_routes(runtime)
     watcher = Watcher(runtime)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import tq
 
 
 @tq.task()
-def echo(*args, **kwargs):
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Return what it was given; the smallest job that succeeds."""
     return {"args": list(args), "kwargs": kwargs}
 

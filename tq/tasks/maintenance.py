@@ -7,11 +7,16 @@ still submit a roll-up by hand (`tq submit tq.tasks.maintenance.rollup`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import tq
 from tq import summaries
 
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
 
-def run_rollup(runtime) -> dict:
+
+def run_rollup(runtime: Runtime) -> dict[str, Any]:
     """One roll-up (skipped if another consumer's is still running) and one prune."""
     result = summaries.rollup(runtime)
     pruned = summaries.prune(runtime)
@@ -21,5 +26,5 @@ def run_rollup(runtime) -> dict:
 
 
 @tq.task()
-def rollup() -> dict:
+def rollup() -> dict[str, Any]:
     return run_rollup(tq.current())

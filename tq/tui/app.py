@@ -7,14 +7,19 @@ is pushed on top of the screen it was opened from.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
+from textual.screen import Screen
+from textual.timer import Timer
 
+from tq.format import first_line
 from tq.text import console_markup, visible
 from tq.tui.data import SERVERS, Data, fetch, is_connection_error
 from tq.tui.screens.audit import AuditScreen
@@ -26,27 +31,32 @@ from tq.tui.screens.jobs import JobsScreen
 from tq.tui.screens.periodic import PeriodicScreen
 from tq.tui.screens.queues import QueuesScreen
 from tq.tui.screens.workers import WorkersScreen
-from tq.tui.widgets import HelpScreen, PromptDialog
+from tq.tui.widgets import Banner, HelpScreen, PromptDialog
 
-SCREENS = {"queues": QueuesScreen, "jobs": JobsScreen, "failed": FailedScreen,
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
+
+SCREENS: dict[str, type[TqScreen]] = {"queues": QueuesScreen, "jobs": JobsScreen, "failed": FailedScreen,
            "workers": WorkersScreen, "periodic": PeriodicScreen, "ingest": IngestScreen,
            "audit": AuditScreen}
 INTERVALS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 DEFAULT_INTERVAL = 1.5
 
 
-def tq_bindings(screen) -> list[tuple[Binding, object]]:
+def tq_bindings(screen: Screen[Any]) -> list[tuple[Binding, DOMNode]]:
     """The keys tq defines that work on `screen` now, from the classes that declare
     them (focused tq widget, screen, app): not Textual's own cursor and focus keys,
     not the actions a --readonly console hides."""
     app = screen.app
-    sources = [(screen, type(screen).__dict__.get("BINDINGS", ())), (app, TqApp.BINDINGS)]
+    sources: list[tuple[DOMNode, Any]] = [
+        (screen, type(screen).__dict__.get("BINDINGS", ())), (app, TqApp.BINDINGS)]
     focused = screen.focused
     if focused is not None:
         # Every tq class the focused widget is made of (JobsTable's h/l, Table's j/k).
         sources[:0] = [(focused, cls.__dict__.get("BINDINGS", ()))
                        for cls in type(focused).__mro__ if cls.__module__.startswith("tq.")]
-    found, keys = [], set()
+    found: list[tuple[Binding, DOMNode]] = []
+    keys: set[str] = set()
     for node, bindings in sources:
         for binding in Binding.make_bindings(bindings):
             action = binding.action.removeprefix("screen.").split("(")[0]
@@ -61,11 +71,12 @@ def tq_bindings(screen) -> list[tuple[Binding, object]]:
 class TqCommands(Provider):
     """Ctrl+P: every screen, and every action the current screen offers."""
 
-    def commands(self) -> list[tuple[str, str, Callable]]:
+    def commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         app = self.app
-        found = [(f"Go to {name}", f"screen :{name} (key {number})", partial(app.goto, name))
+        assert isinstance(app, TqApp)  # the provider is only installed by TqApp.COMMANDS
+        found: list[tuple[str, str, Callable[[], object]]] = [(f"Go to {name}", f"screen :{name} (key {number})", partial(app.goto, name))
                  for number, name in enumerate(SCREENS, 1)]
-        seen = set()
+        seen: set[str] = set()
         for binding, node in tq_bindings(self.screen):
             if binding.action in seen or binding.action.startswith("goto("):
                 continue
@@ -89,7 +100,7 @@ class TqCommands(Provider):
 class TqApp(App):
     TITLE = "tq"
     CSS_PATH = Path(__file__).with_name("tq.tcss")  # absolute: subclasses live elsewhere
-    MODES = SCREENS
+    MODES = dict(SCREENS)
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {TqCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -116,7 +127,7 @@ class TqApp(App):
         self.live = live
         self.lost: dict[str, str] = {}  # server -> its banner line, while it does not answer
         self._lost_since: dict[str, float] = {}
-        self._timer = None
+        self._timer: Timer | None = None
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.interval, self.tick, pause=not self.live)
@@ -136,16 +147,18 @@ class TqApp(App):
         for server in SERVERS:
             if not any(w.group == f"probe-{server}" and not w.is_finished for w in self.workers):
                 fetch(self, partial(self.data.probe, server),
-                      lambda _, server=server: self.server_answered(server),
-                      lambda error, server=server: self.server_failed(server, error),
+                      partial(self._probe_answered, server), partial(self.server_failed, server),
                       data=self.data, group=f"probe-{server}")
+
+    def _probe_answered(self, server: str, _answer: object) -> None:
+        self.server_answered(server)
 
     def server_failed(self, server: str, error: BaseException) -> None:
         if not is_connection_error(error):
             self.notify(f"{SERVERS[server]}: {type(error).__name__}: {console_markup(error)}",
                         severity="error", timeout=8)
             return
-        first = (str(error).splitlines() or [""])[0] or type(error).__name__
+        first = first_line(error)
         self._lost_since.setdefault(server, time.monotonic())
         self.lost[server] = (f"{SERVERS[server]} unreachable: {type(error).__name__}: "
                              f"{visible(first[:160])} — retrying every {self.interval:g}s")
@@ -169,7 +182,7 @@ class TqApp(App):
                 # query, not query_one: a screen mounted but not yet composed has
                 # no banner yet (it shows the current error when it mounts one),
                 # and a failure reported at that moment took the console down.
-                for banner in screen.query("#banner"):
+                for banner in screen.query("#banner").results(Banner):
                     banner.show_error(self.connection_error)
 
     # --- navigation -------------------------------------------------------------------------
@@ -184,7 +197,8 @@ class TqApp(App):
         """The Jobs screen scoped to a queue and/or a filter (Enter on Queues, Failed)."""
         async def go() -> None:
             await self.switch_mode("jobs")
-            self.screen.scope(queue, filter_text=filter_text or "", tab=tab or "all")
+            if isinstance(self.screen, JobsScreen):
+                self.screen.scope(queue, filter_text=filter_text or "", tab=tab or "all")
         self.run_worker(go(), group="navigate", exclusive=True)
 
     def open_job(self, job_id: str) -> None:
@@ -244,7 +258,7 @@ class TqApp(App):
             self.screen.update_topbar()
 
 
-def run_tui(runtime, readonly: bool = False) -> int:
+def run_tui(runtime: Runtime, readonly: bool = False) -> int:
     """`tq tui`: run the console until `q`; the exit status of the command."""
     TqApp(Data(runtime, readonly=readonly)).run()
     return 0

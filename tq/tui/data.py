@@ -5,11 +5,17 @@ database), so screens never call them directly: `fetch()` runs a call in a
 Textual thread worker and hands the result back on the event loop, where
 widgets may be touched. A slow or dead server therefore stalls a worker
 thread, never the keyboard.
+
+Which jobs an action touches is tq.ops's rule (ops.RULES): a screen says what
+is selected (ids, a filter, a group's filter, `queue_filter` for a whole
+queue), `preview` counts what the action will touch and the action takes the
+same selection; neither this module nor a screen decides any state.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import peewee
 import redis
@@ -18,8 +24,8 @@ from textual.worker import Worker, get_current_worker
 from tq import audit, ops, queries
 from tq.config import ConfigError
 from tq.models import STATES, IngestedFile
-from tq.scheduler import periodic_specs
 from tq.registry import TASKS
+from tq.scheduler import periodic_specs
 from tq.submit import submit
 from tq.summaries import TaskTotal, recent_minutes
 from tq.where import Filter, FilterError, group_filter, parse
@@ -99,10 +105,6 @@ class Data:
     def parse_filter(text: str) -> Filter:
         return parse(text)
 
-    @property
-    def queue_names(self) -> list[str]:
-        return list(self.runtime.queues)
-
     def probe(self, server: str) -> None:
         """One cheap read from `server` (raises if it does not answer): the app asks each
         server this on every refresh, whatever the screen reads, for the banners."""
@@ -150,7 +152,8 @@ class Data:
     def ingested(self, limit: int = 200) -> list[dict]:
         """The most recent files the watcher took from the inbox, newest first."""
         self.runtime.history_db()
-        return list(IngestedFile.select().order_by(IngestedFile.id.desc()).limit(limit).dicts())
+        query = IngestedFile.select().order_by(IngestedFile.id.desc()).limit(limit)
+        return list(cast(Iterable[dict], query.dicts()))
 
     @staticmethod
     def task_names() -> list[str]:
@@ -162,16 +165,21 @@ class Data:
         seen: list[str] = []
         try:
             self.runtime.history_db()
-            seen = [task for task, in TaskTotal.select(TaskTotal.task)
-                    .where(TaskTotal.queue == queue).order_by(TaskTotal.task).tuples()]
+            seen = [row.task for row in TaskTotal.select(TaskTotal.task)
+                    .where(TaskTotal.queue == queue).order_by(TaskTotal.task)]
         except Exception:  # history down: the registered names still make a list
             pass
         return list(dict.fromkeys([*seen, *sorted(TASKS)]))
 
-    # --- previews: the exact count an action will touch (tq.ops decides) ---------------
+    # --- which jobs an action touches, and how many (tq.ops decides) ------------------
     def preview(self, action: str, ids: list[str] | None = None,
                 flt: Filter | None = None) -> Preview:
         return ops.preview(self.runtime, action, ids, flt)
+
+    @staticmethod
+    def queue_filter(action: str, queue: str) -> Filter | None:
+        """What `action` acts on for a whole queue (None: not offered for a queue)."""
+        return ops.queue_filter(action, queue)
 
     def audit(self, limit: int = 200) -> list[dict]:
         """The newest audit entries (tq audit), each with the ids it touched."""
@@ -205,14 +213,11 @@ class Data:
 
     def run_now(self, ids: list[str] | None = None, flt: Filter | None = None) -> ActionResult:
         self._check_writable()
-        if ids is None:
-            flt = (flt or Filter()).merged(states=ops.eligible_states("run_now", None, flt))
-            ids = [job.id for rows in ops.select_jobs(self.runtime, None, flt) for job in rows]
-        return ops.run_now(self.runtime, ids)
+        return ops.run_now(self.runtime, ids, flt)
 
     def purge(self, ids: list[str] | None = None, flt: Filter | None = None) -> ActionResult:
         self._check_writable()
-        return ops.purge(self.runtime, flt or Filter(), ids)
+        return ops.purge(self.runtime, ids, flt)
 
     def run_periodic(self, name: str) -> str:
         """Submit a periodic task's job now, outside its schedule."""

@@ -9,11 +9,13 @@ go through `console_markup()`.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -21,6 +23,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
+from textual.widgets.data_table import ColumnKey, RowKey
 
 # The console's formatting is tq.format's, one rule with the CLI (imported for the screens).
 from tq.format import BARS
@@ -77,27 +80,33 @@ class Table(DataTable):
     BINDINGS = [Binding("j", "cursor_down", "Down", show=False),
                 Binding("k", "cursor_up", "Up", show=False)]
 
-    def add_row(self, *cells: Any, **options: Any):
+    def add_row(self, *cells: Any, **options: Any) -> RowKey:
         return super().add_row(*(as_cell(value) for value in cells), **options)
 
-    def update_cell(self, row_key, column_key, value: Any, **options: Any) -> None:
+    def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: Any,
+                    **options: Any) -> None:
         super().update_cell(row_key, column_key, as_cell(value), **options)
 
-    async def _on_idle(self, event) -> None:
+    async def _on_idle(self, event: events.Idle) -> None:
         widths = [column.content_width for column in self.columns.values()]
         await super()._on_idle(event)
         if widths != [column.content_width for column in self.columns.values()]:
             self.notify_style_update()
 
 
-def fit_columns(table: DataTable, specs: Sequence[tuple[str, int]], width: int,
+# table -> the (name, width) columns fit_columns last gave it
+_layouts: weakref.WeakKeyDictionary[DataTable[Any], tuple[tuple[str, int], ...]] = \
+    weakref.WeakKeyDictionary()
+
+
+def fit_columns(table: DataTable[Any], specs: Sequence[tuple[str, int]], width: int,
                 flexible: str | None = None) -> dict[str, int]:
     """Lay out `table`'s columns for `width` cells: in order (the most telling first),
     as many as fit at their width, `flexible` taking what is left, so a column is
     never cut at the edge and no horizontal scrollbar appears. Re-adds the columns
     (which clears the rows) only when the layout changes; returns {name: width}."""
     pad = 2 * table.cell_padding
-    chosen: list[list] = []
+    chosen: list[list[Any]] = []
     used = 0
     for name, size in specs:
         if used + size + pad > width:
@@ -108,11 +117,11 @@ def fit_columns(table: DataTable, specs: Sequence[tuple[str, int]], width: int,
         if entry[0] == flexible:
             entry[1] += width - used
     layout = tuple((name, size) for name, size in chosen)
-    if getattr(table, "layout_spec", None) != layout:
+    if _layouts.get(table) != layout:
         table.clear(columns=True)
         for name, size in layout:
             table.add_column(name, key=name, width=size)
-        table.layout_spec = layout
+        _layouts[table] = layout
     return dict(layout)
 
 
@@ -131,13 +140,13 @@ def natural_width(cell: Any) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
-def table_width(table: DataTable) -> int:
+def table_width(table: DataTable[Any]) -> int:
     """The cells a table's columns may use: its width less the vertical scrollbar."""
     width = table.size.width or table.screen.size.width or table.app.size.width
     return max(10, width - table.styles.scrollbar_size_vertical)
 
 
-def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
+def fill_table(table: DataTable[Any], rows: Iterable[tuple[str, Sequence[Any]]],
                current: str | None = None) -> None:
     """Replace a table's rows, keeping the cursor on the same row key if it is still
     there (a refresh must not throw the operator's cursor back to the top)."""
@@ -148,9 +157,9 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
     if same_keys:
         columns = list(table.columns)
         for key, cells in rows:
-            for column, cell in zip(columns, cells):
-                if table.get_cell(key, column) != cell:
-                    table.update_cell(key, column, cell, update_width=True)
+            for column_key, cell in zip(columns, cells):
+                if table.get_cell(key, column_key) != cell:
+                    table.update_cell(key, column_key, cell, update_width=True)
         return
     column = table.cursor_column
     table.clear()
@@ -161,7 +170,7 @@ def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]],
         table.move_cursor(row=keys.index(current), column=column, animate=False)
 
 
-def cursor_key(table: DataTable) -> str | None:
+def cursor_key(table: DataTable[Any]) -> str | None:
     if not table.row_count:
         return None
     return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -246,7 +255,7 @@ class ConfirmDialog(ModalScreen[bool]):
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         # Text typed into the console ("Ready?" on a detail screen opened this dialog
         # with its R) must not answer it with a later "y": any other letter is a "no".
         if event.is_printable and event.character and event.character not in "yn ":

@@ -3,21 +3,47 @@ tq.tui.data in workers, read-only enforcement and confirm-then-act."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
-
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from tq.text import console_markup
-from tq.tui.data import (ActionResult, Filter, FilterError, Preview, fetch, is_connection_error,
-                         reason, running, server_of)
-from tq.tui.widgets import (Banner, ConfirmDialog, FilterInput, StatusLine, Table, TopBar,
-                            cursor_key, ellipsize, fill_table, fit_columns, natural_width,
-                            table_width)
+from tq.tui.data import (
+    ActionResult,
+    Filter,
+    FilterError,
+    Preview,
+    fetch,
+    is_connection_error,
+    reason,
+    running,
+    server_of,
+)
+from tq.tui.widgets import (
+    Banner,
+    ConfirmDialog,
+    FilterInput,
+    StatusLine,
+    Table,
+    TopBar,
+    cursor_key,
+    ellipsize,
+    fill_table,
+    fit_columns,
+    natural_width,
+    table_width,
+)
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tq.tui.app import TqApp
 
 # Actions that change anything: hidden and refused in a --readonly console.
 WRITE_ACTIONS = frozenset({"pause", "pause_task", "requeue", "cancel", "run_now", "purge",
@@ -29,7 +55,7 @@ ACTION_BINDINGS = [
     Binding("ctrl+d", "purge", "Purge", show=False),
 ]
 # How an action's outcome is shown (ActionResult.outcome -> notification severity).
-SEVERITY = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
+SEVERITY: dict[str, SeverityLevel] = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
 
 
 class TqScreen(Screen):
@@ -40,6 +66,8 @@ class TqScreen(Screen):
     MIN_TICK_SECONDS = 0.0  # a screen whose query is heavy refreshes on the timer this seldom
     _last_tick = 0.0
     SERVER = "history"  # the server this screen's reads need (see TqApp.server_failed)
+    if TYPE_CHECKING:
+        app = getters.app(TqApp)  # the console's app, with its banners and navigation
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")

@@ -9,8 +9,15 @@ from textual.widgets import DataTable
 from tq.text import console_markup, literal
 from tq.tui.data import group_filter
 from tq.tui.screens.base import TableScreen
-from tq.tui.widgets import (FilterInput, StatusLine, Table, cursor_key, fill_table, fmt_count,
-                            fmt_time, shorten)
+from tq.tui.widgets import (
+    FilterInput,
+    StatusLine,
+    Table,
+    cursor_key,
+    fmt_count,
+    fmt_time,
+    shorten,
+)
 
 
 class FailedScreen(TableScreen):
@@ -90,10 +97,6 @@ class FailedScreen(TableScreen):
     def selection(self, action: str):
         group = self.current_group()
         return (None, self.group_filter(group)) if group else None
-
-    def action_cancel(self) -> None:
-        self.notify("failed jobs have finished: nothing to cancel (R requeues, "
-                    "Ctrl+D purges the group)", severity="warning")
 
     def action_clear(self) -> None:
         self.on_filter_input_cleared()

@@ -5,7 +5,7 @@ from rich.text import Text
 
 from tq.text import literal
 from tq.tui.screens.base import TableScreen
-from tq.tui.widgets import StatusLine, Table, fill_table, fmt_count, fmt_time, shorten
+from tq.tui.widgets import StatusLine, fmt_count, fmt_time, shorten
 
 OUTCOME_STYLE = {"rejected": "bold red", "duplicate": "yellow", "processing": "cyan",
                  "done": "green"}

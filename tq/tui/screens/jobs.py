@@ -13,9 +13,20 @@ from textual.widgets import DataTable
 from tq.text import console_markup, literal
 from tq.tui.data import SORTABLE, Filter, running
 from tq.tui.screens.base import ACTION_BINDINGS, TqScreen
-from tq.tui.widgets import (FilterInput, StateTabs, StatusLine, Table, cursor_key, fill_table,
-                            fit_columns, fmt_count, fmt_duration, fmt_time, shorten,
-                            table_width)
+from tq.tui.widgets import (
+    FilterInput,
+    StateTabs,
+    StatusLine,
+    Table,
+    cursor_key,
+    fill_table,
+    fit_columns,
+    fmt_count,
+    fmt_duration,
+    fmt_time,
+    shorten,
+    table_width,
+)
 
 TABS = ("all", "queued", "scheduled", "running", "retrying", "failed", "canceled",
         "succeeded", "requeued")

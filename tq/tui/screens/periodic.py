@@ -5,7 +5,7 @@ from textual.binding import Binding
 
 from tq.text import console_markup, literal
 from tq.tui.screens.base import TableScreen
-from tq.tui.widgets import StatusLine, Table, cursor_key, fill_table, fmt_time
+from tq.tui.widgets import StatusLine, Table, cursor_key, fmt_time
 
 OUTCOME_STYLE = {"failed": "red", "succeeded": "green"}
 

@@ -21,8 +21,20 @@ from textual.widgets import DataTable
 from tq.text import console_markup, literal
 from tq.tui.data import Filter
 from tq.tui.screens.base import TqScreen
-from tq.tui.widgets import (PickerDialog, StatusLine, Table, bucket, cursor_key, fill_table,
-                            fit_columns, fmt_age, fmt_count, shorten, sparkline, table_width)
+from tq.tui.widgets import (
+    PickerDialog,
+    StatusLine,
+    Table,
+    bucket,
+    cursor_key,
+    fill_table,
+    fit_columns,
+    fmt_age,
+    fmt_count,
+    shorten,
+    sparkline,
+    table_width,
+)
 
 CHART_MINUTES = 60
 # (column, width), the most telling first: an 80-column terminal shows through the
@@ -126,6 +138,9 @@ class QueuesScreen(TqScreen):
             self.redraw()
 
     def redraw(self) -> None:
+        status = self.status
+        if status is None:  # drawn once the queue backend has answered
+            return
         table = self.query_one("#queues", DataTable)
         chart = chart_width(self.size.width)
         widths = fit_columns(table, columns(chart), table_width(table), flexible=QUEUE)
@@ -134,10 +149,10 @@ class QueuesScreen(TqScreen):
                   for name, entry in (self.history or {}).get("series", {}).items()}
         top = max([v for entry in series.values() for v in entry["done"] if v] or [0])
         fill_table(table, [(name, [cells[c] for c in widths])
-                           for name, entry in self.status["queues"].items()
+                           for name, entry in status["queues"].items()
                            for cells in [self.cells(name, entry, series.get(name), top,
                                                     widths, chart)]])
-        self.update_status(top, per)
+        self.update_status(status, top, per)
 
     def cells(self, name: str, entry: dict, series: dict | None, top: int,
               widths: dict[str, int], chart: int) -> dict[str, Text]:
@@ -176,8 +191,7 @@ class QueuesScreen(TqScreen):
                                             widths.get("paused tasks", 30))),
         }
 
-    def update_status(self, top: int, per: int) -> None:
-        status = self.status
+    def update_status(self, status: dict, top: int, per: int) -> None:
         parts = [f"{len(status['queues'])} queues"]
         if self.history is not None:
             total_failed = sum(e["failed"] for e in self.history["queues"].values())
@@ -222,21 +236,18 @@ class QueuesScreen(TqScreen):
         def chosen(task: str | None) -> None:
             if task:
                 self.toggle_pause(queue, task)
-        self.load(lambda: self.data.task_names_of(queue),
-                  lambda names: self.app.push_screen(PickerDialog(
-                      f"Pause or resume which task type in queue {queue}?", names,
-                      marked=paused, marked_label="paused"), chosen),
-                  group="action", server="queue")
+        def pick(names: list[str]) -> None:
+            self.app.push_screen(PickerDialog(
+                f"Pause or resume which task type in queue {queue}?", names,
+                marked=paused, marked_label="paused"), chosen)
+        self.load(lambda: self.data.task_names_of(queue), pick, group="action",
+                  server="queue")
 
-    def selection(self, action: str):
+    def selection(self, action: str) -> tuple[list[str] | None, Filter | None] | None:
+        """The queue under the cursor, as tq.ops says `action` takes a whole queue."""
         queue = self.current_queue()
-        if queue is None:
-            return None
-        states = {"requeue": ("failed",), "purge": ("failed",),
-                  "cancel": ("queued", "scheduled", "retrying")}.get(action)
-        if states is None:
-            return None
-        return None, Filter(queues=(queue,), states=states)
+        flt = self.data.queue_filter(action, queue) if queue is not None else None
+        return None if flt is None else (None, flt)
 
 
 def number(value: int, alert: str = "", dim: str = "") -> Text:

@@ -9,7 +9,7 @@ from textual.binding import Binding
 
 from tq.text import console_markup
 from tq.tui.screens.base import TableScreen
-from tq.tui.widgets import StatusLine, Table, cursor_key, fill_table, fmt_age, fmt_time, shorten
+from tq.tui.widgets import StatusLine, Table, cursor_key, fmt_age, fmt_time, shorten
 
 
 class WorkersScreen(TableScreen):
