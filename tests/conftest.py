@@ -32,7 +32,9 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from tq import migrations
 from tq.config import load_config
+from tq.models import open_database
 from tq.runtime import Runtime
 
 REDIS_URL = os.environ.get("TQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -106,6 +108,8 @@ class Backend:
                              "TQ_HISTORY_URL": f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/"
                                                f"{self.database_name}"})
         self.runtimes: list[Runtime] = []
+        # The history schema, as a consumer or `tq up` leaves it (tq.migrations).
+        migrations.migrate(open_database(self.config().history.url))
 
     def config(self, **env: str):
         return load_config(env={**self.env, **env})

@@ -72,6 +72,7 @@ def reader_dir(tmp_path_factory) -> Path:
         "[tasks]\nmodules = tq.tasks.demo, tq.tasks.events, tq.tasks.maintenance, "
         "readme_tasks\n", encoding="utf-8")
     (here / "tq-data" / "inbox").mkdir(parents=True)  # made by `tq up`, skipped here
+    assert run("tq migrate", here).returncode == 0  # so is the history schema
     return here
 
 

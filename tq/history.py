@@ -48,7 +48,7 @@ from peewee import (
 )
 
 from tq.format import first_line
-from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound, register_model
+from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound
 from tq.serializer import RecordRefused, RecordSigner
 from tq.storage import SUBMITTED
 
@@ -150,7 +150,6 @@ def _upsert_sql(database, table: str, columns: tuple[str, ...], rows: int, keep:
 
 # --- what the database would refuse, found before it sees the record -------------
 
-@register_model
 class DeadRecord(BaseModel):
     """A history record the writer set aside: the evidence, why, and where it came from."""
     id = BigAutoField()

@@ -15,7 +15,6 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 from peewee import (
-    SQL,
     BigAutoField,
     BigIntegerField,
     CharField,
@@ -26,7 +25,6 @@ from peewee import (
     SqliteDatabase,
     TextField,
 )
-from playhouse.migrate import MySQLMigrator, SqliteMigrator, migrate
 from playhouse.pool import PooledMySQLDatabase
 from playhouse.shortcuts import ReconnectMixin
 
@@ -208,34 +206,22 @@ class HistoryMySQL(ReconnectMixin, PooledMySQLDatabase):
         return conn
 
 
-ALL_MODELS = [Job, Attempt, Event, IngestedFile, Audit, AuditJob]
-_extra_models: list[type[Model]] = []
-# Held while models are bound to one database (schema creation, `bound`).
+# Held while models are bound to one database (`bound`; migrations use it too).
 # peewee's bind_ctx rebinds process-wide and restores what it found on exit, so
 # two of them interleaved in two threads leave a model bound to the wrong
 # database for good (seen: audit rows read from another runtime's database).
-# Reentrant: a bound block may open the database, which creates the schema.
+# Reentrant: a bound block may open the history, which checks its schema (bound too).
 _init_lock = threading.RLock()
 
 
 def _new_init_lock() -> None:
-    # A process worker forked while another thread was creating a schema must
+    # A process worker forked while another thread was binding models must
     # not inherit the lock held: it would wait for it forever.
     global _init_lock
     _init_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_new_init_lock)
-
-
-def register_model(model: type[Model]) -> type[Model]:
-    """Other modules (summaries) add their tables to the schema with this."""
-    _extra_models.append(model)
-    return model
-
-
-def all_models() -> list[type[Model]]:
-    return ALL_MODELS + _extra_models
 
 
 def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
@@ -265,44 +251,6 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
     )
 
 
-def create_schema(database) -> list[str]:
-    """Create missing tables, columns and indexes; safe to run any number of times.
-
-    Returns what it added, so `tq db init` can say so."""
-    added: list[str] = []
-    with _init_lock, database.bind_ctx(all_models()):
-        existing = set(database.get_tables())
-        for model in all_models():
-            table = model._meta.table_name
-            if table not in existing:
-                try:
-                    database.create_tables([model], safe=True)
-                    added.append(f"table {table}")
-                    continue
-                except Exception as exc:
-                    # Another process created the table a moment before us: its
-                    # CREATE TABLE IF NOT EXISTS was a no-op here, and then MySQL
-                    # (no CREATE INDEX IF NOT EXISTS) refused the index it made.
-                    # The checks below bring the table up to date as for any other.
-                    if "Duplicate key name" not in str(exc):
-                        raise
-            columns = {column.name for column in database.get_columns(table)}
-            migrator = (SqliteMigrator(database) if isinstance(database, SqliteDatabase)
-                        else MySQLMigrator(database))
-            missing = [f for f in model._meta.sorted_fields if f.column_name not in columns]
-            for field in missing:
-                field.null = True  # an added column has no value in old rows
-                migrate(migrator.add_column(table, field.column_name, field))
-                added.append(f"column {table}.{field.column_name}")
-            for query in model._schema._create_indexes(safe=True):
-                try:
-                    database.execute(query)
-                except Exception as exc:  # MySQL has no CREATE INDEX IF NOT EXISTS
-                    if "Duplicate key name" not in str(exc):
-                        raise
-    return added
-
-
 @contextmanager
 def bound(database, models: list[type[Model]]) -> Iterator[None]:
     """`models` bound to `database` for the block, one such block at a time
@@ -311,12 +259,6 @@ def bound(database, models: list[type[Model]]) -> Iterator[None]:
         yield
 
 
-def clear_all(database) -> None:
-    """Drop every tq table (tests)."""
-    with bound(database, all_models()):
-        database.drop_tables(all_models(), safe=True)
-
-
 __all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
            "TERMINAL", "REQUEUABLE",
-           "state_seq", "bound", "open_database", "create_schema", "register_model", "SQL"]
+           "state_seq", "bound", "open_database"]

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from tq import registry
+from tq import migrations, registry
 from tq.config import Config, ConfigError, load_config
 from tq.format import first_line
 from tq.history import HistoryWriter, write_submitted
-from tq.models import create_schema, db, open_database
+from tq.migrations import SchemaError
+from tq.models import db, open_database
 from tq.queues import TqHuey, default_worker_name
 from tq.serializer import RecordSigner
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
@@ -57,6 +58,7 @@ class Runtime:
         self._database: Database | None = None
         self._database_pid = 0
         self._database_failure: tuple[float, str | None] = (0.0, None)
+        self._schema_current = False  # checked or migrated by this process
         self._writer: HistoryWriter | None = None
         self._writer_pid = 0
         self._worker_name: str | None = None
@@ -106,36 +108,58 @@ class Runtime:
                               f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
+    # Two ways in, both explicit: history_db() for everyone (it checks the schema
+    # version, one SELECT per process, and never changes the schema) and
+    # migrate_history() for writers at start (tq.migrations).
     def history_db(self) -> Database:
-        """The history database for this process, schema created on first use;
-        the models (models.db) are bound to it."""
+        """The history database of this process, the models (models.db) bound to
+        it. ConfigError if it does not answer; SchemaError ("run tq migrate") if
+        its schema is missing, older or newer than this tq."""
         with self._lock:
-            if self._database is None or self._database_pid != os.getpid():
-                # After fork the parent's connections are not ours to use or close.
-                self._database_pid = os.getpid()
-                failed_at, failure = self._database_failure
-                timeout = self.config.queue.connect_timeout
-                if failure is not None and time.monotonic() - failed_at < timeout:
-                    # Just timed out: one command waits connect_timeout once, not
-                    # once per read; a long-running process tries again later.
-                    raise ConfigError(failure)
-                history = self.config.history
-                password = history.password
-                started = time.monotonic()
-                database = open_database(history.url, password, timeout,
-                                         history.query_timeout)
-                try:
-                    create_schema(database)
-                except Exception as exc:
-                    failure = (f"history database {self.config.history_url_safe} "
-                               f"unreachable: {first_line(exc)}")
-                    if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
-                        self._database_failure = (time.monotonic(), failure)
-                    raise ConfigError(failure) from None
-                self._database_failure = (0.0, None)
-                db.initialize(database)
-                self._database = database
-            return self._database
+            return self._history(migrate=False)[0]
+
+    def migrate_history(self) -> list[str]:
+        """Bring the history schema up to date (writers at start, `tq migrate`):
+        one line per migration applied; none, and no statement, once this
+        process has found the schema current."""
+        with self._lock:
+            return self._history(migrate=True)[1]
+
+    def _history(self, migrate: bool) -> tuple[Database, list[str]]:
+        if self._database_pid != os.getpid():
+            # After fork the parent's connections are not ours to use or close.
+            self._database_pid = os.getpid()
+            self._database = None
+            self._schema_current = False
+        if self._database is not None and self._schema_current:
+            return self._database, []
+        failed_at, failure = self._database_failure
+        timeout = self.config.queue.connect_timeout
+        if failure is not None and time.monotonic() - failed_at < timeout:
+            # Just timed out: one command waits connect_timeout once, not
+            # once per read; a long-running process tries again later.
+            raise ConfigError(failure)
+        history = self.config.history
+        if self._database is None:
+            self._database = open_database(history.url, history.password, timeout,
+                                           history.query_timeout)
+        database, where = self._database, self.config.history_url_safe
+        started = time.monotonic()
+        try:
+            done = migrations.migrate(database, where) if migrate else []
+            if not migrate:
+                migrations.check(database, where)
+        except SchemaError:
+            raise
+        except Exception as exc:
+            failure = f"history database {where} unreachable: {first_line(exc)}"
+            if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
+                self._database_failure = (time.monotonic(), failure)
+            raise ConfigError(failure) from None
+        self._database_failure = (0.0, None)
+        self._schema_current = True
+        db.initialize(database)
+        return database, done
 
     @property
     def writer(self) -> HistoryWriter:
@@ -150,7 +174,10 @@ class Runtime:
             return self._writer
 
     def _writer_database(self) -> Database:
-        return self.history_db()
+        # The writer is a writer: it brings the schema up to date before its
+        # first round (free afterwards), so history is written from a fresh start.
+        with self._lock:
+            return self._history(migrate=True)[0]
 
     def flush_history(self, timeout: float = 10.0) -> bool:
         """Write what this process recorded; in a process that is not a

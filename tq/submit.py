@@ -35,6 +35,7 @@ from tq.format import first_line
 from tq.jobspec import SpecError
 
 if TYPE_CHECKING:
+    from tq.records import JobRecord
     from tq.runtime import Runtime
 
 logger = logging.getLogger("tq.submit")
@@ -64,7 +65,7 @@ class Prepared:
     priority: int
     data: bytes
     eta: datetime | None
-    record: dict
+    record: JobRecord
     explicit: bool = False  # the id came with the spec: enqueued at most once
     # History was already asked about this id (submit_lines asks once for a
     # file's whole id range), so enqueue does not ask again.
@@ -393,8 +394,9 @@ def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
         job.history_checked = derived
         report.jobs += 1
         batch.append((number, job, derived))
-        if len(batch) >= batch_size or \
-                time.time() - batch[0][1].record["enqueued_at"] >= batch_seconds:
+        # A batch is sent when full, or once its first job has waited batch_seconds.
+        first_at = batch[0][1].record.get("enqueued_at") or time.time()
+        if len(batch) >= batch_size or time.time() - first_at >= batch_seconds:
             if not send():
                 return report
     if batch and not send():

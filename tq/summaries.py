@@ -57,7 +57,7 @@ from peewee import (
     fn,
 )
 
-from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, register_model
+from tq.models import TERMINAL, Attempt, BaseModel, Event, Job
 
 LATE_SECONDS = 120.0  # a row written this long before our read may commit after it
 LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this (renewed per span)
@@ -103,7 +103,6 @@ def dump_histogram(histogram: dict[int, int]) -> str:
 
 # --- tables ------------------------------------------------------------------------
 
-@register_model
 class TaskMinute(BaseModel):
     id = BigAutoField()
     minute = BigIntegerField()  # epoch seconds of the minute's start (UTC)
@@ -134,7 +133,6 @@ class TaskMinute(BaseModel):
         indexes = ((("minute", "queue", "task"), True),)
 
 
-@register_model
 class EventMinute(BaseModel):
     id = BigAutoField()
     minute = BigIntegerField()
@@ -148,7 +146,6 @@ class EventMinute(BaseModel):
         indexes = ((("minute", "type"), True),)
 
 
-@register_model
 class TaskTotal(BaseModel):
     """Running totals since summaries began; never pruned (Prometheus counters)."""
     id = BigAutoField()
@@ -171,7 +168,6 @@ class TaskTotal(BaseModel):
         indexes = ((("queue", "task"), True),)
 
 
-@register_model
 class EventTotal(BaseModel):
     id = BigAutoField()
     type = CharField(max_length=200, unique=True)
@@ -183,7 +179,6 @@ class EventTotal(BaseModel):
         table_name = "summary_event_total"
 
 
-@register_model
 class SummaryState(BaseModel):
     """The roll-up's watermark and lease (one row, name 'rollup')."""
     name = CharField(max_length=64, primary_key=True)

@@ -42,10 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tq.config import ConfigError
-    from tq.runtime import UnknownQueue
-    from tq.where import FilterError
-
     for stream in (sys.stdout, sys.stderr):
         # Whatever slips past tq.text (a lone surrogate, a terminal that is not
         # UTF-8) is shown as an escape, never a UnicodeEncodeError.
@@ -60,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    # Imported once a verb runs, not for --help or a usage error (see tq.cli.common).
+    from tq.config import ConfigError
+    from tq.runtime import UnknownQueue
+    from tq.where import FilterError
+
     try:
         return int(args.func(args))
     except (CliError, ConfigError, UnknownQueue, FilterError) as exc:

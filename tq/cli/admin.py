@@ -1,4 +1,4 @@
-"""`tq audit`, `tq quarantine`, `tq db`, `tq tui`: the operator's tools around the jobs.
+"""`tq audit`, `tq quarantine`, `tq migrate`, `tq tui`: the operator's tools around the jobs.
 
 The audit trail (who did what), what tq set aside (quarantine), the history
 schema, and the live console.
@@ -140,12 +140,17 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    from tq.models import create_schema
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the history schema up to date and say at which version it is."""
+    from tq.migrations import VERSION
 
     runtime = make_runtime(args, check_backend=False)
-    added = create_schema(runtime.history_db())
-    out.print(literal("schema up to date" if not added else "created: " + ", ".join(added)))
+    applied = runtime.migrate_history()
+    for line in applied:
+        out.print(literal(f"migrated {line}"))
+    out.print(literal(f"history schema version {VERSION}"
+                      + (" (up to date)" if not applied else "")
+                      + f": {runtime.config.history_url_safe}"))
     return 0
 
 
@@ -175,9 +180,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
 
-    p = sub.add_parser("db", help="history database schema")
+    p = sub.add_parser("migrate", help="create or upgrade the history schema; say its version")
+    p.set_defaults(func=cmd_migrate)
+    # What `tq migrate` was called before schema versions: scripts keep working.
+    p = sub.add_parser("db", help="the same as tq migrate (tq db init)")
     p.add_argument("action", choices=("init",))
-    p.set_defaults(func=cmd_db)
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("tui", help="the live console")
     p.add_argument("--readonly", action="store_true", help="watch only: every action disabled")

@@ -152,6 +152,7 @@ def whole(low: int, high: int) -> Callable[[str], int]:
 PORT = whole(1, 65535)
 
 
+
 def filter_options(parser: argparse.ArgumentParser,
                    state_default: list[str] | None = None) -> None:
     parser.add_argument("--where", help="filter, e.g. 'task:send_email state:failed since:1h'")

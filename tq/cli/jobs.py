@@ -25,6 +25,11 @@ from tq.cli.common import (
 from tq.format import fmt_age, fmt_time
 from tq.text import literal, markup, visible
 
+# `tq jobs --sort` choices: tq.queries.SORTABLE, written out because building the
+# parser must not load tq.queries (peewee) for `tq --help`; tests/test_lazy_import.py
+# checks the two agree.
+SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
+
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from tq.queries import list_jobs
@@ -159,8 +164,6 @@ def cmd_periodic(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from tq.queries import SORTABLE
-
     p = sub.add_parser("jobs", help="list jobs from history, newest first")
     filter_options(p)
     p.add_argument("--limit", type=whole(1, MAX_LIMIT), default=40,

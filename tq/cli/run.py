@@ -21,10 +21,27 @@ def cmd_consumer(args: argparse.Namespace) -> int:
     from tq.consumer import ConsumerGroup
 
     runtime = make_runtime(args)
+    migrate_at_start(runtime, "tq consumer")
     group = ConsumerGroup(runtime, queues=args.queue, workers=args.workers,
                           worker_type=args.worker_type, periodic=not args.no_periodic)
     group.run()
     return 0
+
+
+def migrate_at_start(runtime: Runtime, verb: str) -> None:
+    """A writer brings the history schema up to date before it writes (tq.migrations)."""
+    from tq.config import ConfigError
+    from tq.migrations import SchemaError
+
+    try:
+        runtime.migrate_history()
+    except SchemaError:
+        raise  # newer than this tq: refuse to write into it
+    except ConfigError as exc:
+        # Jobs run through a history outage (their records are kept and written
+        # once it is back, the schema migrated first), so they start through one too.
+        err.print(f"{verb}: {exc}; starting anyway: jobs run and their history is "
+                  "written once the database is back", markup=False)
 
 
 def up_services(runtime: Runtime) -> list[Callable[[threading.Event], None]]:
@@ -35,17 +52,10 @@ def up_services(runtime: Runtime) -> list[Callable[[threading.Event], None]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from tq.config import ConfigError
     from tq.consumer import ConsumerGroup
 
     runtime = make_runtime(args)
-    try:
-        runtime.history_db()  # create the schema now: the first command a user runs
-    except ConfigError as exc:
-        # Jobs run through a history outage (their records are kept and written
-        # once it is back), so they start through one too.
-        err.print(f"tq up: {exc}; starting anyway: jobs run and their history is "
-                  "written once the database is back", markup=False)
+    migrate_at_start(runtime, "tq up")
     group = ConsumerGroup(runtime, workers=args.workers, services=up_services(runtime))
     err.print(f"[bold]tq up[/]: queues {markup(', '.join(runtime.queues))} on "
               f"{markup(runtime.config.queue_url_safe)}; history in "

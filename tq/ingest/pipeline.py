@@ -135,7 +135,7 @@ def ingest_claim(runtime: Runtime, path: Path, folders: Folders, again: bool = F
 
 def _ingest_claim(runtime: Runtime, path: Path, folders: Folders, again: bool,
                   stop: threading.Event | None, name: str | None = None) -> Result:
-    runtime.history_db()  # binds the models to this runtime's history database
+    runtime.migrate_history()  # a writer: the schema current, the models bound to it
     name = name or original_name(path.name)  # a claim keeps only the end of a long name
     token = claim_token(path.name)
     errors = folders.processing / f".errors-{token}.jsonl"

@@ -13,7 +13,7 @@ def store_event(event: dict, source: str | None = None, event_type: str | None =
     """Keep one ingested event (idempotent: a re-run of the same job stores it once).
 
     `event_type` is given by the ingest path, which knows the configured type field."""
-    tq.current().history_db()  # opens the history database in this process
+    tq.current().migrate_history()  # a writer: the schema current, the models bound
     job_id = tq.current_job_id() or f"direct-{time.time_ns()}"
     type_name = str(event_type if event_type is not None else event.get("type", ""))[:200]
     Event.insert(job_id=job_id, type=type_name, payload=dumps_json(event),
