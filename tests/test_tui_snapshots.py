@@ -136,12 +136,32 @@ def show(*keys: str, expect: str, job: str | None = None):
         return (type(screen).__name__ == expect and getattr(screen, "loaded", True)
                 and getattr(below, "loaded", True) and all(w.is_finished for w in app.workers))
 
+    async def steady(pilot) -> None:
+        # A DataTable measures new rows' widths on a later frame, and a status line
+        # that wraps takes its second row on a later layout: wait until the screen
+        # stops changing (three equal frames), not for a fixed time that a busy
+        # machine can outrun.
+        previous, same = None, 0
+        for _ in range(200):
+            await pilot.pause(0.05)
+            frame = pilot.app.export_screenshot()
+            same = same + 1 if frame == previous else 0
+            previous = frame
+            if same >= 2:
+                return
+
     async def run_before(pilot) -> None:
         app = pilot.app
         for _ in range(1000):
             if getattr(app.screen, "loaded", False):
                 break
             await pilot.pause(0.01)
+        else:
+            raise AssertionError("the first screen did not load")
+        # A dialog keeps the screen below as it was drawn when the dialog
+        # opened: let that screen finish its layout before a key opens one.
+        await app.workers.wait_for_complete()
+        await steady(pilot)
         await pilot.press(*keys)
         if job is not None:
             app.open_job(job)
@@ -151,18 +171,7 @@ def show(*keys: str, expect: str, job: str | None = None):
                 break
         else:
             raise AssertionError(f"{expect} did not settle")
-        # A DataTable measures new rows' widths on a later frame, and a status line
-        # that wraps takes its second row on a later layout: wait until the screen
-        # stops changing (three equal frames), not for a fixed time that a busy
-        # machine can outrun.
-        previous, same = None, 0
-        for _ in range(200):
-            await pilot.pause(0.05)
-            frame = app.export_screenshot()
-            same = same + 1 if frame == previous else 0
-            previous = frame
-            if same >= 2:
-                break
+        await steady(pilot)
     return run_before
 
 
