@@ -36,6 +36,7 @@ def build_runtime(tmp_path, monkeypatch) -> Runtime:
         "TQ_TQ_DATA_DIR": "data",
         "TQ_PERIODIC_NIGHTLY_REPORT": "0 3 * * * tq.tasks.demo.echo @reports",
         "TQ_PERIODIC_HEARTBEAT_PING": "@every 30s tq.tasks.demo.echo"}))
+    runtime.migrate_history()  # as `tq up` leaves it: readers never create the schema
     # Waiting jobs: in the queue (depths) and in history (rows), times pinned.
     tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [n], "id": f"job-q-{n:02}",
                      "queue": "events" if n % 3 else "default"} for n in range(12)],
