@@ -11,7 +11,7 @@ from tq.cli import main
 from tq.config import ConfigError, load_config
 from tq.history import merge, write_records
 from tq.models import Attempt, Job, state_seq
-from tq.queries import job_detail, list_jobs, queue_depths
+from tq.queries import catch_up, job_detail, list_jobs, queue_depths
 
 from conftest import MYSQL_HOST, MYSQL_PORT, job_states, wait_for, wait_for_states
 from proxy import CuttableProxy
@@ -213,6 +213,7 @@ def test_submit_needs_no_history_database_and_its_rows_follow(redis_backend):
         assert queue_depths(runtime, "default")["queued"] == 21
         assert runtime.flush_history() is False  # still down: nothing written, nothing lost
         proxy.restore()
+        catch_up(runtime)  # what a read verb and the console's refresh do first
         jobs = {row["id"]: row for row in list_jobs(runtime, limit=100)}
         assert set(jobs) == set(ids)
         assert {row["state"] for row in jobs.values()} == {"queued"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDatabase, fn
 
@@ -22,6 +22,9 @@ from tq.models import STATES, Attempt, Job, bound
 from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
+if TYPE_CHECKING:
+    from tq.runtime import Runtime
+
 JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "attempts",
               "max_retries", "enqueued_at", "eta", "started_at", "finished_at", "worker",
               "error_type", "error_message", "requeued_from")
@@ -31,14 +34,20 @@ logger = logging.getLogger("tq.queries")
 SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
 
 
-def catch_up(runtime) -> None:
-    """Bring history up to date with what was submitted before reading it.
+def catch_up(runtime: Runtime) -> None:
+    """The one step that brings history up to date with what was submitted:
+    each CLI read verb of history (tq jobs, show, status, audit) calls it once
+    before it reads, the console before each history read a screen makes
+    (tq.tui.data), an action before it selects jobs (tq.ops). The query
+    functions below only read; a caller that skips the door reads history
+    without the jobs submitted since.
 
     Submitted jobs' `queued` rows travel through the queue backend (see
     storage.SUBMITTED) and a consumer's history writer writes them within its
-    flush interval; with no consumer running nothing would. So every history
-    read here first writes what is waiting, which costs one round trip when
-    nothing is. A failure is left to the read that follows to report."""
+    flush interval; with no consumer running nothing would. This writes what
+    is waiting, which costs one round trip when nothing is. It never changes
+    the schema (Runtime.history_db). A failure is left to the read that
+    follows to report."""
     try:
         runtime.write_submitted()
     except Exception as exc:
@@ -92,7 +101,6 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
     last minute and hour, the oldest queued job. Answers while the queue backend is
     down (then without the jobs submitted since, which travel through it)."""
     now = time.time() if now is None else now
-    catch_up(runtime)
     runtime.history_db()
     queues = {}
     for name in runtime.queues:
@@ -131,7 +139,6 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     previous page: keyset paging, so page 1,000 costs what page 1 costs."""
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort by {sort!r} (choose from {', '.join(SORTABLE)})")
-    catch_up(runtime)
     runtime.history_db()
     column = getattr(Job, sort)
     query = Job.select(*[getattr(Job, name) for name in JOB_FIELDS])
@@ -173,7 +180,6 @@ def _after(column, after: tuple[Any, str], descending: bool):
 
 
 def count_jobs(runtime, flt: Filter | None = None) -> int:
-    catch_up(runtime)
     runtime.history_db()
     expression = condition(flt) if flt is not None else None
     if flt is not None and flt.exact:
@@ -204,7 +210,6 @@ def exact_rows(flt: Filter, columns: tuple = (), chunk: int = 1000):
 
 
 def job_detail(runtime, job_id: str) -> dict | None:
-    catch_up(runtime)
     runtime.history_db()
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
@@ -227,7 +232,6 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
     `scan_limit` failures; enough to see what is breaking now). Read `chunk` rows at
     a time (keyset on finished_at, id): the driver buffers a whole result set, and
     100,000 failures with their messages held at once cost the console ~80 MB."""
-    catch_up(runtime)
     runtime.history_db()
     query = (Job.select(Job.id, Job.error_type, Job.error_message, Job.finished_at, Job.queue,
                         Job.task).where(Job.state == "failed"))

@@ -32,9 +32,10 @@ SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", 
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from tq.queries import list_jobs
+    from tq.queries import catch_up, list_jobs
 
     runtime = make_runtime(args)
+    catch_up(runtime)  # the jobs submitted since, then the read
     rows = list_jobs(runtime, parse_filter(args), sort=args.sort, limit=args.limit)
     if args.json:
         for row in rows:
@@ -55,9 +56,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tq.queries import job_detail
+    from tq.queries import catch_up, job_detail
 
     runtime = make_runtime(args)
+    catch_up(runtime)  # the jobs submitted since, then the read
     job = job_detail(runtime, args.id)
     if job is None:
         raise CliError(f"no job {args.id!r} in history")
@@ -90,9 +92,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tq.queries import status
+    from tq.queries import catch_up, status
 
     runtime = make_runtime(args)
+    catch_up(runtime)  # the jobs submitted since, then the read
     data = status(runtime)
     if args.json:
         print_json(data)

@@ -114,12 +114,17 @@ class Data:
             self.runtime.history_db().execute_sql("SELECT 1").fetchall()
 
     # --- reading --------------------------------------------------------------------
+    # A screen's refresh is one read of history (its rows), so each history read a
+    # screen makes starts with the one door (queries.catch_up): a job just submitted
+    # is in the page that read returns. Not the probe: it runs in a worker of its own,
+    # beside the screen's, and not at all while the refresh is paused.
     def queue_state(self) -> dict[str, Any]:
         """The Queues screen's part from the queue backend (depths, pause, held, consumers)."""
         return queries.queue_state(self.runtime, now=self.now())
 
     def queue_history(self, minutes: int = 60) -> dict[str, Any]:
         """The Queues screen's part from history: counts and the per-minute charts."""
+        queries.catch_up(self.runtime)
         now = self.now()
         starts, series = recent_minutes(self.runtime, now=now, minutes=minutes)
         return {"queues": queries.queue_history(self.runtime, now=now, totals=False),
@@ -127,20 +132,25 @@ class Data:
 
     def status(self) -> dict[str, Any]:
         # No per-state totals: counting every history row each refresh grows with history.
+        queries.catch_up(self.runtime)
         return queries.status(self.runtime, now=self.now(), totals=False)
 
     def jobs_page(self, flt: Filter | None, sort: str, descending: bool,
                   after: tuple[Any, str] | None, limit: int) -> list[dict]:
+        queries.catch_up(self.runtime)
         return queries.list_jobs(self.runtime, flt, sort=sort, descending=descending,
                                  limit=limit, after=after)
 
     def count(self, flt: Filter | None) -> int:
+        queries.catch_up(self.runtime)
         return queries.count_jobs(self.runtime, flt)
 
     def job(self, job_id: str) -> dict | None:
+        queries.catch_up(self.runtime)
         return queries.job_detail(self.runtime, job_id)
 
     def failure_groups(self, flt: Filter | None) -> list[dict]:
+        queries.catch_up(self.runtime)
         return queries.failure_groups(self.runtime, flt)
 
     def workers(self) -> list[dict]:
