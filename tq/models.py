@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import pymysql
 from peewee import (
+    BaseQuery,
     BigAutoField,
     BigIntegerField,
     CharField,
@@ -259,6 +261,18 @@ def bound(database, models: list[type[Model]]) -> Iterator[None]:
         yield
 
 
+# peewee's stubs type .dicts() and .tuples() as returning the model query itself (Self),
+# so rows read through them look like model instances; these name what they really yield.
+def dict_rows(query: BaseQuery) -> list[dict[str, Any]]:
+    """The rows of `query`, each a dict of column name to value."""
+    return list(cast(Iterable[dict[str, Any]], query.dicts()))
+
+
+def tuple_rows(query: BaseQuery) -> list[tuple[Any, ...]]:
+    """The rows of `query`, each a tuple of its selected columns in order."""
+    return list(cast(Iterable[tuple[Any, ...]], query.tuples()))
+
+
 __all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
            "TERMINAL", "REQUEUABLE",
-           "state_seq", "bound", "open_database"]
+           "state_seq", "bound", "open_database", "dict_rows", "tuple_rows"]
