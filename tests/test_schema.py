@@ -147,3 +147,26 @@ def test_migration_adopts_an_older_schema_with_parts_missing(backend):
     applied = migrations.migrate(database)
     assert "index job_state_finished_at" in applied[0]
     assert "job_state_finished_at" in {i.name for i in database.get_indexes("job")}
+
+
+def test_job_ids_differing_only_in_case_are_two_jobs(backend):
+    """`ja` and `JA` are two jobs on the queue backend; history keeps two rows
+    on MariaDB too (whose default collation would make them one)."""
+    from tq.history import write_records
+    from tq.models import Attempt, Job
+
+    database = open_database(_url(backend))
+    migrations.migrate(database)
+    from tq.models import state_seq
+
+    records = [{"kind": "job", "id": job_id, "state": "queued", "seq": state_seq("queued", 0),
+                "queue": "default",
+                "task": "t.x", "enqueued_at": 1.0, "updated_at": 1.0}
+               for job_id in ("ja", "JA", "ja ")]
+    records += [{"kind": "attempt", "job_id": job_id, "attempt": 1, "started_at": 1.0}
+                for job_id in ("ja", "JA")]
+    write_records(database, records)
+    with bound(database, [Job, Attempt]):
+        assert sorted(job.id for job in Job.select(Job.id)) == ["JA", "ja", "ja "]
+        assert Job.select().where(Job.id == "ja").count() == 1
+        assert Attempt.select().where(Attempt.job_id == "JA").count() == 1

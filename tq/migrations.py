@@ -96,9 +96,39 @@ def _v1_tables(database: Database) -> list[str]:
                                       DeadRecord, *SUMMARY_MODELS])
 
 
+# Job ids compared byte for byte on MySQL too. MariaDB's default collation
+# (utf8mb4_general_ci) ignores case, accents and trailing spaces, so the jobs
+# `ja` and `JA` (distinct on the queue backend and on SQLite) would share one
+# history row: two jobs, one history. (table, column, NULL allowed)
+_ID_COLUMNS = [("job", "id", False), ("job", "requeued_from", True),
+               ("attempt", "job_id", False), ("event", "job_id", False),
+               ("audit_job", "job_id", False)]
+
+
+def _v2_binary_ids(database: Database) -> list[str]:
+    if isinstance(database, SqliteDatabase):
+        return []  # SQLite compares text byte for byte already
+    # A binary collation that also keeps trailing spaces (utf8mb4_bin pads them):
+    # MariaDB's nopad_bin, MySQL 8's 0900_bin; plain bin where neither exists.
+    rows = database.execute_sql("SHOW COLLATION LIKE %s", ("utf8mb4_%bin",))
+    available = {row[0] for row in rows}
+    collation = next((name for name in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+                      if name in available), "utf8mb4_bin")
+    done = []
+    for table, column, null in _ID_COLUMNS:
+        if table not in database.get_tables():
+            continue
+        database.execute_sql(
+            f"ALTER TABLE `{table}` MODIFY `{column}` VARCHAR(64) CHARACTER SET utf8mb4 "
+            f"COLLATE {collation} {'NULL' if null else 'NOT NULL'}")
+        done.append(f"binary ids {table}.{column}")
+    return done
+
+
 # (version, what it does, the step). Append only: see the module doc.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], list[str]]]] = [
     (1, "history, audit, ingest and summary tables", _v1_tables),
+    (2, "job ids compared byte for byte (MySQL)", _v2_binary_ids),
 ]
 VERSION = MIGRATIONS[-1][0]
 
