@@ -8,7 +8,9 @@ FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -226,6 +228,24 @@ def _new_init_lock() -> None:
 os.register_at_fork(after_in_child=_new_init_lock)
 
 
+class HistorySqlite(SqliteDatabase):
+    """The embedded history file. Several processes opening a new file at once
+    (a consumer's forked workers, `tq up` beside a CLI command) can see the
+    switch to WAL fail for a moment with "disk I/O error" or "database is
+    locked" while another one creates the -wal/-shm files: connecting is
+    retried for a few seconds before that is an error."""
+
+    def _connect(self) -> Any:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return super()._connect()  # type: ignore[misc]  # peewee stubs omit _connect
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # back-off between retries, not synchronisation
+
+
 def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
                   query_timeout: float = 30.0):
     parts = urlsplit(url)
@@ -234,8 +254,8 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
         from pathlib import Path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(path, pragmas={"journal_mode": "wal", "synchronous": "normal",
-                                             "busy_timeout": 10000}, timeout=10)
+        return HistorySqlite(path, pragmas={"busy_timeout": 10000, "journal_mode": "wal",
+                                            "synchronous": "normal"}, timeout=10)
     return HistoryMySQL(
         parts.path.strip("/"),
         host=parts.hostname or "127.0.0.1",
