@@ -49,7 +49,7 @@ from peewee import (
 
 from tq.format import first_line
 from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound
-from tq.serializer import RecordRefused, RecordSigner
+from tq.serializer import RecordRefused, RecordSigner, encode_record
 from tq.storage import SUBMITTED
 
 if TYPE_CHECKING:
@@ -689,7 +689,7 @@ class HistoryWriter:
         path = self.spill_dir / f"history-spill-{os.getpid()}-{time.time_ns()}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
             for record in records:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(encode_record(record) + "\n")
         logger.warning("history database still down: %d records spilled to %s",
                        len(records), path)
 
