@@ -4,6 +4,7 @@ forge) the history of other jobs."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -315,3 +316,42 @@ def test_quarantine_ids_are_stable_and_purge_counts(backend, tq_env, capsys):
     assert entry["size"] == 200_000 and not entry["complete"]
     assert main(["quarantine", "requeue", f"m{huge}"]) == 2
     assert "were kept" in capsys.readouterr().err
+
+
+def test_records_spilled_while_history_is_down_are_written_when_it_is_back(tmp_path):
+    """Past `buffer_rows` during an outage the writer keeps records on disk
+    (one encoder: tq.serializer.encode_record) and writes them, text intact,
+    once the database answers again."""
+    from tq import migrations
+    from tq.history import HistoryWriter
+    from tq.models import bound, open_database, state_seq
+
+    database = open_database(f"sqlite:///{tmp_path / 'history.db'}")
+    migrations.migrate(database)
+    down = threading.Event()
+    down.set()
+
+    def factory():
+        if down.is_set():
+            raise OSError("history database down")
+        return database
+
+    writer = HistoryWriter(factory, flush_interval=0.05, buffer_rows=2,
+                           spill_dir=tmp_path / "spill")
+    try:
+        ids = [f"spilled-{n}" for n in range(5)]
+        for job_id in ids:
+            writer.record({"kind": "job", "id": job_id, "state": "queued",
+                           "seq": state_seq("queued", 0), "queue": "default",
+                           "task": "t.x", "args": '["café ☕ \\u001b[31m"]',
+                           "enqueued_at": 1.0, "updated_at": 1.0})
+        wait_for(lambda: list((tmp_path / "spill").glob("history-spill-*.jsonl")),
+                 message="records spilled to disk")
+        down.clear()
+        assert writer.flush(30)
+        with bound(database, [Job]):
+            rows = {job.id: job.args for job in Job.select(Job.id, Job.args)}
+        assert rows == {job_id: '["café ☕ \\u001b[31m"]' for job_id in ids}
+        assert not list((tmp_path / "spill").glob("history-spill-*.jsonl"))
+    finally:
+        writer.close(5)

@@ -64,7 +64,9 @@ class Statements(logging.Handler):
 @pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 def test_concurrent_migration(backend):
     url = _url(backend)
-    context = multiprocessing.get_context("fork")
+    # Fresh interpreters, as consumers starting on several machines are (a
+    # fork would inherit whatever this test process holds).
+    context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_migrate, args=(url,)) for _ in range(6)]
     for process in processes:
         process.start()

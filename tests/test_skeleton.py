@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -188,8 +187,8 @@ def test_history_outage_loses_no_record(redis_backend, start_consumer):
         wait_for(lambda: queue_depths(runtime, "default")["queued"] == 0
                  and queue_depths(runtime, "default")["running"] == 0, timeout=30,
                  message="jobs to run while history is down")
-        time.sleep(1.5)
-        assert runtime.writer.backlog > 0  # records kept, not dropped
+        wait_for(lambda: runtime.writer.backlog > 0, timeout=30,
+                 message="the writer to keep the records it cannot write")  # not dropped
         proxy.restore()
         states = wait_for_states(runtime, first + during, timeout=40)
         assert set(states.values()) == {"succeeded"}

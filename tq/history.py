@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 from peewee import (
@@ -49,8 +49,11 @@ from peewee import (
 
 from tq.format import first_line
 from tq.models import STATES, Attempt, Audit, BaseModel, Job, LongText, bound
-from tq.serializer import RecordRefused, RecordSigner
+from tq.serializer import RecordRefused, RecordSigner, encode_record
 from tq.storage import SUBMITTED
+
+if TYPE_CHECKING:
+    from tq.storage import Control
 
 logger = logging.getLogger("tq.history")
 
@@ -172,7 +175,7 @@ _FREE_TEXT = {"args", "kwargs", "error_message", "traceback"}
 
 
 def _rules(model, columns: tuple[str, ...]) -> dict[str, tuple[str, int | None]]:
-    rules = {}
+    rules: dict[str, tuple[str, int | None]] = {}
     for name in columns:
         field = model._meta.fields[name]
         if isinstance(field, CharField):
@@ -198,6 +201,7 @@ def check_record(record: Any) -> dict:
     if not isinstance(record, dict):
         raise RecordError(f"not a record: a JSON {_json_type(record)}, not an object")
     kind = record.get("kind")
+    required: tuple[str, ...]
     if kind == "job":
         rules, required = _JOB_RULES, ("id", "state", "seq")
     elif kind == "attempt":
@@ -498,7 +502,7 @@ class HistoryWriter:
         self._clean = 0
         self._stop = False
         self._down_since: float | None = None
-        self._control = None
+        self._control: Control | None = None  # attach_outbox
         self._outboxes: list[str] = []
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="tq-history-writer", daemon=True)
@@ -530,7 +534,7 @@ class HistoryWriter:
             self._spill(list(self._kept.values()) + self._pending)
         return done
 
-    def attach_outbox(self, control, owner: str) -> None:
+    def attach_outbox(self, control: Control, owner: str) -> None:
         """Also drain `owner`'s durable outbox in the queue backend (consumer
         main process only: one reader per outbox)."""
         self._control = control
@@ -577,8 +581,9 @@ class HistoryWriter:
                         import_dead_file(database, self.spill_dir)
                     except Exception as exc:
                         logger.debug("dead-records file not imported yet: %s", exc)
-                for owner, marker in taken:
-                    self._control.outbox_done(owner, marker)
+                if taken and self._control is not None:  # taken only from attached outboxes
+                    for owner, marker in taken:
+                        self._control.outbox_done(owner, marker)
                 if not drained_all:
                     self._wake.set()  # more waiting in an outbox: go on at once
                 if self._down_since is not None:
@@ -620,12 +625,17 @@ class HistoryWriter:
         outbox: after a failed write they are read (and merged) again. Items
         that are not valid records (or not signed by us) are returned to be set
         aside, and trimmed with the rest once that is done."""
-        taken, drained, refused = [], True, []
+        taken: list[tuple[str, Any]] = []
+        refused: list[tuple[str, Any, str]] = []
+        drained = True
+        control = self._control
+        if control is None:  # no outbox attached (not the consumer main process)
+            return taken, drained, refused
         if self._outboxes:
             # What submitters left since the last round: renamed to one of ours
             # in one atomic step, so of several consumers exactly one takes it.
             try:
-                adopted = self._control.outbox_adopt(SUBMITTED, self._outboxes[0])
+                adopted = control.outbox_adopt(SUBMITTED, self._outboxes[0])
             except Exception as exc:
                 logger.debug("submitted outbox unreadable now: %s", exc)
                 adopted = None
@@ -633,7 +643,7 @@ class HistoryWriter:
                 self._outboxes.append(adopted)
         for owner in list(self._outboxes):
             try:
-                raw, marker = self._control.outbox_read(owner, OUTBOX_BATCH)
+                raw, marker = control.outbox_read(owner, OUTBOX_BATCH)
             except Exception as exc:
                 logger.debug("outbox %s unreadable now: %s", owner, exc)
                 drained = False
@@ -679,7 +689,7 @@ class HistoryWriter:
         path = self.spill_dir / f"history-spill-{os.getpid()}-{time.time_ns()}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
             for record in records:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(encode_record(record) + "\n")
         logger.warning("history database still down: %d records spilled to %s",
                        len(records), path)
 

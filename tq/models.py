@@ -8,13 +8,17 @@ FLOAT is single precision, which rounds today's epoch seconds to 128 s.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import pymysql
 from peewee import (
+    BaseQuery,
     BigAutoField,
     BigIntegerField,
     CharField,
@@ -224,6 +228,24 @@ def _new_init_lock() -> None:
 os.register_at_fork(after_in_child=_new_init_lock)
 
 
+class HistorySqlite(SqliteDatabase):
+    """The embedded history file. Several processes opening a new file at once
+    (a consumer's forked workers, `tq up` beside a CLI command) can see the
+    switch to WAL fail for a moment with "disk I/O error" or "database is
+    locked" while another one creates the -wal/-shm files: connecting is
+    retried for a few seconds before that is an error."""
+
+    def _connect(self) -> Any:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return super()._connect()  # type: ignore[misc]  # peewee stubs omit _connect
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # back-off between retries, not synchronisation
+
+
 def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
                   query_timeout: float = 30.0):
     parts = urlsplit(url)
@@ -232,8 +254,8 @@ def open_database(url: str, password: str = "", connect_timeout: float = 5.0,
         from pathlib import Path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(path, pragmas={"journal_mode": "wal", "synchronous": "normal",
-                                             "busy_timeout": 10000}, timeout=10)
+        return HistorySqlite(path, pragmas={"busy_timeout": 10000, "journal_mode": "wal",
+                                            "synchronous": "normal"}, timeout=10)
     return HistoryMySQL(
         parts.path.strip("/"),
         host=parts.hostname or "127.0.0.1",
@@ -259,6 +281,18 @@ def bound(database, models: list[type[Model]]) -> Iterator[None]:
         yield
 
 
+# peewee's stubs type .dicts() and .tuples() as returning the model query itself (Self),
+# so rows read through them look like model instances; these name what they really yield.
+def dict_rows(query: BaseQuery) -> list[dict[str, Any]]:
+    """The rows of `query`, each a dict of column name to value."""
+    return list(cast(Iterable[dict[str, Any]], query.dicts()))
+
+
+def tuple_rows(query: BaseQuery) -> list[tuple[Any, ...]]:
+    """The rows of `query`, each a tuple of its selected columns in order."""
+    return list(cast(Iterable[tuple[Any, ...]], query.tuples()))
+
+
 __all__ = ["db", "Job", "Attempt", "Event", "IngestedFile", "Audit", "AuditJob", "STATES",
            "TERMINAL", "REQUEUABLE",
-           "state_seq", "bound", "open_database"]
+           "state_seq", "bound", "open_database", "dict_rows", "tuple_rows"]

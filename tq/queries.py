@@ -18,7 +18,7 @@ from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDataba
 from tq.config import ConfigError
 from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
-from tq.models import STATES, Attempt, Job, bound
+from tq.models import STATES, Attempt, Job, bound, dict_rows, tuple_rows
 from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
@@ -106,8 +106,8 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
     for name in runtime.queues:
         entry: dict[str, Any] = {}
         if totals:
-            counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.queue == name)
-                          .group_by(Job.state).tuples())
+            counts = dict(tuple_rows(Job.select(Job.state, fn.COUNT(Job.id))
+                                     .where(Job.queue == name).group_by(Job.state)))
             entry["history"] = {state: counts.get(state, 0) for state in STATES}
         else:
             counts = {state: Job.select().where((Job.state == state) & (Job.queue == name))
@@ -115,10 +115,11 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
         entry["retrying"] = counts.get("retrying", 0)
         entry["failed"] = counts.get("failed", 0)
         for label, seconds in (("last_minute", 60), ("last_hour", 3600)):
-            done = dict(Job.select(Job.state, fn.COUNT(Job.id))
-                        .where((Job.queue == name) & Job.state.in_(("succeeded", "failed"))
-                               & (Job.finished_at >= now - seconds))
-                        .group_by(Job.state).tuples())
+            done = dict(tuple_rows(Job.select(Job.state, fn.COUNT(Job.id))
+                                   .where((Job.queue == name)
+                                          & Job.state.in_(("succeeded", "failed"))
+                                          & (Job.finished_at >= now - seconds))
+                                   .group_by(Job.state)))
             entry[f"succeeded_{label}"] = done.get("succeeded", 0)
             entry[f"failed_{label}"] = done.get("failed", 0)
         oldest = (Job.select(Job.enqueued_at)
@@ -155,12 +156,12 @@ def list_jobs(runtime, flt: Filter | None = None, sort: str = "enqueued_at",
     if flt is None or not flt.exact:
         if after is not None:
             query = query.where(_after(column, after, descending))
-        return list(query.order_by(*order).limit(limit).dicts())
+        return dict_rows(query.order_by(*order).limit(limit))
     # A group term: SQL narrows, Filter.accepts decides; read on until the page is full.
     page: list[dict] = []
     while len(page) < limit:
         window = query if after is None else query.where(_after(column, after, descending))
-        rows = list(window.order_by(*order).limit(max(limit, 200)).dicts())
+        rows = dict_rows(window.order_by(*order).limit(max(limit, 200)))
         page += [row for row in rows if flt.accepts(row["error_type"], row["error_message"])]
         if len(rows) < max(limit, 200):
             break
@@ -244,8 +245,8 @@ def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000
         page = query
         if last is not None:
             page = page.where(_after(Job.finished_at, last, descending=True))
-        rows = list(page.order_by(Job.finished_at.desc(), Job.id.desc())
-                    .limit(min(chunk, scan_limit - seen)).tuples())
+        rows = tuple_rows(page.order_by(Job.finished_at.desc(), Job.id.desc())
+                          .limit(min(chunk, scan_limit - seen)))
         if not rows:
             break
         seen += len(rows)

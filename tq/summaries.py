@@ -50,14 +50,16 @@ from peewee import (
     BigIntegerField,
     Cast,
     CharField,
+    ColumnBase,
     DoubleField,
+    Field,
     IntegerField,
     SqliteDatabase,
     TextField,
     fn,
 )
 
-from tq.models import TERMINAL, Attempt, BaseModel, Event, Job
+from tq.models import TERMINAL, Attempt, BaseModel, Event, Job, tuple_rows
 
 LATE_SECONDS = 120.0  # a row written this long before our read may commit after it
 LEASE_SECONDS = 600.0  # a roll-up that died releases its lease after this (renewed per span)
@@ -289,13 +291,13 @@ def _changed_job_minutes(database, since: float | None) -> list[int]:
         query = Job.select(_minute(database, column)).distinct().where(column.is_null(False))
         if changed is not None:
             query = query.where(changed)
-        minutes.update(int(m) for m, in query.tuples())
+        minutes.update(int(m) for m, in tuple_rows(query))
     for column in (Attempt.started_at, Attempt.finished_at):
-        query = (Attempt.select(_minute(database, column)).distinct()
-                 .where(column.is_null(False)))
+        attempts = (Attempt.select(_minute(database, column)).distinct()
+                    .where(column.is_null(False)))
         if changed is not None:
-            query = query.join(Job, on=(Attempt.job_id == Job.id)).where(changed)
-        minutes.update(int(m) for m, in query.tuples())
+            attempts = attempts.join(Job, on=(Attempt.job_id == Job.id)).where(changed)
+        minutes.update(int(m) for m, in tuple_rows(attempts))
     return sorted(minutes)
 
 
@@ -304,12 +306,13 @@ def _changed_event_minutes(database, since: float | None) -> list[int]:
     query = Event.select(_minute(database, Event.received_at)).distinct()
     if since is not None:
         query = query.where(Event.received_at >= since)
-    return sorted(int(m) for m, in query.tuples())
+    return sorted(int(m) for m, in tuple_rows(query))
 
 
 def _spans(minutes: list[int]) -> Iterable[tuple[int, int]]:
     """Runs of consecutive minutes as [lo, hi) ranges of at most SPAN_MINUTES."""
-    start = previous = None
+    start: int | None = None
+    previous = 0  # set with start, read only while start is set
     for minute in minutes:
         if start is not None and (minute != previous + 60 or minute - start >= SPAN_MINUTES * 60):
             yield start, previous + 60
@@ -324,6 +327,20 @@ def _spans(minutes: list[int]) -> Iterable[tuple[int, int]]:
 class _Acc:
     """One (minute, queue, task) being recomputed."""
     __slots__ = COUNTS + ("run", "run_max", "run_sum", "wait", "wait_max", "wait_sum")
+    # The COUNTS, set by name in __init__ and by outcome in compute_task_minutes.
+    enqueued: int
+    started: int
+    succeeded: int
+    failed: int
+    retried: int
+    canceled: int
+    expired: int
+    run: Counter[int]
+    wait: Counter[int]
+    run_max: float | None
+    wait_max: float | None
+    run_sum: float
+    wait_sum: float
 
     def __init__(self) -> None:
         for name in COUNTS:
@@ -371,31 +388,31 @@ def compute_task_minutes(database, lo: int, hi: int) -> dict[tuple[int, str, str
         return accs[key]
 
     enqueued = _minute(database, Job.enqueued_at)
-    for minute, queue, task, count in (
+    for minute, queue, task, count in tuple_rows(
             Job.select(enqueued, Job.queue, Job.task, fn.COUNT(Job.id))
             .where((Job.enqueued_at >= lo) & (Job.enqueued_at < hi))
-            .group_by(enqueued, Job.queue, Job.task).tuples()):
+            .group_by(enqueued, Job.queue, Job.task)):
         acc(minute, queue, task).enqueued += count
     finished = _minute(database, Job.finished_at)
-    for minute, queue, task, state, count in (
+    for minute, queue, task, state, count in tuple_rows(
             Job.select(finished, Job.queue, Job.task, Job.state, fn.COUNT(Job.id))
             .where((Job.finished_at >= lo) & (Job.finished_at < hi)
                    & Job.state.in_(sorted(TERMINAL - {"requeued"})))
-            .group_by(finished, Job.queue, Job.task, Job.state).tuples()):
+            .group_by(finished, Job.queue, Job.task, Job.state)):
         entry = acc(minute, queue, task)
         setattr(entry, state, getattr(entry, state) + count)
     # A requeued job counts as the outcome it had before it was retired (its last
     # attempt's; one that never ran was canceled or expired): requeueing rewrites no
     # minute's figures.
     last = Attempt.alias()
-    for minute, queue, task, outcome, error_type, count in (
+    for minute, queue, task, outcome, error_type, count in tuple_rows(
             Job.select(finished, Job.queue, Job.task, last.outcome, Job.error_type,
                        fn.COUNT(Job.id))
             .join(last, JOIN.LEFT_OUTER, on=((last.job_id == Job.id)
                                              & (last.attempt == Job.attempts)))
             .where((Job.finished_at >= lo) & (Job.finished_at < hi)
                    & (Job.state == "requeued"))
-            .group_by(finished, Job.queue, Job.task, last.outcome, Job.error_type).tuples()):
+            .group_by(finished, Job.queue, Job.task, last.outcome, Job.error_type)):
         if outcome not in ("succeeded", "failed", "canceled", "expired"):
             outcome = "canceled" if error_type == "Canceled" else (
                 "expired" if outcome is None and error_type and "xpire" in error_type
@@ -469,11 +486,11 @@ def compute_event_minutes(database, lo: int, hi: int) -> dict[tuple[int, str], d
     minute = _minute(database, Event.received_at)
     return {(int(m), kind): {"minute": int(m), "type": kind, "count": count,
                              "first_seen": first, "last_seen": last}
-            for m, kind, count, first, last in (
+            for m, kind, count, first, last in tuple_rows(
                 Event.select(minute, Event.type, fn.COUNT(Event.id),
                              fn.MIN(Event.received_at), fn.MAX(Event.received_at))
                 .where((Event.received_at >= lo) & (Event.received_at < hi))
-                .group_by(minute, Event.type).tuples())}
+                .group_by(minute, Event.type))}
 
 
 def _replace_event_minutes(database, lo: int, hi: int) -> None:
@@ -496,7 +513,7 @@ def _replace_event_minutes(database, lo: int, hi: int) -> None:
 def _add_event_total(database, kind: str, delta: int, first: float | None,
                      last: float | None) -> None:
     least, greatest = (fn.MIN, fn.MAX) if _is_sqlite(database) else (fn.LEAST, fn.GREATEST)
-    changes = {EventTotal.count: EventTotal.count + delta}
+    changes: dict[Field, ColumnBase] = {EventTotal.count: EventTotal.count + delta}
     if first is not None:
         changes[EventTotal.first_seen] = fn.COALESCE(least(EventTotal.first_seen, first), first)
         changes[EventTotal.last_seen] = fn.COALESCE(greatest(EventTotal.last_seen, last), last)
@@ -531,18 +548,18 @@ def recent_minutes(runtime, now: float | None = None, minutes: int = 60
     done: dict[str, dict[int, int]] = {}
     failed: dict[str, dict[int, int]] = {}
     if covered_until > starts[0]:
-        for minute, queue, ok, bad in (
+        for minute, queue, ok, bad in tuple_rows(
                 TaskMinute.select(TaskMinute.minute, TaskMinute.queue,
                                   fn.SUM(TaskMinute.succeeded), fn.SUM(TaskMinute.failed))
                 .where((TaskMinute.minute >= starts[0]) & (TaskMinute.minute < covered_until))
-                .group_by(TaskMinute.minute, TaskMinute.queue).tuples()):
+                .group_by(TaskMinute.minute, TaskMinute.queue)):
             done.setdefault(queue, {})[int(minute)] = int(ok or 0) + int(bad or 0)
             failed.setdefault(queue, {})[int(minute)] = int(bad or 0)
     minute_expr = _minute(runtime.history_db(), Job.finished_at)
-    for minute, queue, job_state, count in (
+    for minute, queue, job_state, count in tuple_rows(
             Job.select(minute_expr, Job.queue, Job.state, fn.COUNT(Job.id))
             .where(Job.state.in_(("succeeded", "failed")) & (Job.finished_at >= live_from))
-            .group_by(minute_expr, Job.queue, Job.state).tuples()):
+            .group_by(minute_expr, Job.queue, Job.state)):
         minute = int(minute)
         done.setdefault(queue, {})
         done[queue][minute] = done[queue].get(minute, 0) + count
@@ -571,9 +588,10 @@ def prune(runtime, now: float | None = None) -> dict[str, int]:
     deleted = {"jobs": 0, "attempts": 0, "summaries": 0}
     job_horizon = now - history.keep_days * 86400
     while True:
-        ids = [job_id for job_id, in Job.select(Job.id)
-               .where(Job.state.in_(sorted(TERMINAL)) & (Job.finished_at < job_horizon))
-               .limit(PRUNE_CHUNK).tuples()]
+        ids = [job_id for job_id, in tuple_rows(
+            Job.select(Job.id)
+            .where(Job.state.in_(sorted(TERMINAL)) & (Job.finished_at < job_horizon))
+            .limit(PRUNE_CHUNK))]
         if not ids:
             break
         with database.atomic():
@@ -584,8 +602,9 @@ def prune(runtime, now: float | None = None) -> dict[str, int]:
     summary_horizon = now - history.keep_summary_days * 86400
     for model in (TaskMinute, EventMinute):
         while True:
-            ids = [row_id for row_id, in model.select(model.id)
-                   .where(model.minute < summary_horizon).limit(PRUNE_CHUNK).tuples()]
+            ids = [row_id for row_id, in tuple_rows(
+                model.select(model.id).where(model.minute < summary_horizon)
+                .limit(PRUNE_CHUNK))]
             if not ids:
                 break
             deleted["summaries"] += model.delete().where(model.id.in_(ids)).execute()
