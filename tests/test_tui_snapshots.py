@@ -142,11 +142,19 @@ def show(*keys: str, expect: str, job: str | None = None):
         # that wraps takes its second row on a later layout: wait until the screen
         # stops changing (three equal frames), not for a fixed time that a busy
         # machine can outrun.
+        # Textual lays out only the screen on top: one still owing a layout when
+        # a dialog opens over it is shown half laid out for good, so nothing may
+        # be owed either (Textual's own flags, private but the only witness).
+        def owed(screen) -> bool:
+            return any(getattr(node, flag, False) for node in (screen, *screen.walk_children())
+                       for flag in ("_layout_required", "_repaint_required",
+                                    "_recompose_required"))
+
         previous, same = None, 0
         for _ in range(200):
             await pilot.pause(0.05)
             frame = pilot.app.export_screenshot()
-            same = same + 1 if frame == previous else 0
+            same = same + 1 if frame == previous and not owed(pilot.app.screen) else 0
             previous = frame
             if same >= 2:
                 return
