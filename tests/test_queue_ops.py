@@ -236,12 +236,14 @@ def test_periodic_lists_next_run(backend, tq_env, monkeypatch, capsys):
 
 def test_timeout_in_process_worker_is_recorded(backend, start_consumer):
     runtime = backend.runtime()
-    job_id = tq.submit("tq.tasks.demo.slow", 10.0, runtime=runtime)
+    job_id = tq.submit("tq.tasks.demo.slow", 30.0, runtime=runtime)
     start_consumer(runtime, workers=1, worker_type="process", queues=["default"])
-    wait_for_states(runtime, [job_id], states=("failed",), timeout=20)
+    # A busy machine may be slow to fork the worker and to stop it: the bound
+    # that matters is that the job was cut short of its 30 s by its 1 s timeout.
+    wait_for_states(runtime, [job_id], states=("failed",), timeout=60)
     job = job_detail(runtime, job_id)
     assert job["error_type"] == "TaskTimeout"
-    assert job["finished_at"] - job["started_at"] < 5
+    assert job["finished_at"] - job["started_at"] < 30
 
 
 def test_status_counts_match_what_was_submitted(backend, start_consumer, tq_env, capsys):
