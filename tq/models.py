@@ -240,8 +240,10 @@ class HistorySqlite(SqliteDatabase):
         while True:
             try:
                 return super()._connect()  # type: ignore[misc]  # peewee stubs omit _connect
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
+            except sqlite3.OperationalError as exc:
+                # Only the race: a file that cannot be opened at all fails at once.
+                if time.monotonic() > deadline or not any(
+                        word in str(exc) for word in ("disk I/O error", "locked")):
                     raise
                 time.sleep(0.05)  # back-off between retries, not synchronisation
 
