@@ -6,7 +6,7 @@ outcome (done / partly / failed / nothing) and every job id it touched, kept
 in full in the `audit_job` child table.
 
 Entries travel like job records: as records of kind "audit" through the queue
-backend's SUBMITTED outbox (see storage.py), which the history writer (or the
+backend's SUBMITTED outbox (see tq/storage/), which the history writer (or the
 next `catch_up`) writes to the database. So an action taken while the history
 database is down (a pause, say) is audited once it is back. A record carries
 the entry's `uid`, and writing is insert-or-ignore on it and on (audit, job),

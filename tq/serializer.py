@@ -185,7 +185,7 @@ class JsonSerializer(Serializer):
 
 # --- history records in the outboxes ------------------------------------------
 # A history record travels through the queue backend (the outboxes, see
-# storage.py) on its way to the history database, so whoever can write to the
+# tq/storage/) on its way to the history database, so whoever can write to the
 # queue backend could write history too. With TQ_SECRET set every record is
 # signed like a message, with a key of its own (a signed message is never a
 # valid record, nor the reverse), and the history writer sets aside a record

@@ -4,7 +4,7 @@ A job is checked completely before anything is enqueued: the task exists, the
 queue exists, the arguments are JSON, fit the function's signature and the size
 limit, the priority is in range, the eta parses. Then one pipeline or
 transaction per queue writes the messages together with their `queued` history
-records, which go to the queue backend's SUBMITTED outbox (see storage.py); a
+records, which go to the queue backend's SUBMITTED outbox (see tq/storage/); a
 consumer's history writer moves them into the history database within about
 its flush interval. So submitting never waits for the history database, works
 while it is down, and cannot enqueue a job whose record is then lost.
