@@ -15,10 +15,12 @@ records of ID_CHUNK ids that share the uid.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from tq.models import Audit, AuditJob, bound
@@ -30,7 +32,25 @@ ID_CHUNK = 1000
 TEXT_LIMIT = 10_000  # a filter or reason longer than this is cut (with "…")
 
 
+_actor: ContextVar[str | None] = ContextVar("tq_audit_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Inside this block (this thread or task), actions are audited as `name`
+    (an API token's `api:<name>`) instead of the OS user."""
+    reset = _actor.set(name[:64])
+    try:
+        yield
+    finally:
+        _actor.reset(reset)
+
+
 def who() -> str:
+    """Who is acting: the `acting_as` name, else the OS user."""
+    named = _actor.get()
+    if named:
+        return named
     try:
         return getpass.getuser()[:64]
     except Exception:  # no user name in the environment (a bare container)

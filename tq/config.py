@@ -359,6 +359,11 @@ def environment_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     found = [env.get("TQ_HISTORY_PASSWORD", ""), env.get("TQ_SECRET", "")]
     for name in ("TQ_QUEUE_URL", "TQ_HISTORY_URL"):
         found += url_secrets(env.get(name, ""))
+    # API tokens (tq/tokens.py): the text between the first and second ":" of each entry.
+    for item in env.get("TQ_API_TOKENS", "").split(","):
+        parts = item.split(":")
+        if len(parts) >= 2:
+            found.append(parts[1].strip())
     return [secret for secret in found if secret]
 
 
