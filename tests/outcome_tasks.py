@@ -100,3 +100,38 @@ def touch(path: str) -> str:
     with open(path, "w") as handle:
         handle.write("ran")
     return path
+
+
+# --- results (tests/test_results.py) ---------------------------------------------------
+
+@tq.task()
+def give(value=None):
+    """Returns its argument: a dict, list, str, None or int comes back as the result."""
+    return value
+
+
+@tq.task(retries=2)
+def give_special(kind: str, size: int = 0):
+    """Results JSON cannot carry or history will not keep."""
+    if kind == "nan":
+        return {"x": float("nan")}
+    if kind == "inf":
+        return [float("inf")]
+    if kind == "set":
+        return {1, 2}
+    if kind == "int_keys":
+        return {1: "a"}
+    if kind == "big":
+        return "x" * size
+    if kind == "deep":
+        value: list = []
+        for _ in range(size):
+            value = [value]
+        return value
+    raise ValueError(f"no such kind {kind}")
+
+
+@tq.task()
+def sleep_then_give(seconds: float, value=None):
+    time.sleep(seconds)
+    return value

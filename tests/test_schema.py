@@ -172,3 +172,28 @@ def test_job_ids_differing_only_in_case_are_two_jobs(backend):
         assert sorted(job.id for job in Job.select(Job.id)) == ["JA", "ja", "ja "]
         assert Job.select().where(Job.id == "ja").count() == 1
         assert Attempt.select().where(Attempt.job_id == "JA").count() == 1
+
+
+def test_migrate_adds_the_result_column_to_a_schema_2_database(backend):
+    """A database an older tq left at schema 2 (no job.result) gets the column from
+    `tq migrate`; its jobs keep their rows, with no result."""
+    database = open_database(_url(backend))
+    for _, _, step in migrations.MIGRATIONS[:2]:
+        step(database)
+    # Migration 1 builds today's models: take away what schema 2 did not have.
+    database.execute_sql('ALTER TABLE job DROP COLUMN result')
+    database.execute_sql("INSERT INTO job (id, state, seq) VALUES ('old-job', 'succeeded', 4)")
+    with bound(database, [SchemaVersion]):
+        database.create_tables([SchemaVersion])
+        SchemaVersion.replace(id=1, version=2, migrated_at=0).execute()
+    assert "result" not in {c.name for c in database.get_columns("job")}
+    result = _tq(backend, "show", "old-job")
+    assert result.returncode == 2 and "schema version 2" in result.stderr
+    result = _tq(backend, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "3: job results (column job.result)" in result.stdout
+    assert "result" in {c.name for c in database.get_columns("job")}
+    assert migrations.read_version(database) == VERSION
+    result = _tq(backend, "show", "--json", "old-job")
+    assert result.returncode == 0, result.stderr
+    assert '"has_result": false' in result.stdout

@@ -174,6 +174,9 @@ class HistorySettings:
     keep_days: int = setting(
         _number(1, 36_500, whole=True), 30,
         "Retention: finished jobs (and their attempts) older than keep_days are pruned.")
+    result_limit: int = setting(
+        _number(1, MIB * 64, whole=True), 65_536,
+        "Largest stored job result (JSON bytes); a larger one fails the job, saying so.")
     keep_summary_days: int = setting(
         _number(1, 36_500, whole=True), 400,
         "Per-minute summaries are kept keep_summary_days.")

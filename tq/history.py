@@ -60,7 +60,7 @@ logger = logging.getLogger("tq.history")
 JOB_IDENTITY = ("queue", "task", "args", "kwargs", "priority", "max_retries", "enqueued_at",
                 "requeued_from")
 JOB_STATE = ("state", "attempts", "eta", "started_at", "finished_at", "updated_at", "worker",
-             "error_type", "error_message", "traceback")
+             "error_type", "error_message", "traceback", "result")
 JOB_COLUMNS = ("id",) + JOB_IDENTITY + JOB_STATE + ("seq",)
 ATTEMPT_KEEP = ("worker", "started_at")
 ATTEMPT_LATEST = ("finished_at", "outcome", "error_type", "error_message", "traceback")
@@ -171,7 +171,7 @@ _INT_RANGE = (-2**31, 2**31 - 1)  # IntegerField is INT on MySQL
 # Columns whose value is matched and grouped by: a lone surrogate there is refused.
 # Free text (arguments, errors, tracebacks) gets U+FFFD for it instead, so the
 # job's outcome is still recorded.
-_FREE_TEXT = {"args", "kwargs", "error_message", "traceback"}
+_FREE_TEXT = {"args", "kwargs", "error_message", "traceback", "result"}
 
 
 def _rules(model, columns: tuple[str, ...]) -> dict[str, tuple[str, int | None]]:

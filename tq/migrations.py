@@ -125,10 +125,23 @@ def _v2_binary_ids(database: Database) -> list[str]:
     return done
 
 
+def _v3_result_column(database: Database) -> list[str]:
+    """job.result: a task's return value (LONGTEXT on MySQL, TEXT on SQLite). A
+    database that migration 1 built from today's models has it already."""
+    if "result" in {column.name for column in database.get_columns("job")}:
+        return []
+    migrator: SchemaMigrator = (SqliteMigrator(database) if isinstance(database, SqliteDatabase)
+                                else MySQLMigrator(database))
+    with bound(database, [Job]):
+        run(migrator.add_column("job", "result", Job.result))
+    return ["column job.result"]
+
+
 # (version, what it does, the step). Append only: see the module doc.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], list[str]]]] = [
     (1, "history, audit, ingest and summary tables", _v1_tables),
     (2, "job ids compared byte for byte (MySQL)", _v2_binary_ids),
+    (3, "job results", _v3_result_column),
 ]
 VERSION = MIGRATIONS[-1][0]
 

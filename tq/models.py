@@ -93,6 +93,9 @@ class Job(BaseModel):
     error_message = TextField(null=True)
     traceback = LongText(null=True)
     requeued_from = CharField(max_length=64, null=True, index=True)
+    # The task's return value as JSON text (tq/records.py result_json); NULL: none
+    # (not succeeded, or from before schema 3). Added by migration 3.
+    result = LongText(null=True)
 
     class Meta:
         indexes = (

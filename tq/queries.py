@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDatabase, fn
@@ -18,7 +19,7 @@ from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDataba
 from tq.config import ConfigError
 from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
-from tq.models import STATES, Attempt, Job, bound, dict_rows, tuple_rows
+from tq.models import STATES, TERMINAL, Attempt, Job, bound, dict_rows, tuple_rows
 from tq.scheduler import periodic_specs
 from tq.where import Filter, condition
 
@@ -211,12 +212,19 @@ def exact_rows(flt: Filter, columns: tuple = (), chunk: int = 1000):
 
 
 def job_detail(runtime, job_id: str) -> dict | None:
+    """A job's row with its attempts, or None for an id history does not have.
+    `result` is the task's return value decoded (None when there is none) and
+    `has_result` says whether there is one, so a task that returned None is
+    told from a job with no result (not succeeded, or from before schema 3)."""
     runtime.history_db()
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
         return None
     job["args"] = json.loads(job["args"]) if job.get("args") else []
     job["kwargs"] = json.loads(job["kwargs"]) if job.get("kwargs") else {}
+    text = job.get("result")
+    job["has_result"] = text is not None
+    job["result"] = _decoded_result(text) if text is not None else None
     job["attempt_log"] = list(Attempt.select().where(Attempt.job_id == job_id)
                               .order_by(Attempt.attempt).dicts())
     for attempt in job["attempt_log"]:
@@ -225,6 +233,58 @@ def job_detail(runtime, job_id: str) -> dict | None:
                           .where(Job.requeued_from == job_id)]
     job.pop("seq", None)
     return job
+
+
+def _decoded_result(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:  # written by hand or by a forged record: shown, not trusted
+        return text
+
+
+WAIT_CHUNK = 500  # ids per state query
+
+
+def wait_jobs(runtime: Runtime, ids: list[str], timeout: float | None, poll: float = 1.0,
+              clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, dict]:
+    """Block until every job of `ids` has ended (a state of models.TERMINAL:
+    succeeded, failed, canceled, expired, or requeued, retired for its copy) or
+    `timeout` seconds have passed (None: no limit; 0: look once). Returns the
+    job_detail of each job that has ended; a job absent from it has not (or
+    history does not know it: tell them apart with job_detail).
+
+    Each look goes through the one door (catch_up) and then asks history for the
+    states of the jobs still open, WAIT_CHUNK ids a query; looks start 50 ms
+    apart and back off to `poll` seconds, so a quick job is seen quickly and a
+    long wait costs one query a second. `clock` and `sleep` are for tests."""
+    pending = list(dict.fromkeys(ids))
+    ended: dict[str, dict] = {}
+    deadline = None if timeout is None else clock() + max(0.0, timeout)
+    interval = min(0.05, poll)
+    while True:
+        catch_up(runtime)
+        runtime.history_db()
+        done: set[str] = set()
+        for start in range(0, len(pending), WAIT_CHUNK):
+            chunk = pending[start:start + WAIT_CHUNK]
+            done.update(row[0] for row in tuple_rows(
+                Job.select(Job.id).where(Job.id.in_(chunk) & Job.state.in_(sorted(TERMINAL)))))
+        for job_id in [i for i in pending if i in done]:
+            detail = job_detail(runtime, job_id)
+            if detail is not None:
+                ended[job_id] = detail
+        pending = [i for i in pending if i not in ended]
+        if not pending:
+            return ended
+        if deadline is not None:
+            left = deadline - clock()
+            if left <= 0:
+                return ended
+            sleep(min(interval, left))
+        else:
+            sleep(interval)
+        interval = min(poll, interval * 1.5)
 
 
 def failure_groups(runtime, flt: Filter | None = None, scan_limit: int = 100_000,

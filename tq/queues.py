@@ -1,12 +1,15 @@
 """One Huey instance per named queue, and how tq hooks into Huey.
 
-TqHuey changes four things about Huey and nothing else:
+TqHuey changes five things about Huey and nothing else:
   - messages are JSON (signed when TQ_SECRET is set), never pickle;
   - `dequeue` claims a message with a durable in-flight record, honours pause,
     and moves aside a message it cannot read instead of crashing a worker;
   - `execute` releases the in-flight record once the job has an outcome (in a
     consumer worker: together with its next claim, see `settle_with_claims`);
-  - every state change is sent to the history writer through Huey's signals.
+  - every state change is sent to the history writer through Huey's signals;
+  - Huey keeps no results (results=False): a task's return value travels in its
+    job's `succeeded` record to history (records.result_json), and one history
+    will not keep (not JSON, too large) fails the job instead.
 """
 from __future__ import annotations
 
@@ -87,6 +90,8 @@ class JobRun:
     canceled: bool = False  # canceled with retries left: RETRYING may follow
     interrupted: bool = False  # the consumer stopped it: put back, not released
     settled: bool = False  # a signal gave it its outcome
+    result: str | None = None  # records.result_json of what the task returned
+    result_refused: Error | None = None  # why history will not keep it: the job fails
     outbox: list[Record] = field(default_factory=list)  # outcomes, handed over at release
 
 
@@ -295,6 +300,20 @@ class TqHuey(Huey):
             if run.token is not None:
                 self._release(task, run.token)
 
+    def _run_post_execute(self, task, task_value, exception):
+        # Huey's one look at the return value, before SIGNAL_COMPLETE: tq's Huey
+        # keeps no results (results=False); history does, with the job.
+        if exception is None:
+            run = _run(task)
+            try:
+                run.result = records.result_json(
+                    task_value, self.runtime.config.history.result_limit)
+            except records.ResultRefused as exc:
+                run.result_refused = records.error("ResultRefused", str(exc))
+                # The job fails: its `.then()` follow-up must not run as if it had not.
+                task.on_complete = None
+        return super()._run_post_execute(task, task_value, exception)
+
     def enqueue(self, task):
         executing = getattr(self._worker, "executing", None)
         if executing is None or task is executing:
@@ -344,7 +363,7 @@ class TqHuey(Huey):
     def job_record(self, task: Any, state: str, *, attempt: int | None = None,
                    eta: float | None = None, started_at: float | None = None,
                    finished_at: float | None = None, worker: str | None = None,
-                   failure: Error | None = None) -> JobRecord:
+                   failure: Error | None = None, result: str | None = None) -> JobRecord:
         """The task's record in `state` after `attempt` attempts (default: the
         ones it has started)."""
         meta = task_meta(task)
@@ -358,7 +377,7 @@ class TqHuey(Huey):
             kwargs=encoded[1], priority=task.priority or 0, max_retries=meta.retries_of(task),
             enqueued_at=meta.enqueued_at, requeued_from=meta.requeued_from,
             updated_at=time.time(), eta=eta, started_at=started_at, finished_at=finished_at,
-            worker=worker, failure=failure)
+            worker=worker, failure=failure, result=result)
 
     def _record_signal(self, signal: str, task, *args) -> None:
         try:
@@ -417,6 +436,10 @@ class TqHuey(Huey):
                 run.error = records.error("Retry", "the task asked to be retried")
             return self._outcome(task, "retrying", now)
         if signal == S.SIGNAL_COMPLETE:
+            if run.result_refused is not None:
+                # Not retried: the same code would return the same kind of value.
+                run.error = run.result_refused
+                return self._outcome(task, "failed", now)
             run.error = records.no_error()
             return self._outcome(task, "succeeded", now)
         if signal == S.SIGNAL_CANCELED:
@@ -474,7 +497,8 @@ class TqHuey(Huey):
             attempt_outcome = "interrupted"
         job: JobRecord = self.job_record(
             task, state, started_at=run.started,
-            finished_at=now if state != "retrying" else None, failure=run.error)
+            finished_at=now if state != "retrying" else None, failure=run.error,
+            result=run.result if state == "succeeded" else None)
         attempt: AttemptRecord = records.attempt_ended(
             task.id, task_meta(task).attempt, run.worker, run.started, now, attempt_outcome,
             run.error)

@@ -17,6 +17,13 @@ builders keep, which the writer relies on:
     a value (it replaces an earlier error: `no_error()` for an attempt that
     succeeded), a column left out keeps what is stored.
 
+A job's result (`succeeded` records only) is `result_json(value, limit)`: the
+one encoder of results, strict JSON text (no NaN or Infinity, which JSON
+cannot carry and an HTTP client could not parse; plain values, no tq tags,
+so what a task returns is what every reader gets), at most `[history]
+result_limit` UTF-8 bytes and MAX_DEPTH levels deep. What it refuses fails
+the job with the reason (ResultRefused), so nothing is ever silently lost.
+
 They are TypedDicts, not dataclasses: a record is built on the hot paths
 (a submit builds one per job, a worker about four), and a TypedDict costs
 what the dict it is does; a frozen dataclass cost 60-70% more to build and
@@ -24,8 +31,10 @@ encode (100k records: measured with timeit).
 """
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+import json
+from typing import Any, Literal, NotRequired, TypedDict
 
+from tq.jobspec import MAX_DEPTH, depth_exceeds
 from tq.models import state_seq
 
 Outcome = Literal["succeeded", "failed", "canceled", "interrupted", "lost"]
@@ -61,6 +70,7 @@ class JobRecord(TypedDict):
     error_type: NotRequired[str]
     error_message: NotRequired[str]
     traceback: NotRequired[str]
+    result: NotRequired[str]  # result_json(): JSON text; a succeeded job's only
 
 
 class AttemptRecord(TypedDict):
@@ -92,15 +102,75 @@ def no_error() -> Error:
     return {"error_type": "", "error_message": "", "traceback": ""}
 
 
+# --- results ----------------------------------------------------------------------
+
+class ResultRefused(ValueError):
+    """A task's return value history will not keep; the message says why in one line."""
+
+
+# One encoder built once (json.dumps builds one per call with options).
+_RESULT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                   separators=(",", ":"))
+
+
+def _kb(size: int, up: bool = False) -> str:
+    """4,097 bytes; 68 KB (`up`: rounded up, so a size over a limit never reads as it)."""
+    if size < 10 * 1024:
+        return f"{size:,} bytes"
+    return f"{(-(-size // 1024) if up else size // 1024):,} KB"
+
+
+def result_json(value: Any, limit: int) -> str:
+    """A task's return value as the JSON text history keeps, or ResultRefused:
+    not JSON (a set, an object, NaN/Infinity, a non-string key JSON would
+    coerce), deeper than MAX_DEPTH, or over `limit` UTF-8 bytes."""
+    try:
+        text = _RESULT_ENCODER.encode(_checked_keys(value, 0))
+    except RecursionError:
+        raise ResultRefused(f"result is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        if "float" in str(exc) or "Out of range" in str(exc):
+            raise ResultRefused("result is not JSON: NaN and Infinity have no JSON form "
+                                "(return None or a string instead)") from None
+        raise ResultRefused(f"result is not JSON: {str(exc).splitlines()[0][:200]}") from None
+    except TypeError as exc:
+        raise ResultRefused(f"result is not JSON: {str(exc).splitlines()[0][:200]}") from None
+    if depth_exceeds(text, MAX_DEPTH):
+        raise ResultRefused(f"result is nested deeper than {MAX_DEPTH} levels")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise ResultRefused(f"result is {_kb(size, up=True)}, over [history] result_limit "
+                            f"{_kb(limit)}")
+    return text
+
+
+def _checked_keys(value: Any, depth: int) -> Any:
+    """`value`, or TypeError for a mapping key JSON would turn into a string
+    ({1: "a"} would come back as {"1": "a"}: not what the task returned)."""
+    if depth > MAX_DEPTH:
+        raise RecursionError
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be strings, not {type(key).__name__}")
+            _checked_keys(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _checked_keys(item, depth + 1)
+    return value
+
+
 # --- job records ------------------------------------------------------------------
 
 def job(job_id: str, state: str, attempt: int, *, queue: str, task: str, args: str,
         kwargs: str, priority: int, max_retries: int | None, enqueued_at: float | None,
         requeued_from: str | None, updated_at: float, eta: float | None = None,
         started_at: float | None = None, finished_at: float | None = None,
-        worker: str | None = None, failure: Error | None = None) -> JobRecord:
+        worker: str | None = None, failure: Error | None = None,
+        result: str | None = None) -> JobRecord:
     """A job's whole record: its identity, and its state after `attempt`
-    attempts (a state change of a job tq has as a Huey task)."""
+    attempts (a state change of a job tq has as a Huey task). `result`:
+    result_json() of a succeeded job's return value."""
     record: JobRecord = {
         "kind": "job", "id": job_id, "state": state, "seq": state_seq(state, attempt),
         "queue": queue, "task": task, "args": args, "kwargs": kwargs, "priority": priority,
@@ -117,6 +187,8 @@ def job(job_id: str, state: str, attempt: int, *, queue: str, task: str, args: s
         record["worker"] = worker
     if failure is not None:
         record.update(failure)
+    if result is not None:
+        record["result"] = result
     return record
 
 
