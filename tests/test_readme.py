@@ -35,6 +35,8 @@ SKIP = {
     "tq tui": "interactive console (tested in test_tui)",
     "tq consumer": "runs until stopped (tested in test_queue_ops)",
     "tq metrics --serve": "serves until stopped (tested in test_stats)",
+    "docker compose": "needs a container engine (compose.yaml is checked by test_deploy)",
+    "cp tq.env.example": "a compose deployment step (the file is checked by test_deploy)",
 }
 
 # Files the reader is assumed to have (the README names them): small ones are made here.
