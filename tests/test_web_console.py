@@ -285,17 +285,22 @@ def test_without_tokens_it_binds_loopback_only_and_serves_loopback_as_the_operat
     with pytest.raises(ConfigError, match="loopback only"):
         ConsoleServer(Tokens(), host="0.0.0.0", port=0)
 
-    async def scenario() -> int:
+    async def scenario() -> list[int]:
         import aiohttp
 
         runner, port = await ConsoleServer(Tokens(), host="127.0.0.1", port=0).start()
+        statuses = []
         try:
-            async with aiohttp.ClientSession() as session, \
-                    session.get(f"http://127.0.0.1:{port}/") as response:
-                return response.status
+            async with aiohttp.ClientSession() as session:
+                for host in (f"127.0.0.1:{port}", f"localhost:{port}",
+                             f"rebound.example:{port}"):
+                    async with session.get(f"http://127.0.0.1:{port}/",
+                                           headers={"Host": host}) as response:
+                        statuses.append(response.status)
         finally:
             await runner.cleanup()
-    assert asyncio.run(scenario()) == 200
+        return statuses
+    assert asyncio.run(scenario()) == [200, 200, 403]
 
 
 def test_tq_web_refuses_a_public_bind_without_tokens(tmp_path):

@@ -18,7 +18,9 @@ Invariants:
   A missing or wrong token or cookie is a 401 page of one line; a websocket
   from another origin is 403. Nothing a request sends is echoed back.
 - No tokens configured: the server binds loopback only (the rule of `tq
-  serve`) and answers loopback peers only, as the local operator (operate).
+  serve`) and answers loopback peers naming a loopback Host only (not a name
+  rebound to 127.0.0.1 by another site's page), as the local operator.
+- A websocket whose Origin is another host than the page's is refused (403).
 - The role picks the command: a `read` token's console is `tq tui
   --read-only` (every action refused before any tq.ops call). The child gets
   the server's environment and `--config` (so the same queues and history)
@@ -75,6 +77,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def host_name(host: str) -> str:
+    """The name of a Host header value, without its port or IPv6 brackets."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def refuse(status: int, line: str) -> web.Response:
@@ -188,8 +197,13 @@ class ConsoleServer(Server):
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/static/"):
             return await handler(request)
+        if request.path == "/ws":
+            origin = request.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != request.host:
+                return refuse(403, "websocket from another origin")
         if not self.tokens:
-            if not is_loopback(request.remote or ""):
+            # The Host too: a page whose name was rebound to 127.0.0.1 is not local.
+            if not (is_loopback(request.remote or "") and is_loopback(host_name(request.host))):
                 return refuse(403, "this console answers loopback only (no API tokens set)")
             request[TOKEN] = LOCAL_OPERATOR
             return await handler(request)
@@ -207,10 +221,6 @@ class ConsoleServer(Server):
         found = self.session_of(request)
         if found is None:
             return refuse(401, "open /?token=YOUR_TOKEN once to sign in")
-        if request.path == "/ws":
-            origin = request.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc != request.host:
-                return refuse(403, "websocket from another origin")
         request[TOKEN] = found
         return await handler(request)
 
