@@ -44,8 +44,6 @@ def test_compose_has_every_service_the_readme_names():
 def test_every_tq_service_runs_a_valid_tq_command(name):
     command = SERVICES[name]["command"]
     assert isinstance(command, list) and command[0] == "tq", command
-    if name == "api":  # TODO(web branch only): remove once tq serve is on main
-        pytest.skip("TODO: tq serve lands from the http helper")
     parses(command[1:])
     test = SERVICES[name].get("healthcheck", {}).get("test")
     if test and test[:2] == ["CMD", "tq"]:
