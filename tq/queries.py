@@ -215,8 +215,11 @@ def job_detail(runtime, job_id: str) -> dict | None:
     """A job's row with its attempts, or None for an id history does not have.
     `result` is the task's return value decoded (None when there is none) and
     `has_result` says whether there is one, so a task that returned None is
-    told from a job with no result (not succeeded, or from before schema 3)."""
+    told from a job with no result (not succeeded, or from before schema 3).
+    An id no job can have (see unknown_jobs) is None without a query."""
     runtime.history_db()
+    if not _askable(job_id):
+        return None
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
         return None
@@ -245,6 +248,30 @@ def _decoded_result(text: str) -> Any:
 WAIT_CHUNK = 500  # ids per state query
 
 
+def unknown_jobs(runtime: Runtime, ids: list[str]) -> list[str]:
+    """The ids of `ids` history has no job for, in their order. An id no job can
+    have (longer than the column, a lone surrogate) is unknown without a query."""
+    runtime.history_db()
+    askable = [i for i in dict.fromkeys(ids) if _askable(i)]
+    known: set[str] = set()
+    for start in range(0, len(askable), WAIT_CHUNK):
+        known.update(row[0] for row in tuple_rows(
+            Job.select(Job.id).where(Job.id.in_(askable[start:start + WAIT_CHUNK]))))
+    return [i for i in dict.fromkeys(ids) if i not in known]
+
+
+def _askable(job_id: Any) -> bool:
+    """Whether `job_id` could be a job's id: a str that fits the column and that
+    a database driver can send (no lone surrogate)."""
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= Job.id.max_length:
+        return False
+    try:
+        job_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def wait_jobs(runtime: Runtime, ids: list[str], timeout: float | None, poll: float = 1.0,
               clock: Callable[[], float] = time.monotonic,
               sleep: Callable[[float], None] = time.sleep) -> dict[str, dict]:
@@ -266,8 +293,9 @@ def wait_jobs(runtime: Runtime, ids: list[str], timeout: float | None, poll: flo
         catch_up(runtime)
         runtime.history_db()
         done: set[str] = set()
-        for start in range(0, len(pending), WAIT_CHUNK):
-            chunk = pending[start:start + WAIT_CHUNK]
+        askable = [i for i in pending if _askable(i)]
+        for start in range(0, len(askable), WAIT_CHUNK):
+            chunk = askable[start:start + WAIT_CHUNK]
             done.update(row[0] for row in tuple_rows(
                 Job.select(Job.id).where(Job.id.in_(chunk) & Job.state.in_(sorted(TERMINAL)))))
         for job_id in [i for i in pending if i in done]:
