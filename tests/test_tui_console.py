@@ -5,8 +5,6 @@ task-type picker, one detail screen, forgetting a dead consumer.
 Servers are cut through tests/proxy.py (the shared servers keep running)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import tq
@@ -277,7 +275,8 @@ def await_dialog_type():
     return ConfirmDialog.__new__(ConfirmDialog)
 
 
-def test_tq_workers_forget_refuses_a_live_or_unknown_consumer(backend, tq_env, capsys):
+def test_tq_workers_forget_refuses_a_live_or_unknown_consumer(backend, tq_env, capsys,
+                                                              monkeypatch):
     from tq.cli import main
     runtime = backend.runtime()
     beat(runtime.control, "live:2:y")
@@ -291,11 +290,8 @@ def test_tq_workers_forget_refuses_a_live_or_unknown_consumer(backend, tq_env, c
     assert main(["workers", "--forget", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no consumer 'nope'" in err
-    os.environ["TQ_CONSUMER_LEASE"] = "1"
-    try:
-        assert main(["workers", "--forget", "dead:1:x"]) == 0
-    finally:
-        del os.environ["TQ_CONSUMER_LEASE"]
+    monkeypatch.setenv("TQ_CONSUMER_LEASE", "1")
+    assert main(["workers", "--forget", "dead:1:x"]) == 0
     assert runtime.control.workers() == []
 
 

@@ -18,6 +18,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for type checkers and readers
+    from tq.attach import attach
     from tq.registry import (
         cancel_requested,
         check_cancel,
@@ -37,13 +38,13 @@ _API = {
     "current_attempt": "tq.registry",
     "configure": "tq.runtime", "current": "tq.runtime",
     "submit": "tq.submit", "submit_many": "tq.submit", "SubmitError": "tq.submit",
-    "JobExists": "tq.submit",
+    "JobExists": "tq.submit", "attach": "tq.attach",
     "result": "tq.results", "JobFailed": "tq.results", "ResultTimeout": "tq.results",
     "UnknownJob": "tq.results",
 }
 
 __all__ = ["task", "periodic", "submit", "submit_many", "SubmitError", "JobExists", "configure",
-           "current",
+           "current", "attach",
            "cancel_requested", "check_cancel", "current_job_id", "current_attempt",
            "result", "JobFailed", "ResultTimeout", "UnknownJob"]
 __version__ = "0.1.0"

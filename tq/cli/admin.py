@@ -188,5 +188,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("tui", help="the live console")
-    p.add_argument("--readonly", action="store_true", help="watch only: every action disabled")
+    # --readonly: what it was called first; scripts keep working.
+    p.add_argument("--read-only", "--readonly", dest="readonly", action="store_true",
+                   help="watch only: every action refused (what a read token's web console runs)")
     p.set_defaults(func=cmd_tui)

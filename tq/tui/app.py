@@ -23,7 +23,7 @@ from tq.format import first_line
 from tq.text import console_markup, visible
 from tq.tui.data import SERVERS, Data, fetch, is_connection_error
 from tq.tui.screens.audit import AuditScreen
-from tq.tui.screens.base import TqScreen
+from tq.tui.screens.base import READ_ONLY, WRITE_ACTIONS, TqScreen
 from tq.tui.screens.failed import FailedScreen
 from tq.tui.screens.ingest import IngestScreen
 from tq.tui.screens.job_detail import JobDetailScreen
@@ -128,6 +128,18 @@ class TqApp(App):
         self.lost: dict[str, str] = {}  # server -> its banner line, while it does not answer
         self._lost_since: dict[str, float] = {}
         self._timer: Timer | None = None
+
+    async def run_action(self, action: Any, default_namespace: DOMNode | None = None,
+                         namespaces: Any = None) -> bool:
+        # A read-only console hides its actions (check_action), but a key pressed out
+        # of habit is answered, not silently dropped: refused here, before any screen
+        # method (and so any tq.ops call) runs.
+        if self.readonly:
+            name = action if isinstance(action, str) else action[1]
+            if name.removeprefix("screen.").split("(")[0] in WRITE_ACTIONS:
+                self.notify(READ_ONLY, severity="warning")
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.interval, self.tick, pause=not self.live)

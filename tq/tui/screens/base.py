@@ -54,6 +54,7 @@ ACTION_BINDINGS = [
     Binding("r", "run_now", "Run now", show=False),
     Binding("ctrl+d", "purge", "Purge", show=False),
 ]
+READ_ONLY = "read-only console"  # the one line every refused action shows
 # How an action's outcome is shown (ActionResult.outcome -> notification severity).
 SEVERITY: dict[str, SeverityLevel] = {"done": "information", "nothing": "warning", "partly": "warning", "failed": "error"}
 
@@ -83,9 +84,19 @@ class TqScreen(Screen):
         ignored, so text typed into the wrong place is seen to do nothing."""
         if (event.is_printable and event.character and event.character != " "
                 and not isinstance(self.focused, Input)
-                and event.key not in self.active_bindings):
+                and event.key not in self.active_bindings
+                and not self.refused_key(event.key)):
             self.notify(f"key {event.character!r} does nothing here (? lists the keys)",
                         severity="warning", timeout=3)
+
+    def refused_key(self, key: str) -> bool:
+        """Whether `key` is a hidden action of a read-only console (TqApp.run_action
+        answers it with READ_ONLY, so it is not also said to do nothing)."""
+        if not self.app.readonly:
+            return False
+        return any(binding.action.removeprefix("screen.").split("(")[0] in WRITE_ACTIONS
+                   for _, bindings in self._modal_binding_chain
+                   for binding in bindings.key_to_bindings.get(key, ()))
 
     @property
     def data(self):
@@ -143,8 +154,8 @@ class TqScreen(Screen):
         app = self.app
         refresh = f"⟳ {app.interval:g}s" if app.live else "⟳ paused (z)"
         parts = [f"[b]tq[/b] {self.TITLE}", self.topbar_text(), refresh]
-        if app.readonly:
-            parts.append("[reverse] READ-ONLY [/reverse]")
+        if app.readonly:  # second, so a narrow window (a read token's browser) still shows it
+            parts.insert(1, "[reverse] READ-ONLY [/reverse]")
         self.query_one(TopBar).update("  │  ".join(p for p in parts if p))
 
     def focus_main(self) -> None:
@@ -192,7 +203,7 @@ class TqScreen(Screen):
 
     def refuse_if_readonly(self) -> bool:
         if self.app.readonly:
-            self.notify("read-only console: actions are disabled", severity="warning")
+            self.notify(READ_ONLY, severity="warning")
             return True
         return False
 
