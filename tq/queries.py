@@ -248,16 +248,37 @@ def _decoded_result(text: str) -> Any:
 WAIT_CHUNK = 500  # ids per state query
 
 
-def unknown_jobs(runtime: Runtime, ids: list[str]) -> list[str]:
+def unknown_jobs(runtime: Runtime, ids: list[str], grace: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """The ids of `ids` history has no job for, in their order. An id no job can
-    have (longer than the column, a lone surrogate) is unknown without a query."""
-    runtime.history_db()
-    askable = [i for i in dict.fromkeys(ids) if _askable(i)]
-    known: set[str] = set()
-    for start in range(0, len(askable), WAIT_CHUNK):
-        known.update(row[0] for row in tuple_rows(
-            Job.select(Job.id).where(Job.id.in_(askable[start:start + WAIT_CHUNK]))))
-    return [i for i in dict.fromkeys(ids) if i not in known]
+    have (longer than the column, a lone surrogate) is unknown without a query.
+
+    A job submitted a moment ago may not be in history yet even after catch_up:
+    a running consumer's history writer may have taken its `queued` record from
+    the submitted outbox and not written it yet (it does within its flush
+    interval). So an id is unknown only once it has stayed absent for `grace`
+    seconds (default 1 s + 5 flush intervals: 2 s as shipped); known ids cost
+    one look."""
+    if grace is None:
+        grace = 1.0 + 5 * runtime.config.history.flush_interval
+    deadline = clock() + grace
+    ordered = list(dict.fromkeys(ids))
+    missing = [i for i in ordered if _askable(i)]
+    while True:
+        catch_up(runtime)
+        runtime.history_db()
+        known: set[str] = set()
+        for start in range(0, len(missing), WAIT_CHUNK):
+            known.update(row[0] for row in tuple_rows(
+                Job.select(Job.id).where(Job.id.in_(missing[start:start + WAIT_CHUNK]))))
+        missing = [i for i in missing if i not in known]
+        left = deadline - clock()
+        if not missing or left <= 0:
+            break
+        sleep(min(0.1, left))
+    absent = set(missing)
+    return [i for i in ordered if i in absent or not _askable(i)]
 
 
 def _askable(job_id: Any) -> bool:

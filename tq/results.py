@@ -16,7 +16,9 @@ What it returns or raises, and why:
   - still running when `timeout` seconds have passed: ResultTimeout (a
     TimeoutError), carrying the id and the state it was in; timeout=None waits
     as long as it takes;
-  - an id history does not know: UnknownJob (a KeyError).
+  - an id history does not know: UnknownJob (a KeyError), once it has stayed
+    unknown for a short grace (queries.unknown_jobs: a job submitted a moment
+    ago may still be on its way to history).
 """
 from __future__ import annotations
 
@@ -75,15 +77,14 @@ def result(job_id: str, timeout: float | None = None, *, runtime: Runtime | None
     runtime = runtime or current()
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     for _ in range(MAX_COPIES):
-        queries.catch_up(runtime)
-        job = queries.job_detail(runtime, job_id)
-        if job is None:
+        if queries.unknown_jobs(runtime, [job_id]):  # catch_up, and a grace period
             raise UnknownJob(job_id)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         ended = queries.wait_jobs(runtime, [job_id], left, poll=poll).get(job_id)
         if ended is None:
-            latest = queries.job_detail(runtime, job_id) or job
-            raise ResultTimeout(job_id, timeout or 0.0, latest["state"])
+            latest = queries.job_detail(runtime, job_id)
+            raise ResultTimeout(job_id, timeout or 0.0,
+                                latest["state"] if latest else "unknown")
         if ended["state"] == "succeeded":
             return ended["result"]
         if ended["state"] == "requeued" and ended["requeued_to"]:

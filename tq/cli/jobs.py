@@ -126,7 +126,7 @@ def timeout_seconds(text: str) -> float:
 
 
 def _named(ids: list[str]) -> str:
-    shown = ", ".join(ids[:IDS_NAMED])
+    shown = ", ".join(i if len(i) <= 80 else i[:77] + "..." for i in ids[:IDS_NAMED])
     return shown + (f" and {len(ids) - IDS_NAMED:,} more" if len(ids) > IDS_NAMED else "")
 
 
@@ -151,12 +151,11 @@ def _outcome_line(job: dict) -> Text:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from tq.queries import catch_up, unknown_jobs, wait_jobs
+    from tq.queries import unknown_jobs, wait_jobs
 
     ids = list(dict.fromkeys(args.ids))
     runtime = make_runtime(args)
-    catch_up(runtime)  # the jobs submitted since, then the read
-    unknown = unknown_jobs(runtime, ids)
+    unknown = unknown_jobs(runtime, ids)  # through catch_up, the one door
     if unknown:
         raise CliError(f"no job{'s' if len(unknown) > 1 else ''} {_named(unknown)} in "
                        "history")
