@@ -12,8 +12,10 @@ Redis key prefix) and its own SQLite file, and tq settings of its own.
 """
 from __future__ import annotations
 
+import datetime
 import difflib
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -24,9 +26,11 @@ from pathlib import Path
 import pytest
 
 import tq
+from tq.attach import depths
+from tq.cli import main
 from tq.queries import job_detail, list_workers
 
-from conftest import REDIS_URL, Backend, wait_for, wait_for_states
+from conftest import REDIS_URL, Backend, use_env, wait_for, wait_for_states
 
 TESTS_DIR = Path(__file__).parent
 APPS = TESTS_DIR / "hueyapps"
@@ -65,7 +69,8 @@ class AttachedApp:
                 else:
                     os.environ[key] = value
         self.huey = self.module.huey
-        self.runtime = self.backend.runtime()
+        self.apps_env = {"TQ_HUEY_APPS": f"hueyapps.{app}_attached:huey"}
+        self.runtime = self.backend.runtime(**self.apps_env)
         tq.attach(self.huey, runtime=self.runtime)  # this process's records: this test's tq
         environment = {**os.environ, **self.backend.env, **self.app_env,
                        "PYTHONPATH": str(TESTS_DIR)}
@@ -139,3 +144,75 @@ def test_huey_consumer_is_listed_as_a_worker(attached):
                 if w.get("pid") == attached.process.pid and w["alive"]]
     workers = wait_for(listed, timeout=30, message="the huey_consumer's heartbeat")
     assert workers[0]["queues"] == [attached.name]
+
+
+def test_status_shows_the_app_queue(attached, monkeypatch, capsys):
+    """`[huey] apps` puts the app's queue in `tq status`, its depths from the app's
+    own storage and its outcomes from history."""
+    later = attached.module.add.schedule((1, 1), delay=3600)
+    done = attached.module.add(5, 5)
+    assert done.get(blocking=True, timeout=30) == 10
+    wait_for_states(attached.runtime, [done.id], timeout=30)
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    wait_for(lambda: main(["status", "--json"]) == 0
+             and json.loads(capsys.readouterr().out)["queues"][attached.name]["scheduled"] >= 1,
+             timeout=30, message="the scheduled job in the app's storage")
+    assert main(["status", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["queues"][attached.name]
+    assert row["history"]["succeeded"] >= 1 and row["queued"] == 0
+    assert main(["status"]) == 0 and attached.name in capsys.readouterr().out
+    attached.huey.revoke_by_id(later.id)
+
+
+def test_depths_read_from_each_storage_kind(attached):
+    """Queued depth on a Redis list, a priority zset and SQLite: an idle twin of the
+    app's Huey (same class, a name of its own, no consumer)."""
+    huey = attached.huey
+    kwargs = ({"filename": attached.app_env["HUEYAPP_SQLITE"]}
+              if attached.app == "sqlite_app" else {"url": REDIS_URL})
+    idle = type(huey)(f"{attached.name}idle", **kwargs)
+    try:
+        noop = idle.task(priority=None if attached.app == "redis_app" else 3)(lambda: None)
+        for _ in range(3):
+            noop()
+        later = noop.s()
+        later.eta = datetime.datetime.now() + datetime.timedelta(hours=1)
+        idle.add_schedule(later)  # what the consumer does with a job that is not due
+        assert depths(idle) == {"queued": 3, "scheduled": 1, "running": 0, "held": 0}
+    finally:
+        idle.flush()
+
+
+HOSTILE_APPS = ["nocolon", "a:b:c", "1mod:huey", "mod:attr\x00", "mod:[bold]x[/]",
+                "mod:\x1b[2J", "m\udcff:huey"]
+UNLOADABLE_APPS = ["tq_no_such_module:huey", "mod:" + "a" * 5000, "os:path", "os:no_such_attribute",
+                   "hueyapps.redis_app:add"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_APPS + UNLOADABLE_APPS,
+                         ids=range(len(HOSTILE_APPS + UNLOADABLE_APPS)))
+def test_bad_huey_apps_setting_is_one_line_exit_2(value, tmp_path, monkeypatch, capsys):
+    from tq.config import ConfigError, load_config
+    from tq.runtime import Runtime
+    env = {"TQ_TQ_DATA_DIR": str(tmp_path / "data"), "TQ_HUEY_APPS": value}
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    try:
+        config = load_config(env=env)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        assert value in UNLOADABLE_APPS, value
+        runtime = Runtime(config)
+        try:
+            from tq.attach import apps
+            with pytest.raises(ConfigError) as caught:
+                apps(runtime)
+            message = str(caught.value)
+        finally:
+            runtime.close()
+        use_env(monkeypatch, env)
+        assert main(["status"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "\n" not in message and "[huey] apps" in message and "Traceback" not in message
+    assert len(message) < 1000

@@ -28,6 +28,7 @@ A listener never raises into Huey: a record that cannot be built is logged.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -151,6 +152,9 @@ class Attachment:
             runtime.writer.attach_outbox(runtime.control, self.name)
             threading.Thread(target=self._heartbeat_loop, name="tq-attach-heartbeat",
                              daemon=True).start()
+            # Huey reports jobs interrupted by a stop after its workers' shutdown
+            # hooks: what is recorded then is written at exit.
+            atexit.register(self._on_worker_stop)
             self._consumer_pid = os.getpid()
 
     def _on_worker_stop(self) -> None:
@@ -293,3 +297,51 @@ class Attachment:
                          finished_at=now if final else None, worker=worker, failure=failure),
                 records.attempt_ended(task.id, attempt, worker, started, now, outcome,
                                       failure)]
+
+
+# --- the apps named in [huey] apps, for the console and the CLI --------------------
+
+_apps: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def apps(runtime: Runtime) -> dict[str, Huey]:
+    """The Huey apps of `[huey] apps` by queue name (the app's Huey name),
+    imported once per runtime and attached to it. Importing them runs the
+    operator's own code, as `huey_consumer app.huey` does; a name that does
+    not import, is not a Huey, or reuses a tq queue's name is one ConfigError
+    line."""
+    found = _apps.get(runtime)
+    if found is not None:
+        return found
+    import importlib
+
+    from huey import Huey as HueyClass
+
+    from tq.config import ConfigError
+    from tq.format import first_line
+    found = {}
+    for spec in runtime.config.huey_apps:
+        module_name, _, attribute = spec.partition(":")
+        shown = spec if len(spec) <= 200 else spec[:200] + "..."
+        try:
+            huey = getattr(importlib.import_module(module_name), attribute)
+        except Exception as exc:
+            raise ConfigError(f"[huey] apps: cannot load {shown}: {first_line(exc)[:300]}") from None
+        if not isinstance(huey, HueyClass):
+            raise ConfigError(f"[huey] apps: {shown} is a {type(huey).__name__}, not a Huey")
+        if huey.name in runtime.queues or huey.name in found:
+            raise ConfigError(f"[huey] apps: {shown}: queue name {huey.name!r} is taken "
+                              "(a tq queue or another app)")
+        attach(huey, runtime=runtime)
+        found[huey.name] = huey
+    _apps[runtime] = found
+    return found
+
+
+def depths(huey: Huey) -> dict[str, int]:
+    """An attached app's queue depths, read from its own storage without
+    decoding a message (Huey's Redis list, priority zset or SQLite tables).
+    Huey keeps no record of running jobs: `running` comes from history."""
+    storage = huey.storage
+    return {"queued": int(storage.queue_size()), "scheduled": int(storage.schedule_size()),
+            "running": 0, "held": 0}
