@@ -285,6 +285,9 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
     def _detail(job_id: str) -> dict:
         queries.catch_up(rt)
         detail = queries.job_detail(rt, job_id)
+        if detail is None and not queries.unknown_jobs(rt, [job_id]):
+            # Submitted a moment ago: a consumer's history writer held it (see unknown_jobs).
+            detail = queries.job_detail(rt, job_id)
         if detail is None:
             raise ApiError(404, f"no job {jobspec.show(job_id, 80)}")
         return _jsonable(detail)
