@@ -93,10 +93,11 @@ def _json_or_repr(value: Any) -> str:
     return json.dumps(shown[:10_000], ensure_ascii=False)
 
 
-def _utc(value: datetime | None) -> float | None:
+def _timestamp(value: datetime | None, utc: bool) -> float | None:
+    """A Huey eta as a timestamp: naive UTC (Huey's default) or naive local time."""
     if value is None:
         return None
-    if value.tzinfo is None:
+    if value.tzinfo is None and utc:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
@@ -115,6 +116,8 @@ class Attachment:
         self._attempts: dict[str, int] = {}
         self._running: dict[str, tuple[float, str]] = {}
         self._errors: dict[str, Error] = {}
+        # Copies made by `tq requeue` in this process: copy id -> original id.
+        self.requeued_from: dict[str, str] = {}
         self._consumer_pid = 0
         self.name: str | None = None
         huey._signal.connect(self._on_signal)
@@ -224,7 +227,8 @@ class Attachment:
             task=self.huey._registry.task_to_string(type(task)),
             args=_json_or_repr(list(task.args or ())), kwargs=_json_or_repr(task.kwargs or {}),
             priority=task.priority or 0, max_retries=self._max_retries(task),
-            enqueued_at=columns.pop("enqueued_at", None), requeued_from=None,
+            enqueued_at=columns.pop("enqueued_at", None),
+            requeued_from=self.requeued_from.pop(task.id, None) if state == "queued" else None,
             updated_at=time.time(), **columns)
 
     def _records_for(self, signal: str, task: Any, *args: Any) -> list[Record]:
@@ -233,11 +237,14 @@ class Attachment:
             attempt = self._attempt(task)
             if attempt:  # a retry re-enqueued by Huey: the job stays `retrying`
                 return []
+            eta = _timestamp(task.eta, self.huey.utc)
+            if eta is not None and eta > now:  # .schedule(): due later
+                return [self.job(task, "scheduled", 0, eta=eta, enqueued_at=now)]
             return [self.job(task, "queued", 0, enqueued_at=now)]
         if signal == S.SIGNAL_SCHEDULED:
             attempt = self._attempt(task)
             state = "retrying" if attempt else "scheduled"
-            return [self.job(task, state, attempt, eta=_utc(task.eta),
+            return [self.job(task, state, attempt, eta=_timestamp(task.eta, self.huey.utc),
                              enqueued_at=None if attempt else now)]
         if signal == S.SIGNAL_EXECUTING:
             attempt = self._attempt(task) + 1
