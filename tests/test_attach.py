@@ -263,3 +263,45 @@ def test_requeue_reenqueues_through_the_app(attached):
     assert states == {copy: "failed", failing.id: "requeued"}
     row = job_detail(runtime, copy)
     assert row is not None and row["requeued_from"] == failing.id and row["args"] == ["again"]
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _deep(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value,expected", [
+    ([1, "a", None, True, {"k": [1.5]}], [1, "a", None, True, {"k": [1.5]}]),
+    ([float("nan")], "[nan]"),
+    ([float("inf"), 10 ** 400], None),
+    ([{1, 2}], "[{1, 2}]"),
+    ([(1, 2)], "[(1, 2)]"),  # a tuple inside: JSON would bring back a list
+    ([{1: "a"}], "[{1: 'a'}]"),  # a key JSON would turn into a string
+    (["\udcff bad utf-8"], ["\udcff bad utf-8"]),
+    (["[b]markup[/b]\x1b[2J"], ["[b]markup[/b]\x1b[2J"]),
+    ([_BadRepr()], "<unrepresentable: RuntimeError>"),
+    (7, 7),  # not a tuple: Huey does not check what a caller passes
+], ids=range(10))
+def test_arguments_are_recorded_as_json_or_repr(value, expected):
+    from tq.attach import _json_or_repr, _listed
+    text = _json_or_repr(_listed(value))
+    decoded = json.loads(text)
+    if expected is None:
+        assert isinstance(decoded, str)
+    else:
+        assert decoded == expected
+
+
+def test_huge_and_deep_arguments_stay_bounded():
+    from tq.attach import _json_or_repr
+    assert len(_json_or_repr(["x" * 1_000_000, {1}])) < 20_000  # the repr is cut
+    assert len(_json_or_repr(["x" * 1_000_000])) < 20_000  # JSON, but too long to keep
+    assert _json_or_repr(["\udcff"]).isascii()
+    assert isinstance(json.loads(_json_or_repr(_deep(100_000))), str)
