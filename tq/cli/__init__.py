@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from tq.cli import actions, admin, ingest, jobs, run, stats, submit, web
+from tq.cli import actions, admin, ingest, jobs, run, serve, stats, submit, web
 from tq.cli.common import EXIT_USAGE, CliError, Parser, err, error_line
 
 VERBS = (
@@ -29,6 +29,7 @@ VERBS = (
     ingest,   # watch, ingest
     stats,    # stats, metrics
     web,      # web
+    serve,    # serve
 )
 
 
