@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ("huey", "redis", "peewee", "pymysql", "textual", "watchdog", "prometheus_client",
-         "croniter")
+         "croniter", "aiohttp", "textual_serve")
 
 REPORT = f"""
 import json, sys

@@ -17,6 +17,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for type checkers and readers
+    from tq.attach import attach
     from tq.registry import (
         cancel_requested,
         check_cancel,
@@ -35,11 +36,11 @@ _API = {
     "current_attempt": "tq.registry",
     "configure": "tq.runtime", "current": "tq.runtime",
     "submit": "tq.submit", "submit_many": "tq.submit", "SubmitError": "tq.submit",
-    "JobExists": "tq.submit",
+    "JobExists": "tq.submit", "attach": "tq.attach",
 }
 
 __all__ = ["task", "periodic", "submit", "submit_many", "SubmitError", "JobExists", "configure",
-           "current",
+           "current", "attach",
            "cancel_requested", "check_cancel", "current_job_id", "current_attempt"]
 __version__ = "0.1.0"
 

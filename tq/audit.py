@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 ID_CHUNK = 1000
 TEXT_LIMIT = 10_000  # a filter or reason longer than this is cut (with "…")
 
+
+# Who a process acts as when no `acting_as` block says (the console `tq web` starts
+# for a token's browser runs with this set to the token's `api:<name>`).
+AUDIT_USER_ENV = "TQ_AUDIT_USER"
 
 _actor: ContextVar[str | None] = ContextVar("tq_audit_actor", default=None)
 
@@ -48,9 +53,9 @@ def acting_as(name: str) -> Iterator[None]:
 
 def who() -> str:
     """Who is acting: the `acting_as` name, else the OS user."""
-    named = _actor.get()
+    named = _actor.get() or os.environ.get(AUDIT_USER_ENV, "").strip()
     if named:
-        return named
+        return named[:64]
     try:
         return getpass.getuser()[:64]
     except Exception:  # no user name in the environment (a bare container)

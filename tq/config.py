@@ -246,10 +246,27 @@ class IngestSettings:
         "A file must be unchanged this long before it is taken")
 
 
+def _apps(value: str) -> tuple[str, ...]:
+    apps = _names(value)
+    for app in apps:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+                            r":[A-Za-z_][A-Za-z0-9_]*", app):
+            raise ValueError("expected module:attribute names, separated by commas")
+    return apps
+
+
+@dataclass(frozen=True, kw_only=True)
+class HueySettings:
+    apps: tuple[str, ...] = setting(
+        _apps, (),
+        "Huey apps attached with tq.attach(huey), as module:attribute, separated by commas:")
+
+
 # section -> its dataclass: the one declaration of every key tq reads.
 SECTIONS: dict[str, type] = {
     "tq": TqSettings, "queue": QueueSettings, "history": HistorySettings,
     "consumer": ConsumerSettings, "tasks": TasksSettings, "ingest": IngestSettings,
+    "huey": HueySettings,
 }
 # section -> key -> (parser, default), read off SECTIONS for the loader and the tests.
 SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
@@ -293,6 +310,7 @@ class Config:
     routes: dict[str, Route]
     periodic: dict[str, Periodic] = field(default_factory=dict)
     secret: str = ""
+    huey_apps: tuple[str, ...] = ()  # [huey] apps: attached Huey apps (tq/attach.py)
 
     @property
     def history_url_safe(self) -> str:
@@ -626,6 +644,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         routes=routes,
         periodic=periodic,
         secret=env.get("TQ_SECRET", ""),
+        huey_apps=tuple(typed["huey"]["apps"]),
     )
 
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDatabase, fn
 
+from tq.attach import apps as attached_apps
+from tq.attach import depths as attached_depths
 from tq.config import ConfigError
 from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
@@ -56,6 +58,9 @@ def catch_up(runtime: Runtime) -> None:
 
 
 def queue_depths(runtime, queue: str) -> dict[str, int]:
+    attached = attached_apps(runtime)
+    if queue in attached:  # an attached Huey app: its own storage
+        return attached_depths(attached[queue])
     storage = runtime.queue(queue).storage
     return {"queued": storage.queue_size(), "scheduled": storage.schedule_size(),
             "running": storage.inflight_count(), "held": storage.held_count()}
@@ -84,7 +89,7 @@ def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
     queues = {}
-    for name in runtime.queues:
+    for name in [*runtime.queues, *attached_apps(runtime)]:
         entry: dict[str, Any] = {"paused": name in paused,
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
@@ -104,7 +109,7 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
     now = time.time() if now is None else now
     runtime.history_db()
     queues = {}
-    for name in runtime.queues:
+    for name in [*runtime.queues, *attached_apps(runtime)]:
         entry: dict[str, Any] = {}
         if totals:
             counts = dict(tuple_rows(Job.select(Job.state, fn.COUNT(Job.id))

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from tq.cli import actions, admin, ingest, jobs, run, stats, submit
+from tq.cli import actions, admin, ingest, jobs, run, serve, stats, submit, web
 from tq.cli.common import EXIT_USAGE, CliError, Parser, err, error_line
 
 VERBS = (
@@ -28,6 +28,8 @@ VERBS = (
     admin,    # audit, quarantine, db, tui
     ingest,   # watch, ingest
     stats,    # stats, metrics
+    web,      # web
+    serve,    # serve
 )
 
 

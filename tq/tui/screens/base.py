@@ -154,8 +154,8 @@ class TqScreen(Screen):
         app = self.app
         refresh = f"⟳ {app.interval:g}s" if app.live else "⟳ paused (z)"
         parts = [f"[b]tq[/b] {self.TITLE}", self.topbar_text(), refresh]
-        if app.readonly:
-            parts.append("[reverse] READ-ONLY [/reverse]")  # the web console's read tokens too
+        if app.readonly:  # second, so a narrow window (a read token's browser) still shows it
+            parts.insert(1, "[reverse] READ-ONLY [/reverse]")
         self.query_one(TopBar).update("  │  ".join(p for p in parts if p))
 
     def focus_main(self) -> None:

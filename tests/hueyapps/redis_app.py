@@ -1,0 +1,27 @@
+"""A stock Huey app on RedisHuey, as a team writes one (no tq in it): its twin
+redis_app_attached.py differs by the one `tq.attach` line (test_attach diffs them)."""
+import os
+
+from huey import RedisHuey, crontab
+
+huey = RedisHuey(os.environ.get("HUEYAPP_NAME", "app"), url=os.environ.get("HUEYAPP_REDIS_URL"))
+
+
+@huey.task()
+def add(a, b):
+    return a + b
+
+
+@huey.task(retries=1)
+def fail(message):
+    raise ValueError(message)
+
+
+@huey.task()  # RedisStorage has no priorities (Huey refuses one)
+def urgent(value):
+    return {"value": value}
+
+
+@huey.periodic_task(crontab(minute="0", hour="3"))
+def nightly():
+    return "done"

@@ -1,0 +1,218 @@
+"""`tq.attach(huey)`: stock Huey apps, run by the real `huey_consumer`, recorded in
+tq's history by one added line.
+
+What a user relies on: a RedisHuey, PriorityRedisHuey or SqliteHuey app with
+`import tq; tq.attach(huey)` added (and nothing else changed) keeps working as
+Huey (results, pickled arguments) and every job it enqueues or runs shows in
+tq's history: its state, attempts, errors and traceback, arguments as JSON or
+repr, enqueue time; its huey_consumer shows in `tq workers`.
+
+One huey_consumer per app (module-scoped), each with its own Huey name (the
+Redis key prefix) and its own SQLite file, and tq settings of its own.
+"""
+from __future__ import annotations
+
+import datetime
+import difflib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import tq
+from tq.attach import depths
+from tq.cli import main
+from tq.queries import job_detail, list_workers
+
+from conftest import REDIS_URL, Backend, use_env, wait_for, wait_for_states
+
+TESTS_DIR = Path(__file__).parent
+APPS = TESTS_DIR / "hueyapps"
+# (app module, tq backend): the Redis apps with tq on Redis + MariaDB, the
+# SQLite app with tq embedded.
+CASES = [("redis_app", "redis"), ("priority_app", "redis"), ("sqlite_app", "embedded")]
+
+
+@pytest.mark.parametrize("app", ["redis_app", "priority_app", "sqlite_app"])
+def test_attached_twin_differs_by_one_added_line(app):
+    plain = (APPS / f"{app}.py").read_text().splitlines()
+    attached = (APPS / f"{app}_attached.py").read_text().splitlines()
+    changed = [line for line in difflib.unified_diff(plain, attached, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) == 1 and changed[0].startswith("+import tq; tq.attach(huey)"), changed
+
+
+class AttachedApp:
+    def __init__(self, app: str, kind: str, tmp_path: Path) -> None:
+        self.app = app
+        self.backend = Backend(kind, tmp_path)
+        self.name = f"app{uuid.uuid4().hex[:10]}"
+        self.app_env = {"HUEYAPP_NAME": self.name, "HUEYAPP_REDIS_URL": REDIS_URL,
+                        "HUEYAPP_SQLITE": str(tmp_path / "app.db")}
+        saved = {key: os.environ.get(key) for key in self.app_env}
+        os.environ.update(self.app_env)
+        try:
+            sys.modules.pop(f"hueyapps.{app}_attached", None)
+            if str(TESTS_DIR) not in sys.path:
+                sys.path.insert(0, str(TESTS_DIR))
+            self.module = importlib.import_module(f"hueyapps.{app}_attached")
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        self.huey = self.module.huey
+        self.apps_env = {"TQ_HUEY_APPS": f"hueyapps.{app}_attached:huey"}
+        self.runtime = self.backend.runtime(**self.apps_env)
+        tq.attach(self.huey, runtime=self.runtime)  # this process's records: this test's tq
+        environment = {**os.environ, **self.backend.env, **self.app_env,
+                       "PYTHONPATH": str(TESTS_DIR)}
+        executable = Path(sys.executable).with_name("huey_consumer")
+        self.err = tmp_path / "huey_consumer.err"
+        self.process = subprocess.Popen(
+            [str(executable), f"hueyapps.{app}_attached.huey", "-w", "2", "-k", "thread",
+             "-d", "0.05", "-m", "0.2"],
+            env=environment, cwd=tmp_path, stdout=subprocess.DEVNULL,
+            stderr=open(self.err, "wb"))
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.huey.flush()  # the app's own keys (Redis prefix, SQLite file in tmp)
+        self.backend.cleanup()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{a}-{k}" for a, k in CASES])
+def attached(request, tmp_path_factory):
+    app, kind = request.param
+    running = AttachedApp(app, kind, tmp_path_factory.mktemp(app))
+    yield running
+    running.stop()
+
+
+def test_every_job_is_recorded(attached):
+    app, runtime = attached.module, attached.runtime
+    added = app.add(1, 2)
+    failing = app.fail("boom <b>\x1b[31m")
+    urgent = app.urgent({1, 2})  # a set: pickled by Huey, repr in tq's history
+    delayed = app.add.schedule((2, 3), delay=1)
+    assert added.get(blocking=True, timeout=30) == 3  # Huey's own results keep working
+    assert delayed.get(blocking=True, timeout=30) == 5
+    assert urgent.get(blocking=True, timeout=30) == {"value": {1, 2}}
+    ids = [added.id, failing.id, urgent.id, delayed.id]
+    states = wait_for_states(runtime, ids, states=("succeeded", "failed"), timeout=60)
+    assert states == {added.id: "succeeded", failing.id: "failed", urgent.id: "succeeded",
+                      delayed.id: "succeeded"}, attached.err.read_text()[-2000:]
+
+    row = job_detail(runtime, added.id)
+    assert row is not None
+    assert row["queue"] == attached.name and row["task"] == "hueyapps.{}_attached.add".format(
+        app.__name__.split(".")[-1].removesuffix("_attached"))
+    assert row["args"] == [1, 2] and row["attempts"] == 1
+    assert row["enqueued_at"] and row["started_at"] and row["finished_at"]
+    assert f":{attached.process.pid}:" in row["worker"], row["worker"]
+    assert [a["outcome"] for a in row["attempt_log"]] == ["succeeded"]
+
+    row = job_detail(runtime, failing.id)
+    assert row is not None and row["attempts"] == 2 and row["max_retries"] == 1
+    assert row["error_type"] == "ValueError" and "boom" in row["error_message"]
+    assert "raise ValueError(message)" in row["traceback"]
+    assert [a["outcome"] for a in row["attempt_log"]] == ["failed", "failed"]
+
+    row = job_detail(runtime, urgent.id)
+    assert row is not None and row["args"] == "[{1, 2}]"  # the repr, as a JSON string
+    assert row["priority"] == (0 if attached.app == "redis_app" else 5)
+
+    row = job_detail(runtime, delayed.id)
+    assert row is not None and row["args"] == [2, 3] and row["eta"]
+
+
+def test_huey_consumer_is_listed_as_a_worker(attached):
+    def listed():
+        return [w for w in list_workers(attached.runtime)
+                if w.get("pid") == attached.process.pid and w["alive"]]
+    workers = wait_for(listed, timeout=30, message="the huey_consumer's heartbeat")
+    assert workers[0]["queues"] == [attached.name]
+
+
+def test_status_shows_the_app_queue(attached, monkeypatch, capsys):
+    """`[huey] apps` puts the app's queue in `tq status`, its depths from the app's
+    own storage and its outcomes from history."""
+    later = attached.module.add.schedule((1, 1), delay=3600)
+    done = attached.module.add(5, 5)
+    assert done.get(blocking=True, timeout=30) == 10
+    wait_for_states(attached.runtime, [done.id], timeout=30)
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    wait_for(lambda: main(["status", "--json"]) == 0
+             and json.loads(capsys.readouterr().out)["queues"][attached.name]["scheduled"] >= 1,
+             timeout=30, message="the scheduled job in the app's storage")
+    assert main(["status", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["queues"][attached.name]
+    assert row["history"]["succeeded"] >= 1 and row["queued"] == 0
+    assert main(["status"]) == 0 and attached.name in capsys.readouterr().out
+    attached.huey.revoke_by_id(later.id)
+
+
+def test_depths_read_from_each_storage_kind(attached):
+    """Queued depth on a Redis list, a priority zset and SQLite: an idle twin of the
+    app's Huey (same class, a name of its own, no consumer)."""
+    huey = attached.huey
+    kwargs = ({"filename": attached.app_env["HUEYAPP_SQLITE"]}
+              if attached.app == "sqlite_app" else {"url": REDIS_URL})
+    idle = type(huey)(f"{attached.name}idle", **kwargs)
+    try:
+        noop = idle.task(priority=None if attached.app == "redis_app" else 3)(lambda: None)
+        for _ in range(3):
+            noop()
+        later = noop.s()
+        later.eta = datetime.datetime.now() + datetime.timedelta(hours=1)
+        idle.add_schedule(later)  # what the consumer does with a job that is not due
+        assert depths(idle) == {"queued": 3, "scheduled": 1, "running": 0, "held": 0}
+    finally:
+        idle.flush()
+
+
+HOSTILE_APPS = ["nocolon", "a:b:c", "1mod:huey", "mod:attr\x00", "mod:[bold]x[/]",
+                "mod:\x1b[2J", "m\udcff:huey"]
+UNLOADABLE_APPS = ["tq_no_such_module:huey", "mod:" + "a" * 5000, "os:path", "os:no_such_attribute",
+                   "hueyapps.redis_app:add"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_APPS + UNLOADABLE_APPS,
+                         ids=range(len(HOSTILE_APPS + UNLOADABLE_APPS)))
+def test_bad_huey_apps_setting_is_one_line_exit_2(value, tmp_path, monkeypatch, capsys):
+    from tq.config import ConfigError, load_config
+    from tq.runtime import Runtime
+    env = {"TQ_TQ_DATA_DIR": str(tmp_path / "data"), "TQ_HUEY_APPS": value}
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    try:
+        config = load_config(env=env)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        assert value in UNLOADABLE_APPS, value
+        runtime = Runtime(config)
+        try:
+            from tq.attach import apps
+            with pytest.raises(ConfigError) as caught:
+                apps(runtime)
+            message = str(caught.value)
+        finally:
+            runtime.close()
+        use_env(monkeypatch, env)
+        assert main(["status"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "\n" not in message and "[huey] apps" in message and "Traceback" not in message
+    assert len(message) < 1000

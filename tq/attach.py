@@ -1,0 +1,347 @@
+"""Attaching tq to an existing Huey application: `tq.attach(huey)`.
+
+One line after the app's `Huey(...)` line, nothing else changed: the app keeps
+its own storage, serializer (pickle), results, chords and `huey_consumer`;
+tq listens to Huey's signals and records every job in tq's history.
+
+Where the records go (the invariants):
+  - a job enqueued (SIGNAL_ENQUEUED, in any process: a web app, the
+    consumer's scheduler, a retry) gets its `queued` record, with its
+    enqueue time, put durably in the SUBMITTED outbox of tq's configured
+    queue backend (tq.ini / TQ_*), sealed as every outbox record is; tq's
+    history writers and every `tq jobs`/`tq status` read write it;
+  - a job run by the stock `huey_consumer` (EXECUTING and every outcome
+    signal) gets its records through the runtime's batched HistoryWriter,
+    started lazily in that process: a slow or dead database never stalls a
+    job, records are kept and spilled while it is down;
+  - the consumer process (first worker start-up hook) registers itself for
+    `tq workers` and heartbeats every [consumer] heartbeat seconds; its
+    writer also drains the SUBMITTED outbox, so history is complete with no
+    tq consumer running anywhere.
+Arguments are recorded as JSON when JSON can carry them, else as their
+`repr` (a JSON string): nothing is unpickled outside the app's processes.
+A job's queue in history is the Huey app's name (`huey.name`); its task is
+Huey's own task string (module.Name). Attempt numbers are counted per job
+in the process that runs it (Huey keeps no attempt count of its own): a job
+retried by another consumer process counts from its remaining retries.
+A listener never raises into Huey: a record that cannot be built is logged.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from huey import signals as S
+
+from tq import records
+from tq.serializer import exception_text
+
+if TYPE_CHECKING:
+    from huey import Huey
+
+    from tq.records import Error, Record
+    from tq.runtime import Runtime
+
+logger = logging.getLogger("tq.attach")
+
+_attached: weakref.WeakKeyDictionary[Any, Attachment] = weakref.WeakKeyDictionary()
+_attached_lock = threading.Lock()
+
+
+def attach(huey: Huey, durable: bool = False, runtime: Runtime | None = None) -> Huey:
+    """Record every job `huey` enqueues or runs in tq's history; returns `huey`.
+    Attaching twice is attaching once. `runtime`: the tq configuration to
+    record with (default: the process's, from tq.ini and TQ_* variables). `durable` (at-least-once claims for a
+    stock huey_consumer) is not built yet: it is refused with one clear line."""
+    if durable:
+        raise ValueError("tq.attach(durable=True) is not available yet: attached apps "
+                         "keep Huey's own delivery (at most once on Redis)")
+    with _attached_lock:
+        if huey not in _attached:
+            _attached[huey] = Attachment(huey)
+        if runtime is not None:
+            _attached[huey].use(runtime)
+    return huey
+
+
+def attachment(huey: Huey) -> Attachment | None:
+    return _attached.get(huey)
+
+
+def _json_or_repr(value: Any) -> str:
+    """Strict JSON of `value` when it is JSON as it is (round-trips), else its repr."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        if json.loads(text) == value:
+            return text
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        shown = repr(value)
+    except Exception as exc:  # a repr that raises is the app's bug, not a reason to lose the row
+        shown = f"<unrepresentable: {type(exc).__name__}>"
+    return json.dumps(shown[:10_000], ensure_ascii=False)
+
+
+def _utc(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class Attachment:
+    """One attached Huey app: its signal listener and its consumer-side services."""
+
+    def __init__(self, huey: Huey) -> None:
+        self.huey = huey
+        self.queue = huey.name
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+        self._runtime_pid = 0
+        # Per job id, in this process: attempts started, the running attempt's
+        # start and worker, the error its failure signal carried.
+        self._attempts: dict[str, int] = {}
+        self._running: dict[str, tuple[float, str]] = {}
+        self._errors: dict[str, Error] = {}
+        self._consumer_pid = 0
+        self.name: str | None = None
+        huey._signal.connect(self._on_signal)
+        huey.on_startup(f"tq-attach-{id(self)}")(self._on_worker_start)
+        huey.on_shutdown(f"tq-attach-{id(self)}")(self._on_worker_stop)
+
+    # --- the runtime: tq's configuration in this process ----------------------------
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None or self._runtime_pid != os.getpid():
+            from tq.runtime import current  # not at import: `import tq` stays light
+            self._runtime = current()
+            self._runtime_pid = os.getpid()
+        return self._runtime
+
+    def use(self, runtime: Runtime) -> None:
+        self._runtime, self._runtime_pid = runtime, os.getpid()
+
+    # --- consumer-side services -------------------------------------------------------
+    def _on_worker_start(self) -> None:
+        # Every worker thread runs the hook; the first sets this process up, and
+        # the others wait for it, so no job runs under a name not yet registered.
+        with self._lock:
+            if self._consumer_pid == os.getpid():
+                return
+            from tq.queues import host_name
+            runtime = self.runtime
+            self.name = f"{host_name()}:{os.getpid()}:huey-{uuid.uuid4().hex[:6]}"
+            runtime.set_worker_name(self.name)
+            self.started = time.time()
+            try:
+                self._beat()
+            except Exception as exc:
+                logger.warning("tq: heartbeat failed (%s); retrying", exc)
+            runtime.writer.attach_outbox(runtime.control, self.name)
+            threading.Thread(target=self._heartbeat_loop, name="tq-attach-heartbeat",
+                             daemon=True).start()
+            # Huey reports jobs interrupted by a stop after its workers' shutdown
+            # hooks: what is recorded then is written at exit.
+            atexit.register(self._on_worker_stop)
+            self._consumer_pid = os.getpid()
+
+    def _on_worker_stop(self) -> None:
+        if self._consumer_pid != os.getpid():
+            return
+        try:
+            self.runtime.flush_history(timeout=10)
+        except Exception as exc:
+            logger.warning("tq history not flushed at shutdown: %s", exc)
+
+    def _beat(self) -> None:
+        assert self.name is not None
+        self.runtime.control.heartbeat(self.name, {
+            "id": self.name, "host": self.name.split(":")[0], "pid": os.getpid(),
+            "queues": [self.queue], "workers": 0, "worker_type": "huey_consumer",
+            "started": self.started, "beat": time.time(), "attached": True})
+
+    def _heartbeat_loop(self) -> None:
+        every = self.runtime.config.consumer.heartbeat
+        while True:
+            time.sleep(every)  # a daemon thread: it ends with the process
+            try:
+                self._beat()
+            except Exception as exc:
+                logger.debug("heartbeat failed: %s", exc)
+
+    # --- signals ----------------------------------------------------------------------
+    def _on_signal(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            built = self._records_for(signal, task, *args)
+            if not built:
+                return
+            if signal == S.SIGNAL_ENQUEUED:
+                self._publish(built)
+            else:
+                writer = self.runtime.writer
+                for record in built:
+                    writer.record(dict(record))
+        except Exception:
+            logger.exception("tq: could not record %s of job %s", signal,
+                             getattr(task, "id", "?"))
+
+    def _publish(self, built: list[Record]) -> None:
+        runtime = self.runtime
+        try:
+            sealed = [runtime.records.seal(record) for record in built]
+            storage = next(iter(runtime.queues.values())).storage
+            storage.schedule_many([], records=sealed)  # no message: the records alone
+        except Exception as exc:
+            logger.debug("outbox unreachable (%s): record kept by this process", exc)
+            for record in built:
+                runtime.writer.record(dict(record))
+
+    def _max_retries(self, task: Any) -> int:
+        return int(getattr(type(task), "default_retries", 0) or 0)
+
+    def _attempt(self, task: Any) -> int:
+        """Attempts started so far: counted here, else from the retries left."""
+        counted = self._attempts.get(task.id)
+        if counted is not None:
+            return counted
+        return max(0, self._max_retries(task) - (task.retries or 0))
+
+    def job(self, task: Any, state: str, attempt: int, **columns: Any) -> records.JobRecord:
+        return records.job(
+            task.id, state, attempt, queue=self.queue,
+            task=self.huey._registry.task_to_string(type(task)),
+            args=_json_or_repr(list(task.args or ())), kwargs=_json_or_repr(task.kwargs or {}),
+            priority=task.priority or 0, max_retries=self._max_retries(task),
+            enqueued_at=columns.pop("enqueued_at", None), requeued_from=None,
+            updated_at=time.time(), **columns)
+
+    def _records_for(self, signal: str, task: Any, *args: Any) -> list[Record]:
+        now = time.time()
+        if signal == S.SIGNAL_ENQUEUED:
+            attempt = self._attempt(task)
+            if attempt:  # a retry re-enqueued by Huey: the job stays `retrying`
+                return []
+            return [self.job(task, "queued", 0, enqueued_at=now)]
+        if signal == S.SIGNAL_SCHEDULED:
+            attempt = self._attempt(task)
+            state = "retrying" if attempt else "scheduled"
+            return [self.job(task, state, attempt, eta=_utc(task.eta),
+                             enqueued_at=None if attempt else now)]
+        if signal == S.SIGNAL_EXECUTING:
+            attempt = self._attempt(task) + 1
+            self._attempts[task.id] = attempt
+            worker = f"{self.runtime.worker_name()}/{threading.current_thread().name}"
+            self._running[task.id] = (now, worker)
+            self._errors.pop(task.id, None)
+            return [self.job(task, "running", attempt, started_at=now, worker=worker),
+                    records.attempt_started(task.id, attempt, worker, now)]
+        if signal in (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
+                      S.SIGNAL_RATE_LIMITED, S.SIGNAL_CANCELED):
+            exc = args[0] if args else sys.exc_info()[1]
+            kind = {S.SIGNAL_TIMEOUT: "TaskTimeout", S.SIGNAL_LOCKED: "TaskLocked",
+                    S.SIGNAL_RATE_LIMITED: "RateLimited",
+                    S.SIGNAL_CANCELED: "Canceled"}.get(signal)
+            message = exception_text(exc) if exc is not None else signal
+            self._errors[task.id] = records.error(kind or type(exc).__name__, message,
+                                                  traceback.format_exc()
+                                                  if exc is not None else "")
+            if task.retries:
+                return []  # SIGNAL_RETRYING follows
+            return self._outcome(task, "canceled" if signal == S.SIGNAL_CANCELED
+                                 else "failed", now)
+        if signal == S.SIGNAL_RETRYING:
+            self._errors.setdefault(task.id, records.error("Retry",
+                                                           "the task asked to be retried"))
+            return self._outcome(task, "retrying", now)
+        if signal == S.SIGNAL_COMPLETE:
+            self._errors[task.id] = records.no_error()
+            return self._outcome(task, "succeeded", now)
+        if signal == S.SIGNAL_INTERRUPTED:
+            self._errors[task.id] = records.error("Interrupted", "huey_consumer stopped; "
+                                                  "Huey does not put the job back")
+            return self._outcome(task, "interrupted", now)
+        if signal == S.SIGNAL_REVOKED:
+            return [self.job(task, "canceled", self._attempt(task), finished_at=now,
+                             failure=records.error("Revoked", "revoked before it could run",
+                                                   None))]
+        if signal == S.SIGNAL_EXPIRED:
+            return [self.job(task, "expired", self._attempt(task), finished_at=now,
+                             failure=records.error("Expired", "expired before it could run",
+                                                   None))]
+        return []
+
+    def _outcome(self, task: Any, state: str, now: float) -> list[Record]:
+        attempt = self._attempts.get(task.id, self._attempt(task))
+        started, worker = self._running.pop(task.id, (None, None))
+        failure = self._errors.pop(task.id, None)
+        final = state != "retrying"
+        if final:
+            self._attempts.pop(task.id, None)
+        outcome: records.Outcome = {"succeeded": "succeeded", "failed": "failed",
+                                    "canceled": "canceled", "retrying": "failed",
+                                    "interrupted": "interrupted"}[state]  # type: ignore[assignment]
+        job_state = "failed" if state == "interrupted" else state  # Huey does not put it back
+        return [self.job(task, job_state, attempt, started_at=started,
+                         finished_at=now if final else None, worker=worker, failure=failure),
+                records.attempt_ended(task.id, attempt, worker, started, now, outcome,
+                                      failure)]
+
+
+# --- the apps named in [huey] apps, for the console and the CLI --------------------
+
+_apps: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def apps(runtime: Runtime) -> dict[str, Huey]:
+    """The Huey apps of `[huey] apps` by queue name (the app's Huey name),
+    imported once per runtime and attached to it. Importing them runs the
+    operator's own code, as `huey_consumer app.huey` does; a name that does
+    not import, is not a Huey, or reuses a tq queue's name is one ConfigError
+    line."""
+    found = _apps.get(runtime)
+    if found is not None:
+        return found
+    import importlib
+
+    from huey import Huey as HueyClass
+
+    from tq.config import ConfigError
+    from tq.format import first_line
+    found = {}
+    for spec in runtime.config.huey_apps:
+        module_name, _, attribute = spec.partition(":")
+        shown = spec if len(spec) <= 200 else spec[:200] + "..."
+        try:
+            huey = getattr(importlib.import_module(module_name), attribute)
+        except Exception as exc:
+            raise ConfigError(f"[huey] apps: cannot load {shown}: {first_line(exc)[:300]}") from None
+        if not isinstance(huey, HueyClass):
+            raise ConfigError(f"[huey] apps: {shown} is a {type(huey).__name__}, not a Huey")
+        if huey.name in runtime.queues or huey.name in found:
+            raise ConfigError(f"[huey] apps: {shown}: queue name {huey.name!r} is taken "
+                              "(a tq queue or another app)")
+        attach(huey, runtime=runtime)
+        found[huey.name] = huey
+    _apps[runtime] = found
+    return found
+
+
+def depths(huey: Huey) -> dict[str, int]:
+    """An attached app's queue depths, read from its own storage without
+    decoding a message (Huey's Redis list, priority zset or SQLite tables).
+    Huey keeps no record of running jobs: `running` comes from history."""
+    storage = huey.storage
+    return {"queued": int(storage.queue_size()), "scheduled": int(storage.schedule_size()),
+            "running": 0, "held": 0}
