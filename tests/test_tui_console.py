@@ -304,7 +304,9 @@ async def test_task_type_picker_pauses_a_picked_task(backend):
         await pilot.press("t")
         picker = await until(pilot, lambda: isinstance(app.screen, PickerDialog)
                              and app.screen, message="picker")
-        await pilot.press(*"slee")
+        # A unique part of the name: other test modules register tasks named
+        # "sleep..." too (outcome_tasks), and the picker lists every registered one.
+        await pilot.press(*"demo.slee")
         await pilot.pause()
         assert picker.shown == ["tq.tasks.demo.sleep"]
         await pilot.press("enter")
