@@ -48,6 +48,8 @@ def parse_args(argv=None):
     ap.add_argument("--sleep-ms", type=float, default=5.0)
     ap.add_argument("--enqueue-n", type=int, help="jobs per enqueue-rate run")
     ap.add_argument("--batch-n", type=int, help="lines of the `tq submit --file` batch")
+    ap.add_argument("--http-n", type=int, default=2000,
+                    help="jobs per HTTP submit/status measurement (`tq serve`)")
     ap.add_argument("--latency-seconds", type=float, help="duration of the steady load")
     ap.add_argument("--growth-sizes", help="history rows to grow through (tq), comma list")
     ap.add_argument("--growth-queries", type=int, help="calls per console query and size")
@@ -214,6 +216,16 @@ def phase_enqueue(systems, args, res):
                 res.file_startup.append(startup)
                 log(f"  {s.name:15s} submit --file {args.batch_n}: {rate:8.0f}/s, {net:8.0f}/s net "
                     f"(start-up {startup:.2f}s)")
+            if hasattr(s, "http_rates"):
+                try:
+                    rates = s.http_rates(args.http_n)
+                except Exception as e:
+                    log(f"  {s.name} http: FAILED: {e}")
+                    res.errors.append(f"enqueue {s.name} http: {e}")
+                    continue
+                for mode, rate in rates.items():
+                    res.enqueue.setdefault((s.name, mode), []).append(rate)
+                log(f"  {s.name:15s} http " + ", ".join(f"{m} {r:6.0f}/s" for m, r in rates.items()))
 
 
 def phase_latency(systems, args, res):

@@ -148,7 +148,11 @@ def render(args, res, systems, elapsed, redis_url, argv):
             "tq": {"loop": "`tq.submit(\"bench.tasks.noop\", queue=\"bench\")`, one MULTI per job",
                    "batch": "`tq.submit_many` (500 per call)",
                    "file": f"`tq submit --file` of {args.batch_n:,} lines: wall time of the command{startup}",
-                   "file-net": "the same, net of start-up: (lines − 1) / (t(lines) − t(1 line))"},
+                   "file-net": "the same, net of start-up: (lines − 1) / (t(lines) − t(1 line))",
+                   "http-submit-1": "`POST /api/v1/jobs` to `tq serve`, 1 client (keep-alive)",
+                   "http-submit-8": "the same, 8 concurrent clients",
+                   "http-status-1": "`GET /api/v1/jobs/{id}`, 1 client",
+                   "http-status-8": "the same, 8 concurrent clients"},
         }
         rows = []
         for (n, mode), vals in res.enqueue.items():

@@ -22,6 +22,7 @@ or =thorough picks another.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -77,6 +78,51 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+class Polls:
+    """Watches the claims a queue's workers make in this process, so a test can
+    say "the consumer has looked at this queue since then and took nothing"
+    instead of sleeping for a while and hoping it looked.
+
+    Wraps the queue's `dequeue` (the one call a Huey worker makes to claim a
+    job) on that Huey instance; what dequeue does is unchanged. Install it
+    before the consumer starts, on `runtime.queue(name)` of the runtime the
+    consumer is given (the consumer's Huey objects are the runtime's)."""
+
+    def __init__(self, queue) -> None:
+        self._lock = threading.Lock()
+        self._started = 0
+        self._finished: list[tuple[int, bool]] = []  # (call number, took a job)
+        real = queue.dequeue
+
+        def dequeue():
+            with self._lock:
+                self._started += 1
+                number = self._started
+            task = None
+            try:
+                task = real()
+                return task
+            finally:
+                with self._lock:
+                    self._finished.append((number, task is not None))
+        queue.dequeue = dequeue
+
+    def mark(self) -> int:
+        with self._lock:
+            return self._started
+
+    def since(self, mark: int) -> list[bool]:
+        """For each claim begun after `mark` and finished: whether it took a job."""
+        with self._lock:
+            return [took for number, took in self._finished if number > mark]
+
+    def wait(self, mark: int, claims: int = 2, timeout: float = 60.0) -> list[bool]:
+        """Until `claims` claims begun after `mark` have finished."""
+        wait_for(lambda: len(self.since(mark)) >= claims, timeout=timeout,
+                 message=f"{claims} claims by the consumer")
+        return self.since(mark)
 
 
 def _mysql(database: str | None = None):

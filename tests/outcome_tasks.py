@@ -135,3 +135,9 @@ def give_special(kind: str, size: int = 0):
 def sleep_then_give(seconds: float, value=None):
     time.sleep(seconds)
     return value
+
+
+@tq.task(priority="high")
+def urgent_by_default() -> str:
+    """A task whose default priority is a name (tests/test_priority_names.py)."""
+    return "ok"

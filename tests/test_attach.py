@@ -216,3 +216,92 @@ def test_bad_huey_apps_setting_is_one_line_exit_2(value, tmp_path, monkeypatch, 
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "\n" not in message and "[huey] apps" in message and "Traceback" not in message
     assert len(message) < 1000
+
+
+def test_pause_resume_and_cancel_through_hueys_api(attached, monkeypatch, capsys):
+    """tq.ops on an attached app: pause = Huey's revoke_all (the consumer drops
+    what it dequeues meanwhile, recorded canceled), resume = restore_all, cancel =
+    revoke_by_id; each audited as tq's own."""
+    from tq import ops
+    runtime, app = attached.runtime, attached.module
+    task = f"hueyapps.{attached.app}_attached.add"
+    with pytest.raises(ops.ActionError):
+        ops.pause(runtime, attached.name, "no.such.task")
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    assert main(["pause", attached.name, "--task", "x[b]\x1b[2J"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err and "Traceback" not in err
+    ops.pause(runtime, attached.name, task)
+    dropped = app.add(1, 1)
+    wait_for_states(runtime, [dropped.id], states=("canceled",), timeout=30)
+    row = job_detail(runtime, dropped.id)
+    assert row is not None and row["error_type"] == "Revoked"
+    ops.resume(runtime, attached.name, task)
+    assert app.add(2, 2).get(blocking=True, timeout=30) == 4
+    later = app.add.schedule((3, 3), delay=3600)
+    wait_for_states(runtime, [later.id], states=("queued", "scheduled"), timeout=30)
+    result = ops.cancel(runtime, [later.id])
+    assert result.canceled == [later.id] and later.is_revoked()
+    assert wait_for_states(runtime, [later.id], states=("canceled",))[later.id] == "canceled"
+
+
+def test_requeue_reenqueues_through_the_app(attached):
+    """`tq requeue` of an attached app's failed job: a copy enqueued by Huey's own
+    enqueue, linked by requeued_from; a job whose arguments history holds only as
+    a repr is refused with its reason."""
+    from tq import ops
+    runtime, app = attached.runtime, attached.module
+    failing = app.fail("again")
+    opaque = app.urgent({3})
+    wait_for_states(runtime, [failing.id, opaque.id], states=("failed", "succeeded"),
+                    timeout=30)
+    result = ops.requeue(runtime, [failing.id, opaque.id])
+    copy = result.new_ids[failing.id]
+    assert "not JSON" in result.skipped[opaque.id]
+    states = wait_for_states(runtime, [copy, failing.id], states=("failed", "requeued"),
+                             timeout=30)
+    assert states == {copy: "failed", failing.id: "requeued"}
+    row = job_detail(runtime, copy)
+    assert row is not None and row["requeued_from"] == failing.id and row["args"] == ["again"]
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _deep(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value,expected", [
+    ([1, "a", None, True, {"k": [1.5]}], [1, "a", None, True, {"k": [1.5]}]),
+    ([float("nan")], "[nan]"),
+    ([float("inf"), 10 ** 400], None),
+    ([{1, 2}], "[{1, 2}]"),
+    ([(1, 2)], "[(1, 2)]"),  # a tuple inside: JSON would bring back a list
+    ([{1: "a"}], "[{1: 'a'}]"),  # a key JSON would turn into a string
+    (["\udcff bad utf-8"], ["\udcff bad utf-8"]),
+    (["[b]markup[/b]\x1b[2J"], ["[b]markup[/b]\x1b[2J"]),
+    ([_BadRepr()], "<unrepresentable: RuntimeError>"),
+    (7, 7),  # not a tuple: Huey does not check what a caller passes
+], ids=range(10))
+def test_arguments_are_recorded_as_json_or_repr(value, expected):
+    from tq.attach import _json_or_repr, _listed
+    text = _json_or_repr(_listed(value))
+    decoded = json.loads(text)
+    if expected is None:
+        assert isinstance(decoded, str)
+    else:
+        assert decoded == expected
+
+
+def test_huge_and_deep_arguments_stay_bounded():
+    from tq.attach import _json_or_repr
+    assert len(_json_or_repr(["x" * 1_000_000, {1}])) < 20_000  # the repr is cut
+    assert len(_json_or_repr(["x" * 1_000_000])) < 20_000  # JSON, but too long to keep
+    assert _json_or_repr(["\udcff"]).isascii()
+    assert isinstance(json.loads(_json_or_repr(_deep(100_000))), str)

@@ -110,6 +110,9 @@ def thousand(served):
     answer = served.ops.post("/jobs/batch", json=batch)
     assert answer.status_code == 200, answer.text
     assert answer.json()["submitted"] == N and not answer.json()["bad"]
+    # History gets submitted jobs through the consumer's writer: wait until it has them.
+    wait_for(lambda: served.read.get("/jobs", params={"queue": "reports", "limit": 1}
+                                     ).json()["total"] == N, timeout=60, message="1,000 jobs")
     return served
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from tq.queries import job_detail, list_workers, queue_depths, status
 from tq.recovery import recover_lost
 from tq.where import FilterError, parse
 
-from conftest import job_states, wait_for, wait_for_states
+from conftest import Polls, job_states, wait_for, wait_for_states
 
 MODULES = "tq.tasks.demo,tq.tasks.events,testtasks"
 TESTS_DIR = str(Path(__file__).parent)
@@ -46,9 +47,12 @@ def test_priorities_then_fifo(backend, start_consumer):
     specs = [{"task": "testtasks.record_start", "args": [i], "priority": i % 10}
              for i in range(100)]
     ids = tq.submit_many(specs, runtime=runtime)
+    polls = Polls(runtime.queue("default"))
     start_consumer(runtime, workers=1, queues=["default"])
-    time.sleep(1.0)
-    assert queue_depths(runtime, "default")["queued"] == 100  # paused: nothing taken
+    # Paused: the consumer looks at the queue and takes nothing (so the order
+    # below is the queue's, not the order the submit happened to land in).
+    assert not any(polls.wait(polls.mark(), claims=3))
+    assert queue_depths(runtime, "default")["queued"] == 100
     ops.resume(runtime, "default")
     wait_for_states(runtime, ids)
     order = started_order(ids)
@@ -56,35 +60,66 @@ def test_priorities_then_fifo(backend, start_consumer):
     assert [ids.index(job_id) for job_id in order] == expected
 
 
-def paused_submit_then_resume(runtime) -> list[str]:
-    ops.pause(runtime, "default")
-    job_id = tq.submit("tq.tasks.demo.echo", "after resume", runtime=runtime)
-    time.sleep(1)
-    assert job_states(runtime, [job_id]) == {job_id: "queued"}
-    ops.resume(runtime, "default")
-    return [job_id]
+class LongWaits:
+    """Makes every wait for work an idle worker begins last `seconds` (as if
+    its back-off had reached a long poll_max), and tells who is waiting now.
+    Wraps the queue's storage.wait_for_work, which TqWorker.sleep calls; the
+    wait itself (Redis's blocking pop on the wake-up list) is unchanged."""
+
+    def __init__(self, storage, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._waiting: set[int] = set()
+        real = storage.wait_for_work
+
+        def wait_for_work(timeout: float) -> None:
+            me = threading.get_ident()
+            with self._lock:
+                self._waiting.add(me)
+            try:
+                real(seconds)
+            finally:
+                with self._lock:
+                    self._waiting.discard(me)
+        storage.wait_for_work = wait_for_work
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
 
 
 def test_idle_redis_worker_takes_a_new_job_at_once_not_at_its_next_poll(redis_backend,
                                                                           start_consumer):
-    """Polling every 30 s at most, an idle worker still starts a job (a single
-    submit, a batch, an ingest-style deduped batch, a resumed queue) as soon as
-    it arrives."""
-    runtime = redis_backend.runtime(TQ_CONSUMER_POLL_MAX="30")
-    consumer = start_consumer(runtime, workers=2, queues=["default"])
-    # As if idle for long: every worker's back-off at its 30 s maximum.
-    for huey_consumer in consumer.group.consumers:
-        for worker, _ in huey_consumer.worker_threads:
-            worker.default_delay = worker.delay = 30
+    """An idle worker in a long wait (150 s) starts a job (a single submit, a
+    batch, an ingest-style deduped batch, a resumed queue) as soon as it
+    arrives: each is done within 60 s, which a worker that waited out its poll
+    could not do."""
+    # The wait is capped at half the socket timeout (storage.wait_for_work):
+    # 300 s lets it last the 150 s asked here.
+    runtime = redis_backend.runtime(TQ_CONSUMER_POLL_MAX="300",
+                                    TQ_QUEUE_CONNECT_TIMEOUT="300")
+    waits = LongWaits(runtime.queue("default").storage, seconds=150)
+    polls = Polls(runtime.queue("default"))
+    start_consumer(runtime, workers=2, queues=["default"])
+
+    def paused_submit_then_resume() -> list[str]:
+        ops.pause(runtime, "default")
+        job_id = tq.submit("tq.tasks.demo.echo", "after resume", runtime=runtime)
+        # The submit woke a worker; paused, its claim took nothing.
+        assert not any(polls.wait(polls.mark(), claims=1))
+        assert job_states(runtime, [job_id]) == {job_id: "queued"}
+        wait_for(lambda: waits.waiting() == 2, message="both workers back in a long wait")
+        ops.resume(runtime, "default")
+        return [job_id]
+
     for submit in (lambda: [tq.submit("tq.tasks.demo.echo", 1, runtime=runtime)],
                    lambda: tq.submit_many([{"task": "tq.tasks.demo.echo"}] * 3,
                                           runtime=runtime),
                    lambda: tq.submit_many([{"task": "tq.tasks.demo.echo", "id": "once-1"}],
                                           runtime=runtime, dedupe=True),
-                   lambda: paused_submit_then_resume(runtime)):
-        time.sleep(3)  # the waits begun before the change above are over
+                   paused_submit_then_resume):
+        wait_for(lambda: waits.waiting() == 2, message="both workers in a long wait")
         ids = submit()
-        wait_for_states(runtime, ids, timeout=2.5)
+        wait_for_states(runtime, ids, timeout=60)
 
 
 def test_retries_then_success_records_every_attempt(backend, start_consumer):
@@ -129,15 +164,22 @@ def test_requeue_in_bulk_by_filter(backend, start_consumer, tq_env, capsys):
     assert Job.select().where(Job.requeued_from.in_(failed)).count() == 5
 
 
-def test_pause_holds_across_processes_and_resume_runs(backend):
+def test_pause_holds_across_processes_and_resume_runs(backend, tmp_path):
     runtime = backend.runtime(TQ_TASKS_MODULES=MODULES)
     consumer = consumer_process(backend, "--queue", "default", "-w", "2")
     try:
-        wait_for(lambda: list_workers(runtime), message="consumer to register")
+        gate = tmp_path / "gate"
+        first = tq.submit("testtasks.wait_for_file", str(gate), runtime=runtime)
+        wait_for_states(runtime, [first], states=("running",))
         ops.pause(runtime, "default")
         ids = tq.submit_many([{"task": "tq.tasks.demo.echo", "args": [i]} for i in range(5)],
                              runtime=runtime)
-        time.sleep(3)
+        gate.touch()
+        # A worker drops a finished job's in-flight record in the same atomic step
+        # as its next claim (queues.settle_with_claims): once `first` is no longer
+        # running, that worker has claimed again, after the pause, and took nothing.
+        wait_for(lambda: queue_depths(runtime, "default")["running"] == 0,
+                 message="the claim after the first job")
         assert queue_depths(runtime, "default")["queued"] == 5
         assert set(job_states(runtime, ids).values()) == {"queued"}
         assert status(runtime)["queues"]["default"]["paused"] is True
@@ -202,9 +244,12 @@ def test_cancel_finished_job_changes_nothing(backend, start_consumer, tq_env, ca
 def test_expired_job_ends_expired(backend, start_consumer):
     runtime = backend.runtime()
     ops.pause(runtime, "default")
-    job_id = tq.submit("tq.tasks.demo.echo", expires=0.5, runtime=runtime)
+    job_id = tq.submit("tq.tasks.demo.echo", expires=0.2, runtime=runtime)
+    expiry = time.time() + 0.2  # no earlier than the one submit resolved
+    polls = Polls(runtime.queue("default"))
     start_consumer(runtime, workers=1)
-    time.sleep(1.0)
+    assert not any(polls.wait(polls.mark()))  # the consumer looks; paused, takes nothing
+    wait_for(lambda: time.time() > expiry, message="the job's expiry to pass")
     ops.resume(runtime, "default")
     wait_for_states(runtime, [job_id], states=("expired",))
 
@@ -295,15 +340,30 @@ def test_killed_consumer_job_is_recovered_by_another(backend, start_consumer):
     assert queue_depths(runtime, "default")["running"] == 0
 
 
-def test_live_consumer_job_is_never_taken_over(backend, start_consumer):
-    runtime = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
-    job_id = tq.submit("tq.tasks.demo.sleep", 3.0, runtime=runtime)
+def test_live_consumer_job_is_never_taken_over(backend, start_consumer, tmp_path):
+    """A job runs for three leases while its consumer heartbeats: a recovery
+    pass after each heartbeat (by another process's settings: no claim of its
+    own to protect) leaves it alone."""
+    env = {"TQ_CONSUMER_LEASE": "1", "TQ_CONSUMER_HEARTBEAT": "0.3"}
+    runtime = backend.runtime(TQ_TASKS_MODULES=MODULES, **env)
+    gate = tmp_path / "gate"
+    job_id = tq.submit("testtasks.wait_for_file", str(gate), runtime=runtime)
     start_consumer(runtime, workers=1)
     wait_for_states(runtime, [job_id], states=("running",))
-    observer = backend.runtime(TQ_CONSUMER_LEASE="1", TQ_CONSUMER_HEARTBEAT="0.3")
-    for _ in range(4):
+    observer = backend.runtime(TQ_TASKS_MODULES=MODULES, **env)
+    beats: list[float] = []
+
+    def next_beat() -> bool:
+        [worker] = observer.control.workers()
+        if beats and worker["beat"] <= beats[-1]:
+            return False
+        beats.append(worker["beat"])
+        return True
+
+    while len(beats) < 2 or beats[-1] - beats[0] < 3 * 1:  # three leases of 1 s
         assert recover_lost(observer) == 0
-        time.sleep(0.5)
+        wait_for(next_beat, message="the consumer's next heartbeat")
+    gate.touch()
     wait_for_states(runtime, [job_id])
     assert len(job_detail(runtime, job_id)["attempt_log"]) == 1
 

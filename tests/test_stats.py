@@ -242,16 +242,17 @@ def test_rollup_waits_for_a_held_lease_and_takes_over_an_expired_one(backend):
     assert SummaryState.get_by_id("rollup").holder is None  # released
 
 
-def test_rollup_is_incremental_and_counts_late_records(backend, monkeypatch):
-    monkeypatch.setattr(summaries, "LATE_SECONDS", 0.2)
+def test_rollup_is_incremental_and_counts_late_records(backend):
     runtime = backend.runtime()
     database = runtime.history_db()
     base = time.time() - 1800
     synthetic_history(database, base, ok=3, failed=1, retried=0, prefix="a")
-    time.sleep(0.3)  # past the late window: the next roll-up owes these rows nothing
-    assert summaries.rollup(runtime).minutes
-    time.sleep(0.3)
-    assert summaries.rollup(runtime).minutes == []  # nothing changed: nothing re-read
+    written = time.time()  # after the rows' updated_at
+    # Roll-ups dated past the late window of those rows (time passed in, not
+    # slept): the second one owes them nothing.
+    later = written + summaries.LATE_SECONDS
+    assert summaries.rollup(runtime, now=later).minutes
+    assert summaries.rollup(runtime, now=later).minutes == []  # nothing re-read
     # A record replayed late (after a history outage) for a minute already summarised.
     synthetic_history(database, base, ok=2, failed=0, retried=0, prefix="late")
     redo = summaries.rollup(runtime)

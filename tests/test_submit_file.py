@@ -131,7 +131,7 @@ def test_a_batch_cut_by_an_outage_is_completed_by_a_rerun_and_each_line_runs_onc
         assert "tq: stopped at line 2,001: queue backend unreachable (" in line
         reason = line.split("unreachable (", 1)[1].lower()
         assert any(word in reason for word in ("locked", "connect", "timeout", "timed out",
-                                               "closed", "reset", "eof")), reason
+                                               "closed", "reset", "eof", "broken pipe")), reason
         assert ("2,000 submitted through line 2,000, lines 2,001 to 3,000 may or may not be "
                 "in; re-run with --if-exists skip to complete it") in line
         assert "new ids" not in line

@@ -5,6 +5,8 @@ task-type picker, one detail screen, forgetting a dead consumer.
 Servers are cut through tests/proxy.py (the shared servers keep running)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import tq
@@ -237,12 +239,34 @@ async def test_a_silent_consumer_can_be_forgotten_from_the_workers_screen(backen
     wait_for(lambda: not any(w["alive"] for w in list_workers(runtime)),
              message="the first consumer to fall silent")
     beat(control, "live:2:y")
+    # "live" keeps beating, from its own thread and connection, for as long as the
+    # console runs: with a 1 s lease, one beat before a step a busy machine can take
+    # longer than a second over let it fall silent too.
+    stop = threading.Event()
+    beats = backend.runtime(TQ_CONSUMER_LEASE="1").control
+    beater = threading.Thread(target=lambda: [beat(beats, "live:2:y")
+                                              for _ in iter(lambda: stop.wait(0.2), True)])
+    beater.start()
+    try:
+        await forget_from_workers_screen(runtime, control)
+    finally:
+        stop.set()
+        beater.join()
+    assert Audit.select().where(Audit.action == "forget-worker").count() == 1
+    # Judged under a long lease: the live one has stopped beating now.
+    patient = backend.runtime(TQ_CONSUMER_LEASE="60")
+    with pytest.raises(ops.ActionError, match="alive"):
+        ops.forget_worker(patient, "live:2:y")
+    with pytest.raises(ops.ActionError, match="no consumer"):
+        ops.forget_worker(runtime, "[/]\x1b[2J")
+
+
+async def forget_from_workers_screen(runtime, control) -> None:
     app = make_app(runtime)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
         screen = await loaded(pilot)
         table = screen.query_one("#table")
-        beat(control, "live:2:y")  # fresh, however long the console took to open
         table.move_cursor(row=table.get_row_index("live:2:y"))
         await pilot.press("x")
         await pilot.pause()
@@ -253,14 +277,6 @@ async def test_a_silent_consumer_can_be_forgotten_from_the_workers_screen(backen
         await pilot.press("y")
         await until(pilot, lambda: [w["id"] for w in control.workers()] == ["live:2:y"],
                     message="dead consumer forgotten")
-    assert Audit.select().where(Audit.action == "forget-worker").count() == 1
-    # Judged under a long lease: with the 1 s one, the console's steps above can
-    # take long enough on a busy machine for "live" to have fallen silent too.
-    patient = backend.runtime(TQ_CONSUMER_LEASE="60")
-    with pytest.raises(ops.ActionError, match="alive"):
-        ops.forget_worker(patient, "live:2:y")
-    with pytest.raises(ops.ActionError, match="no consumer"):
-        ops.forget_worker(runtime, "[/]\x1b[2J")
 
 
 def beat(control, worker_id: str) -> None:
@@ -304,7 +320,9 @@ async def test_task_type_picker_pauses_a_picked_task(backend):
         await pilot.press("t")
         picker = await until(pilot, lambda: isinstance(app.screen, PickerDialog)
                              and app.screen, message="picker")
-        await pilot.press(*"slee")
+        # A unique part of the name: other test modules register tasks named
+        # "sleep..." too (outcome_tasks), and the picker lists every registered one.
+        await pilot.press(*"demo.slee")
         await pilot.pause()
         assert picker.shown == ["tq.tasks.demo.sleep"]
         await pilot.press("enter")

@@ -1,6 +1,7 @@
 """Tasks used by the tests (listed in [tasks] modules by the tests that need them)."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -50,3 +51,14 @@ def log_run(path: str, seconds: float = 0.0) -> None:
     with open(path, "a") as log:
         log.write(tq.current_job_id() + "\n")
     time.sleep(seconds)
+
+
+@tq.task()
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """Runs until `path` exists: a job that is running for as long as the test
+    needs, then finishes when the test says so (fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)

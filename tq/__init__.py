@@ -2,7 +2,8 @@
 
 The Python API is small: declare tasks with `@tq.task()` (or `@tq.periodic()`),
 enqueue them with `tq.submit()` / `tq.submit_many()`, and let long tasks call
-`tq.check_cancel()` so an operator can stop them.
+`tq.check_cancel()` so an operator can stop them; `tq.result(job_id)` returns a
+job's return value (or raises tq.JobFailed / tq.ResultTimeout / tq.UnknownJob).
 
 `import tq` is light: the API names are loaded on first use (PEP 562), so
 `tq --help` and anything that imports one tq module for one job load neither
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
         periodic,
         task,
     )
+    from tq.results import JobFailed, ResultTimeout, UnknownJob, result
     from tq.runtime import configure, current
     from tq.submit import JobExists, SubmitError, submit, submit_many
 
@@ -37,11 +39,14 @@ _API = {
     "configure": "tq.runtime", "current": "tq.runtime",
     "submit": "tq.submit", "submit_many": "tq.submit", "SubmitError": "tq.submit",
     "JobExists": "tq.submit", "attach": "tq.attach",
+    "result": "tq.results", "JobFailed": "tq.results", "ResultTimeout": "tq.results",
+    "UnknownJob": "tq.results",
 }
 
 __all__ = ["task", "periodic", "submit", "submit_many", "SubmitError", "JobExists", "configure",
            "current", "attach",
-           "cancel_requested", "check_cancel", "current_job_id", "current_attempt"]
+           "cancel_requested", "check_cancel", "current_job_id", "current_attempt",
+           "result", "JobFailed", "ResultTimeout", "UnknownJob"]
 __version__ = "0.1.0"
 
 

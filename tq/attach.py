@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tq.attach")
 
+ARGS_LIMIT = 65_536  # characters of arguments kept as JSON; past it, the repr's start
+REPR_LIMIT = 10_000
 _attached: weakref.WeakKeyDictionary[Any, Attachment] = weakref.WeakKeyDictionary()
 _attached_lock = threading.Lock()
 
@@ -79,10 +81,15 @@ def attachment(huey: Huey) -> Attachment | None:
 
 
 def _json_or_repr(value: Any) -> str:
-    """Strict JSON of `value` when it is JSON as it is (round-trips), else its repr."""
+    """Strict JSON of `value` when it is JSON as it is (round-trips, at most
+    ARGS_LIMIT characters), else its repr (cut at REPR_LIMIT) as a JSON string."""
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        if json.loads(text) == value:
+        if len(text) <= ARGS_LIMIT and json.loads(text) == value:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: escaped, so any database takes it
+                text = json.dumps(value, allow_nan=False, separators=(",", ":"))
             return text
     except (TypeError, ValueError, RecursionError):
         pass
@@ -90,13 +97,22 @@ def _json_or_repr(value: Any) -> str:
         shown = repr(value)
     except Exception as exc:  # a repr that raises is the app's bug, not a reason to lose the row
         shown = f"<unrepresentable: {type(exc).__name__}>"
-    return json.dumps(shown[:10_000], ensure_ascii=False)
+    return json.dumps(shown[:REPR_LIMIT])
 
 
-def _utc(value: datetime | None) -> float | None:
+def _listed(args: Any) -> Any:
+    """A task's args as the list history keeps; anything else (Huey does not check
+    what a caller passes) is kept as it is, recorded as JSON or its repr."""
+    if args is None:
+        return []
+    return list(args) if isinstance(args, (list, tuple)) else args
+
+
+def _timestamp(value: datetime | None, utc: bool) -> float | None:
+    """A Huey eta as a timestamp: naive UTC (Huey's default) or naive local time."""
     if value is None:
         return None
-    if value.tzinfo is None:
+    if value.tzinfo is None and utc:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
@@ -115,6 +131,8 @@ class Attachment:
         self._attempts: dict[str, int] = {}
         self._running: dict[str, tuple[float, str]] = {}
         self._errors: dict[str, Error] = {}
+        # Copies made by `tq requeue` in this process: copy id -> original id.
+        self.requeued_from: dict[str, str] = {}
         self._consumer_pid = 0
         self.name: str | None = None
         huey._signal.connect(self._on_signal)
@@ -222,9 +240,10 @@ class Attachment:
         return records.job(
             task.id, state, attempt, queue=self.queue,
             task=self.huey._registry.task_to_string(type(task)),
-            args=_json_or_repr(list(task.args or ())), kwargs=_json_or_repr(task.kwargs or {}),
+            args=_json_or_repr(_listed(task.args)), kwargs=_json_or_repr(task.kwargs or {}),
             priority=task.priority or 0, max_retries=self._max_retries(task),
-            enqueued_at=columns.pop("enqueued_at", None), requeued_from=None,
+            enqueued_at=columns.pop("enqueued_at", None),
+            requeued_from=self.requeued_from.pop(task.id, None) if state == "queued" else None,
             updated_at=time.time(), **columns)
 
     def _records_for(self, signal: str, task: Any, *args: Any) -> list[Record]:
@@ -233,11 +252,14 @@ class Attachment:
             attempt = self._attempt(task)
             if attempt:  # a retry re-enqueued by Huey: the job stays `retrying`
                 return []
+            eta = _timestamp(task.eta, self.huey.utc)
+            if eta is not None and eta > now:  # .schedule(): due later
+                return [self.job(task, "scheduled", 0, eta=eta, enqueued_at=now)]
             return [self.job(task, "queued", 0, enqueued_at=now)]
         if signal == S.SIGNAL_SCHEDULED:
             attempt = self._attempt(task)
             state = "retrying" if attempt else "scheduled"
-            return [self.job(task, state, attempt, eta=_utc(task.eta),
+            return [self.job(task, state, attempt, eta=_timestamp(task.eta, self.huey.utc),
                              enqueued_at=None if attempt else now)]
         if signal == S.SIGNAL_EXECUTING:
             attempt = self._attempt(task) + 1

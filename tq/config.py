@@ -279,6 +279,13 @@ SECRET_KEYS = {("history", "password")}
 DEFAULT_QUEUES = {"default": 0, "events": 0, "reports": 0}
 DEFAULT_ROUTE_TASK = "tq.tasks.events.store_event"
 PRIORITY_RANGE = (0, 1000)
+# Priority names, accepted wherever a priority is (jobspec.priority: the CLI, batch
+# lines, tq.submit, ingest; [routes] and [queues] here), in any case ("High"), and
+# stored as their numbers. Huey runs a higher priority first. low is the bottom of
+# the range and the default (a job that names none), so "low" never runs behind an
+# unnamed job; high is the top, so no number outranks it; medium is the middle, with
+# room on both sides for numbers that order finer.
+PRIORITY_NAMES = {"low": 0, "medium": 500, "high": 1000}
 
 
 @dataclass(frozen=True)
@@ -467,13 +474,13 @@ def parse_periodic(key: str, value: str) -> Periodic:
 
 def _parse_priority(where: str, raw: str) -> int:
     low, high = PRIORITY_RANGE
-    try:
-        priority = int(raw)
-    except ValueError:
-        priority = None
+    text = raw.strip()
+    priority = PRIORITY_NAMES.get(text.lower()) if text.isascii() else None
+    if priority is None and _WHOLE.fullmatch(text):  # no "1e3", "0x10", "١٢"
+        priority = int(text)
     if priority is None or not low <= priority <= high:
-        raise ConfigError(f"{where}: priority must be a whole number from {low} to {high}, "
-                          f"got {_q(raw)}")
+        raise ConfigError(f"{where}: priority must be a whole number from {low} to {high} "
+                          f"or low, medium, high, got {_q(raw)}")
     return priority
 
 

@@ -18,7 +18,10 @@ The rules, and why:
     (eta, retry eta, expiry) far inside what a datetime and a DOUBLE column
     hold, so no value can make a worker raise OverflowError and strand a job
     "retrying" with nothing in any queue:
-        priority      whole number in PRIORITY_RANGE (0..1000)
+        priority      whole number in PRIORITY_RANGE (0..1000), or a name of
+                      config.PRIORITY_NAMES in any case (low 0, medium 500,
+                      high 1000), kept as its number; "1e3", "urgent", True,
+                      NaN are refused
         delay         0 .. MAX_SECONDS (10 years)
         eta           ETA_MIN (1970-01-01) .. ETA_MAX (9000-01-01, exclusive) UTC
         expires       above 0 .. MAX_SECONDS
@@ -45,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tq.config import PRIORITY_RANGE
+from tq.config import PRIORITY_NAMES, PRIORITY_RANGE
 from tq.models import Job
 from tq.serializer import dumps_json
 
@@ -124,6 +127,20 @@ def _in_range(name: str, value: Any, low: float, high: float, *, integer: bool,
         raise SpecError(f"{name} must be {'a whole number' if integer else 'a number'} "
                         f"{low_text} to {_fmt(high)}, got {show(value)}")
     return value
+
+
+def priority(value: Any) -> int:
+    """A priority as its number: a whole number in PRIORITY_RANGE, or a name of
+    PRIORITY_NAMES in any case ("high", "High" -> 1000)."""
+    if isinstance(value, str):
+        number = PRIORITY_NAMES.get(value.lower()) if value.isascii() else None
+        if number is None:
+            names = ", ".join(f"{name} ({_fmt(n)})" for name, n in PRIORITY_NAMES.items())
+            raise SpecError(f"priority must be a whole number from {_fmt(PRIORITY_RANGE[0])} "
+                            f"to {_fmt(PRIORITY_RANGE[1])} or one of {names}, "
+                            f"got {show(value)}")
+        return number
+    return whole("priority", value, *PRIORITY_RANGE)
 
 
 def eta(value: Any) -> datetime:
@@ -281,7 +298,7 @@ def check(spec: Any, *, max_arg_bytes: int, now: datetime | None = None) -> Spec
         checked.queue = text("queue", value, QUEUE_MAX)
     value = get("priority")
     if value is not None:
-        checked.priority = whole("priority", value, *PRIORITY_RANGE)
+        checked.priority = priority(value)
     delay, when = get("delay"), get("eta")
     if delay is not None and when is not None:
         raise SpecError("give either delay or eta, not both")
@@ -321,6 +338,16 @@ _NUMBER_FIELDS = {"delay", "expires", "timeout", "retry_delay", "retry_backoff"}
 
 def from_text(field: str, value: str) -> Any:
     """A command-line value as the type `check` expects ("5" -> 5 for priority)."""
+    if field == "priority":
+        # Digits are a number; NaN and Infinity are refused as such; anything
+        # else is text for `check`: a name ("high"), or refused ("1e3", "2.5").
+        if re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", value):
+            return int(value)
+        try:
+            parsed = float(value)
+        except ValueError:
+            return value
+        return value if math.isfinite(parsed) else parsed
     if field in _INTEGER_FIELDS or field in _NUMBER_FIELDS:
         stripped = value.strip()
         try:

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
 from tq import records as history_record
+from tq.attach import apps as attached_apps
+from tq.attach import attachment
 from tq.format import first_line
 from tq.history import write_records
 from tq.models import REQUEUABLE, Job, bound
@@ -401,19 +403,48 @@ def _audit_result(runtime: Runtime, result: ActionResult) -> None:
 
 # --- pause / resume --------------------------------------------------------------
 
+def _attached_targets(runtime: Runtime, queue: str, task: str | None) -> list[Any] | None:
+    """An attached Huey app's task classes a pause or resume acts on (all of
+    them without `task`), or None when `queue` is not an attached app."""
+    app = attached_apps(runtime).get(queue)
+    if app is None:
+        return None
+    classes: dict[str, Any] = app._registry._registry
+    if task is None:
+        return list(classes.values())
+    if task not in classes:
+        raise ActionError(f"unknown task {task!r} of attached app {queue!r}")
+    return [classes[task]]
+
+
 def pause(runtime: Runtime, queue: str, task: str | None = None) -> None:
     """Stop handing out jobs of `queue` (or of one task type in it). Running jobs
-    finish; jobs submitted meanwhile wait; nothing is dropped."""
-    runtime.queue(queue)
+    finish; jobs submitted meanwhile wait; nothing is dropped. An attached Huey
+    app is paused with Huey's own revoke_all: its consumer DROPS (as revoked,
+    recorded canceled) the jobs of a paused type it dequeues meanwhile."""
+    attached = _attached_targets(runtime, queue, task)
+    if attached is not None:
+        for task_class in attached:
+            attached_apps(runtime)[queue].revoke_all(task_class)
+    else:
+        runtime.queue(queue)
     target = f"{queue}/{task}" if task else queue
     runtime.control.set_paused(target, True, {"at": time.time(), "by": host_name()})
     audit(runtime, "pause", target, 1)
 
 
 def resume(runtime: Runtime, queue: str, task: str | None = None) -> int:
-    """Undo pause; returns how many held jobs of a paused task type went back."""
-    huey = runtime.queue(queue)
+    """Undo pause; returns how many held jobs of a paused task type went back
+    (none on an attached Huey app: Huey dropped them; restore_all here)."""
+    attached = _attached_targets(runtime, queue, task)
     target = f"{queue}/{task}" if task else queue
+    if attached is not None:
+        for task_class in attached:
+            attached_apps(runtime)[queue].restore_all(task_class)
+        runtime.control.set_paused(target, False)
+        audit(runtime, "resume", target, 1)
+        return 0
+    huey = runtime.queue(queue)
     runtime.control.set_paused(target, False)
     moved = huey.storage.unhold(task) if task else 0
     huey.storage.wake_workers()  # idle workers start at once, not at their next poll
@@ -438,7 +469,9 @@ def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | Non
                     result.finished.append(job.id)
                     result.skipped[job.id] = selected.rule.why(job.state)
                     continue
-                huey = runtime.queues.get(job.queue or "")
+                # tq's queue or an attached Huey app's (the same revoke_by_id).
+                huey = (runtime.queues.get(job.queue or "")
+                        or attached_apps(runtime).get(job.queue or ""))
                 # Ask a running job to stop (cooperatively) in every case: history
                 # may not show `running` yet for a job a worker has just taken.
                 requests.append(job.id)
@@ -495,6 +528,13 @@ def _requeue_chunk(runtime: Runtime, selected: Scope, rows: list[Job],
             candidates.append(job)
         else:
             result.skipped[job.id] = selected.rule.why(job.state)
+    apps = attached_apps(runtime)
+    if apps:  # jobs of attached Huey apps: re-enqueued through the app itself
+        own = [job for job in candidates if (job.queue or "") not in apps]
+        for job in candidates:
+            if (job.queue or "") in apps:
+                _requeue_attached(runtime, apps[job.queue or ""], job, result)
+        candidates = own
     if not candidates:
         return
     copies = {job.id: copy_id(job.id) for job in candidates}
@@ -527,6 +567,34 @@ def _requeue_chunk(runtime: Runtime, selected: Scope, rows: list[Job],
             result.already[job.id] = copies[job.id]
         retire.append(history_record.requeued(job.id, job.attempts or 0))
     publish(runtime, retire)
+
+
+def _requeue_attached(runtime: Runtime, app: Any, job: Job, result: RequeueResult) -> None:
+    """A copy of an attached app's job, enqueued with Huey's own enqueue (the
+    app's serializer, its storage): possible when history holds its arguments
+    as JSON (not as the repr of what JSON cannot carry) and the app has its task."""
+    copy = copy_id(job.id)
+    if Job.select().where(Job.id == copy).exists():
+        result.already[job.id] = copy
+        publish(runtime, [history_record.requeued(job.id, job.attempts or 0)])
+        return
+    args, kwargs = loads_json(job.args or "[]"), loads_json(job.kwargs or "{}")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        result.skipped[job.id] = ("its arguments are not JSON (history holds their repr): "
+                                  "enqueue it again from the app")
+        return
+    task_class = app._registry._registry.get(job.task or "")
+    if task_class is None:
+        result.skipped[job.id] = f"attached app {job.queue!r} has no task {job.task!r}"
+        return
+    found = attachment(app)
+    if found is not None:
+        found.requeued_from[copy] = job.id
+    app.enqueue(task_class(args=tuple(args), kwargs=kwargs, id=copy,
+                           priority=job.priority or None))
+    result.new_ids[job.id] = copy
+    result.done.append(job.id)
+    publish(runtime, [history_record.requeued(job.id, job.attempts or 0)])
 
 
 # --- purge --------------------------------------------------------------------------

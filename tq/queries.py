@@ -220,8 +220,11 @@ def job_detail(runtime, job_id: str) -> dict | None:
     """A job's row with its attempts, or None for an id history does not have.
     `result` is the task's return value decoded (None when there is none) and
     `has_result` says whether there is one, so a task that returned None is
-    told from a job with no result (not succeeded, or from before schema 3)."""
+    told from a job with no result (not succeeded, or from before schema 3).
+    An id no job can have (see unknown_jobs) is None without a query."""
     runtime.history_db()
+    if not _askable(job_id):
+        return None
     job = Job.select().where(Job.id == job_id).dicts().first()
     if job is None:
         return None
@@ -250,6 +253,51 @@ def _decoded_result(text: str) -> Any:
 WAIT_CHUNK = 500  # ids per state query
 
 
+def unknown_jobs(runtime: Runtime, ids: list[str], grace: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """The ids of `ids` history has no job for, in their order. An id no job can
+    have (longer than the column, a lone surrogate) is unknown without a query.
+
+    A job submitted a moment ago may not be in history yet even after catch_up:
+    a running consumer's history writer may have taken its `queued` record from
+    the submitted outbox and not written it yet (it does within its flush
+    interval). So an id is unknown only once it has stayed absent for `grace`
+    seconds (default 1 s + 5 flush intervals: 2 s as shipped); known ids cost
+    one look."""
+    if grace is None:
+        grace = 1.0 + 5 * runtime.config.history.flush_interval
+    deadline = clock() + grace
+    ordered = list(dict.fromkeys(ids))
+    missing = [i for i in ordered if _askable(i)]
+    while True:
+        catch_up(runtime)
+        runtime.history_db()
+        known: set[str] = set()
+        for start in range(0, len(missing), WAIT_CHUNK):
+            known.update(row[0] for row in tuple_rows(
+                Job.select(Job.id).where(Job.id.in_(missing[start:start + WAIT_CHUNK]))))
+        missing = [i for i in missing if i not in known]
+        left = deadline - clock()
+        if not missing or left <= 0:
+            break
+        sleep(min(0.1, left))
+    absent = set(missing)
+    return [i for i in ordered if i in absent or not _askable(i)]
+
+
+def _askable(job_id: Any) -> bool:
+    """Whether `job_id` could be a job's id: a str that fits the column and that
+    a database driver can send (no lone surrogate)."""
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= Job.id.max_length:
+        return False
+    try:
+        job_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def wait_jobs(runtime: Runtime, ids: list[str], timeout: float | None, poll: float = 1.0,
               clock: Callable[[], float] = time.monotonic,
               sleep: Callable[[float], None] = time.sleep) -> dict[str, dict]:
@@ -271,8 +319,9 @@ def wait_jobs(runtime: Runtime, ids: list[str], timeout: float | None, poll: flo
         catch_up(runtime)
         runtime.history_db()
         done: set[str] = set()
-        for start in range(0, len(pending), WAIT_CHUNK):
-            chunk = pending[start:start + WAIT_CHUNK]
+        askable = [i for i in pending if _askable(i)]
+        for start in range(0, len(askable), WAIT_CHUNK):
+            chunk = askable[start:start + WAIT_CHUNK]
             done.update(row[0] for row in tuple_rows(
                 Job.select(Job.id).where(Job.id.in_(chunk) & Job.state.in_(sorted(TERMINAL)))))
         for job_id in [i for i in pending if i in done]:

@@ -26,7 +26,7 @@ class TaskDef:
     name: str
     func: Callable[..., Any]
     queue: str | None = None
-    priority: int | None = None
+    priority: int | str | None = None  # a number or a name (jobspec.priority)
     retries: int = 0
     retry_delay: float = 0
     retry_backoff: float = 0
@@ -46,7 +46,7 @@ def task_name(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__name__}"
 
 
-def task(queue: str | None = None, priority: int | None = None, retries: int = 0,
+def task(queue: str | None = None, priority: int | str | None = None, retries: int = 0,
          retry_delay: float = 0, retry_backoff: float = 0, timeout: float | None = None,
          expires: float | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a job function. The function itself is returned unchanged, so it

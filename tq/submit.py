@@ -124,8 +124,8 @@ def prepare(runtime: Runtime, spec: Mapping[str, Any], *, now: float | None = No
 
     priority = checked.priority
     if priority is None:
-        priority = definition.priority if definition.priority is not None else \
-            runtime.config.queues[queue]
+        priority = jobspec.priority(definition.priority) if definition.priority is not None \
+            else runtime.config.queues[queue]
     args, kwargs = checked.args, checked.kwargs
     _check_arguments(definition, args, kwargs)
     # The task's own defaults count too: together they must not strand a job.
@@ -238,7 +238,8 @@ def _ask_history(runtime: Runtime, conditions: list[Any]) -> set[str]:
     return found
 
 
-def submit(task: str | Any, *args: Any, queue: str | None = None, priority: int | None = None,
+def submit(task: str | Any, *args: Any, queue: str | None = None,
+           priority: int | str | None = None,
            delay: float | None = None, eta: datetime | str | None = None,
            expires: float | None = None, retries: int | None = None,
            retry_delay: float | None = None, retry_backoff: float | None = None,

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tq import groups
-from tq.config import PRIORITY_RANGE
+from tq.config import PRIORITY_NAMES, PRIORITY_RANGE
 from tq.models import STATES, Job
 from tq.serializer import dumps_json
 
@@ -158,10 +158,12 @@ def parse(text: str, now: float | None = None) -> Filter:
         elif key == "group":
             group = groups.parse_key(value)
         elif key == "priority":
+            named = PRIORITY_NAMES.get(value.lower()) if value.isascii() else None
             try:
-                priority = int(value)
+                priority = named if named is not None else int(value)
             except ValueError:
-                raise FilterError(f"priority {value!r} is not a whole number") from None
+                raise FilterError(f"priority {value!r} is not a whole number nor one of "
+                                  f"{', '.join(PRIORITY_NAMES)}") from None
             low, high = PRIORITY_RANGE  # what a job can have (tq/jobspec.py); SQL
             if not low <= priority <= high:  # drivers refuse integers past 64 bits
                 raise FilterError(f"priority {value!r} is not from {low} to {high}")

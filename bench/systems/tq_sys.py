@@ -100,7 +100,12 @@ class TQ(System):
             with mysql() as conn:
                 conn.cursor().execute(f"CREATE DATABASE `{self.database_name}`")
             self._db_created = True
-        self.runtime = Runtime(load_config(env=self.tq_env()))
+        config = load_config(env=self.tq_env())
+        # The schema as a consumer or `tq up` leaves it (history_db no longer migrates).
+        from tq import migrations
+        from tq.models import open_database
+        migrations.migrate(open_database(config.history.url))
+        self.runtime = Runtime(config)
         self.runtime.history_db()  # schema now, not inside the first timed call
         self.storage = self.runtime.queue(QUEUE).storage
         self.sql = mysql(self.database_name) if self.backend == "redis" else None
@@ -163,6 +168,85 @@ class TQ(System):
                 raise RuntimeError(f"tq submit --file: {self.storage.queue_size()} jobs queued, expected {count}")
             self.purge()
         return n / times[n], (n - 1) / (times[n] - times[1]), times[1]
+
+    def http_rates(self, n, clients=(1, 8)):
+        """HTTP submit and status rates through `tq serve` (its own process, no
+        token: loopback), each from 1 and from 8 concurrent client threads (one
+        keep-alive httpx client each). Returns {mode: jobs/s}: submit-1,
+        submit-8 (POST /api/v1/jobs), status-1, status-8 (GET /api/v1/jobs/{id})."""
+        import socket
+        import subprocess
+        import threading
+
+        import httpx
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {k: v for k, v in self.worker_env().items() if k != "TQ_API_TOKENS"}
+        server = subprocess.Popen([_tq_cli(), "serve", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}/api/v1"
+        rates = {}
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("tq serve did not start")
+                time.sleep(0.05)
+            for count in clients:
+                ids = []
+                lock = threading.Lock()
+
+                def submit(k, ids=ids, lock=lock):
+                    with httpx.Client(base_url=base, timeout=60) as c:
+                        mine = []
+                        for _ in range(k):
+                            r = c.post("/jobs", json={"task": "bench.tasks.noop", "queue": QUEUE})
+                            if r.status_code != 201:
+                                raise RuntimeError(f"POST /jobs: {r.status_code} {r.text[:200]}")
+                            mine.append(r.json()["id"])
+                        with lock:
+                            ids.extend(mine)
+
+                def status(mine):
+                    with httpx.Client(base_url=base, timeout=60) as c:
+                        for job_id in mine:
+                            r = c.get(f"/jobs/{job_id}")
+                            if r.status_code != 200:
+                                raise RuntimeError(f"GET /jobs/id: {r.status_code}")
+
+                per = n // count
+                for mode, work, parts in (("submit", submit, [per] * count),
+                                          ("status", status, None)):
+                    if parts is None:
+                        parts = [ids[i::count] for i in range(count)]
+                    errors = []
+
+                    def run(part, work=work, errors=errors):
+                        try:
+                            work(part)
+                        except Exception as e:  # reported after the join
+                            errors.append(e)
+                    threads = [threading.Thread(target=run, args=(p,)) for p in parts]
+                    t0 = time.perf_counter()
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    dt = time.perf_counter() - t0
+                    if errors:
+                        raise errors[0]
+                    rates[f"http-{mode}-{count}"] = per * count / dt
+                self.purge()
+        finally:
+            server.terminate()
+            server.wait(30)
+        return rates
 
     # -- workers
     def worker_env(self):

@@ -23,7 +23,7 @@ from tq.cli.common import EXIT_USAGE, CliError, Parser, err, error_line
 VERBS = (
     run,      # up, consumer
     submit,   # submit
-    jobs,     # jobs, show, status, workers, periodic
+    jobs,     # jobs, show, wait, status, workers, periodic
     actions,  # pause, resume, cancel, requeue, purge, run-now
     admin,    # audit, quarantine, db, tui
     ingest,   # watch, ingest

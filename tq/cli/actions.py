@@ -27,7 +27,10 @@ def cmd_pause(args: argparse.Namespace) -> int:
     from tq import ops
 
     runtime = make_runtime(args)
-    ops.pause(runtime, args.queue_name, args.task_name)
+    try:
+        ops.pause(runtime, args.queue_name, args.task_name)
+    except ops.ActionError as exc:  # an attached app's unknown task: bad input
+        raise CliError(str(exc)) from None
     out.print(literal(f"paused {args.queue_name}"
                       + (f" / {args.task_name}" if args.task_name else "")))
     return 0
@@ -37,7 +40,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tq import ops
 
     runtime = make_runtime(args)
-    moved = ops.resume(runtime, args.queue_name, args.task_name)
+    try:
+        moved = ops.resume(runtime, args.queue_name, args.task_name)
+    except ops.ActionError as exc:
+        raise CliError(str(exc)) from None
     out.print(literal(f"resumed {args.queue_name}"
                       + (f" / {args.task_name}" if args.task_name else "")
                       + (f"; {moved} held job(s) back on the queue" if moved else "")))

@@ -1,11 +1,15 @@
-"""`tq jobs`, `tq show`, `tq status`, `tq workers`, `tq periodic`: reading.
+"""`tq jobs`, `tq show`, `tq wait`, `tq status`, `tq workers`, `tq periodic`: reading.
 
 Each reads through tq.queries, the same functions the console reads through.
+`tq wait` exits 0 when every job succeeded, 1 when any ended otherwise
+(failed, canceled, expired, requeued), 2 for an unknown id or a timeout.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 from typing import Any
 
 from rich.text import Text
@@ -29,6 +33,19 @@ from tq.text import literal, markup, visible
 # parser must not load tq.queries (peewee) for `tq --help`; tests/test_lazy_import.py
 # checks the two agree.
 SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
+RESULT_SHOWN = 4000  # characters of a result `tq show` prints (all of it: --json)
+RESULT_LINE = 80  # characters of a result on `tq wait`'s one line per job
+IDS_NAMED = 10  # ids a `tq wait` error line names before "and N more"
+WAIT_MAX = 10 * 365 * 86400.0
+
+
+def result_text(value: Any, width: int | None = None) -> tuple[str, bool]:
+    """A result as tq shows it: pretty JSON (one line when `width` is given), cut
+    to RESULT_SHOWN or `width` characters; and whether it was cut."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True,
+                      indent=None if width else 2)
+    limit = width or RESULT_SHOWN
+    return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -79,6 +96,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         field("requeued_to", ", ".join(job["requeued_to"]))
     if job.get("error_type"):
         field("error", f"{job['error_type']}: {job['error_message']}")
+    if job.get("has_result"):
+        text, cut = result_text(job["result"])
+        # soft_wrap: a long line of the value stays one line (grep, copy and paste).
+        out.print(Text.assemble(Text(f"{'result':>13} ", style="bold"),
+                                literal(text, multiline=True)), soft_wrap=True)
+        if cut:
+            out.print(Text(f"{'':>13} (cut at {RESULT_SHOWN:,} characters: "
+                           "tq show --json for all of it)", style="dim"))
     for attempt in job["attempt_log"]:
         out.print(literal(
             f"  attempt {attempt['attempt']}: {attempt['outcome'] or 'running'} "
@@ -89,6 +114,64 @@ def cmd_show(args: argparse.Namespace) -> int:
     if job.get("traceback"):
         out.print(literal(job["traceback"].rstrip(), multiline=True))
     return 0
+
+
+def timeout_seconds(text: str) -> float:
+    """An argparse type: seconds to wait, 0 to ten years, said so when it is not."""
+    value = float(text) if re.fullmatch(r"\s*[0-9]{1,12}(\.[0-9]{0,9})?\s*", text) else math.nan
+    if not 0 <= value <= WAIT_MAX:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to {WAIT_MAX:.0f}, "
+                                         f"got '{text[:40]}'")
+    return value
+
+
+def _named(ids: list[str]) -> str:
+    shown = ", ".join(i if len(i) <= 80 else i[:77] + "..." for i in ids[:IDS_NAMED])
+    return shown + (f" and {len(ids) - IDS_NAMED:,} more" if len(ids) > IDS_NAMED else "")
+
+
+def _outcome(job: dict) -> dict[str, Any]:
+    keys = ("id", "state", "has_result", "result", "error_type", "error_message",
+            "finished_at", "attempts", "requeued_to")
+    return {key: job.get(key) for key in keys}
+
+
+def _outcome_line(job: dict) -> Text:
+    line = Text.assemble(literal(job["id"]), "  ", Text(job["state"], style=(
+        "green" if job["state"] == "succeeded" else "red")))
+    if job["state"] == "succeeded":
+        if job.get("has_result"):
+            text, cut = result_text(job["result"], width=RESULT_LINE)
+            line.append_text(Text.assemble("  ", literal(text + ("..." if cut else ""))))
+    elif job["state"] == "requeued" and job.get("requeued_to"):
+        line.append_text(literal(f"  as {', '.join(job['requeued_to'])}"))
+    elif job.get("error_type"):
+        line.append_text(literal(f"  {job['error_type']}: {job['error_message']}"[:200]))
+    return line
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from tq.queries import unknown_jobs, wait_jobs
+
+    ids = list(dict.fromkeys(args.ids))
+    runtime = make_runtime(args)
+    unknown = unknown_jobs(runtime, ids)  # through catch_up, the one door
+    if unknown:
+        raise CliError(f"no job{'s' if len(unknown) > 1 else ''} {_named(unknown)} in "
+                       "history")
+    ended = wait_jobs(runtime, ids, args.timeout)
+    pending = [job_id for job_id in ids if job_id not in ended]
+    if args.json:
+        print_json([{**_outcome(ended[job_id]), "ended": True} if job_id in ended
+                    else {"id": job_id, "ended": False} for job_id in ids])
+    else:
+        for job_id in ids:
+            if job_id in ended:
+                out.print(_outcome_line(ended[job_id]))
+    if pending:
+        raise CliError(f"timed out after {args.timeout:g} s: {len(pending):,} "
+                       f"job{'s' if len(pending) > 1 else ''} not ended: {_named(pending)}")
+    return 0 if all(job["state"] == "succeeded" for job in ended.values()) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -175,10 +258,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("show", help="one job with its attempts and traceback")
+    p = sub.add_parser("show", help="one job with its attempts, traceback and result")
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("wait", help="wait until jobs end; print each one's outcome "
+                       "(exit 0 all succeeded, 1 any did not, 2 unknown id or timeout)")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--timeout", type=timeout_seconds, default=None,
+                   help="seconds to wait at most (default: as long as it takes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("status", help="queues: depths, outcomes, workers")
     p.add_argument("--json", action="store_true")

@@ -234,7 +234,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--args", help="JSON array of positional arguments")
     p.add_argument("--kwargs", help="JSON object of keyword arguments")
     p.add_argument("--queue")
-    p.add_argument("--priority", help="whole number 0..1000, higher runs first")
+    p.add_argument("--priority", help="whole number 0..1000 or low (0), medium (500), high "
+                   "(1000); higher runs first")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--delay", help="seconds from now")
     when.add_argument("--eta", help="ISO 8601 time (naive means UTC)")

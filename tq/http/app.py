@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -282,9 +283,17 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         nxt = encode_cursor(sort, order, rows[-1]) if len(rows) == limit else None
         return {"total": queries.count_jobs(rt, flt), "jobs": _jsonable(rows), "next": nxt}
 
-    def _detail(job_id: str) -> dict:
-        queries.catch_up(rt)
-        detail = queries.job_detail(rt, job_id)
+    def _detail(job_id: str, grace: float = 2.0) -> dict:
+        # A job just submitted may be in flight to history in a consumer's writer
+        # (taken from the backend, not yet written), where catch_up cannot see it:
+        # an unknown id is looked for again for `grace` seconds before it is a 404.
+        deadline = time.monotonic() + grace
+        while True:
+            queries.catch_up(rt)
+            detail = queries.job_detail(rt, job_id)
+            if detail is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         if detail is None:
             raise ApiError(404, f"no job {jobspec.show(job_id, 80)}")
         return _jsonable(detail)
@@ -301,10 +310,10 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         reader(request)
         if not 0 <= wait <= MAX_WAIT:
             raise ApiError(400, f"wait is 0 to {MAX_WAIT:g} seconds")
-        detail = _detail(job_id)  # 404 first
+        _detail(job_id, max(2.0, wait))  # 404 first
         ended = queries.wait_jobs(rt, [job_id], wait).get(job_id)
         if ended is None:
-            return JSONResponse({"id": job_id, "state": _detail(job_id)["state"],
+            return JSONResponse({"id": job_id, "state": _detail(job_id, 0)["state"],
                                  "done": False}, status_code=202)
         detail = _jsonable(ended)
         return {"id": job_id, "state": detail["state"], "done": True,
@@ -328,8 +337,6 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
 
     @app.get(PREFIX + "/stats")
     def stats(request: Request, since: str = "1h", by: str = "task") -> Any:
-        import time
-
         from tq.stats import event_stats, task_stats
         from tq.where import parse_time
         reader(request)

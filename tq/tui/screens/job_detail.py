@@ -1,4 +1,4 @@
-"""Everything about one job: arguments, each attempt, the traceback, requeue links.
+"""Everything about one job: arguments, result, each attempt, the traceback, requeue links.
 
 One detail screen however far `f`/`n` follow requeue links: each step shows the
 other job in place and remembers the way (the trail, shown in the top bar);
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Group
+from rich.console import ConsoleRenderable, Group
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +23,7 @@ from tq.tui.widgets import fmt_duration, fmt_times, shorten
 
 # ANSI themes follow the terminal's own colours.
 THEME = "ansi_dark"
+RESULT_SHOWN = 4000  # characters of a result shown (all of it: tq show --json)
 
 
 class JobDetailScreen(TqScreen):
@@ -106,10 +107,21 @@ class JobDetailScreen(TqScreen):
                 summary.add_row(label, value if isinstance(value, Text) else literal(value))
         self.query_one("#summary", Static).update(summary)
         arguments = {"args": job["args"], "kwargs": job["kwargs"]}
-        self.query_one("#args", Static).update(Group(
+        parts: list[ConsoleRenderable] = [
             Text("arguments", style="bold underline"),
             Syntax(visible(json.dumps(arguments, indent=2, ensure_ascii=False), multiline=True),
-                   "json", theme=THEME, background_color="default", word_wrap=True)))
+                   "json", theme=THEME, background_color="default", word_wrap=True)]
+        if job.get("has_result"):
+            # Made visible, never markup: a result is outside text like the arguments.
+            text = json.dumps(job["result"], indent=2, ensure_ascii=False, sort_keys=True)
+            cut = len(text) > RESULT_SHOWN
+            parts += [Text("result", style="bold underline"),
+                      Syntax(visible(text[:RESULT_SHOWN], multiline=True), "json", theme=THEME,
+                             background_color="default", word_wrap=True)]
+            if cut:
+                parts.append(Text(f"(cut at {RESULT_SHOWN:,} characters: tq show --json "
+                                  "for all of it)", style="dim"))
+        self.query_one("#args", Static).update(Group(*parts))
         attempts = Table(box=None, header_style="bold", expand=True)
         for column in ("#", "outcome", "started", "finished", "took", "worker"):
             attempts.add_column(column, no_wrap=True)
