@@ -35,6 +35,8 @@ SKIP = {
     "tq tui": "interactive console (tested in test_tui)",
     "tq consumer": "runs until stopped (tested in test_queue_ops)",
     "tq metrics --serve": "serves until stopped (tested in test_stats)",
+    "tq serve &": "run with the curl lines after it, by test_readme_http_example",
+    "curl ": "run against a real tq serve and consumer by test_readme_http_example",
     "docker compose": "needs a container engine (compose.yaml is checked by test_deploy)",
     "cp tq.env.example": "a compose deployment step (the file is checked by test_deploy)",
 }
@@ -132,3 +134,50 @@ def test_readme_ini_block_loads(text, tmp_path):
     ini = tmp_path / "tq.ini"
     ini.write_text(text, encoding="utf-8")
     load_config(ini, env={})
+
+
+def test_readme_http_example(reader_dir):
+    """The quick start's curl lines, as written, against a real `tq serve` and
+    consumer (on a free port, put in for 8000; the id of the first answer put in
+    for ID): the job submitted with curl runs and its result comes back."""
+    import socket
+    import time
+
+    commands = [c for c in COMMANDS if c.startswith("curl ") and "localhost:8000" in c]
+    submit = next(c for c in commands if "-X POST" in c and "/api/v1/jobs " in c)
+    result = next(c for c in commands if "/result" in c)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env_run = dict(cwd=reader_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, text=True)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
+    base.update(PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", PYTHONPATH=str(reader_dir),
+                TQ_HISTORY_ROLLUP_EVERY="off")
+    server = subprocess.Popen(["tq", "serve", "--port", str(port)], env=base, **env_run)
+    consumer = subprocess.Popen(["tq", "consumer"], env=base, **env_run)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the server answers (a refused connection is curl's exit 7)
+            answer = run(f"curl -sf localhost:{port}/api/v1/healthz", reader_dir)
+            if answer.returncode == 0:
+                break
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr
+            time.sleep(0.1)
+        posted = run(submit.replace("localhost:8000", f"localhost:{port}"), reader_dir)
+        job = json.loads(posted.stdout)
+        assert job["state"] == "queued", posted.stdout
+        got = run(result.replace("localhost:8000", f"localhost:{port}")
+                  .replace("/ID/", f"/{job['id']}/"), reader_dir)
+        answer = json.loads(got.stdout)
+        assert answer["state"] == "succeeded", got.stdout
+        assert answer["result"] == {"args": ["hi"], "kwargs": {}}
+    finally:
+        for process in (server, consumer):
+            process.terminate()
+        for process in (server, consumer):
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
