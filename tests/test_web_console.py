@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from tq.http.console import COOKIE, ConsoleServer, child_command, child_environm
 from tq.queries import status
 from tq.tokens import Token, Tokens
 
-from conftest import Backend
+from conftest import Backend, wait_for
 from test_tui import failed_records
 
 OPERATE = "ops-" + "o" * 20
@@ -56,17 +55,6 @@ Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3})
 ANSI = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-_])")
 
 
-def wait_until(predicate, message: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
@@ -81,9 +69,9 @@ def server(tmp_path_factory):
                                cwd=tmp, env=environment, stdout=subprocess.DEVNULL,
                                stderr=log.open("w"))
     try:
-        found = wait_until(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
-                           or (process.poll() is not None and log.read_text() + " (exited)"),
-                           "tq web to listen")
+        found = wait_for(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
+                         or (process.poll() is not None and log.read_text() + " (exited)"),
+                         timeout=DEADLINE, message="tq web to listen")
         assert not isinstance(found, str), found
         yield {"port": int(found.group(1)), "log": log, "process": process,
                "backend": backend}
@@ -213,7 +201,7 @@ class Screen:
             self.seen += ANSI.sub("", "".join(frames))
             return self.seen if all(word in self.seen for word in words) else None
         try:
-            text = wait_until(drawn, f"the console to draw {words}")
+            text = wait_for(drawn, timeout=DEADLINE, message=f"the console to draw {words}")
         except AssertionError:
             raise AssertionError(f"never drawn {words}; last: {self.seen[-1500:]!r}") from None
         self.seen = ""

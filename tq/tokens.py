@@ -12,11 +12,13 @@ The rules, in one place for the HTTP API and the console in a browser:
 - a malformed `TQ_API_TOKENS` is a ConfigError naming the entry by position
   (never its text, which holds a secret), so the server refuses to start;
 - a token is checked in constant time against every configured token;
-- `operate` includes `read`.
+- `operate` includes `read`;
+- without tokens, a server binds and answers loopback only (`is_loopback`).
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -103,4 +105,14 @@ def load(env: Mapping[str, str] | None = None) -> Tokens:
     return Tokens(tuple(entries))
 
 
-__all__ = ["Token", "Tokens", "load", "ENV", "ROLES"]
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address to bind, a peer's address) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["Token", "Tokens", "load", "is_loopback", "ENV", "ROLES"]

@@ -17,7 +17,7 @@ DEFAULT_PORT = 8000
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tq import tokens as tq_tokens
-    from tq.http.console import is_loopback
+    from tq.tokens import is_loopback
 
     runtime = make_runtime(args, check_backend=False)
     tokens = tq_tokens.load()

@@ -32,7 +32,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import re
@@ -55,7 +54,7 @@ from textual_serve.server import Server, to_int
 from tq import tokens as tokens_module
 from tq.audit import AUDIT_USER_ENV
 from tq.config import ConfigError
-from tq.tokens import Token, Tokens
+from tq.tokens import Token, Tokens, is_loopback
 
 COOKIE = "tq_console"
 SESSION_SECONDS = 12 * 3600
@@ -68,15 +67,6 @@ HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:
 TOKEN = web.RequestKey("tq_token", Token)  # who this request is, set by the guard
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def host_name(host: str) -> str:
