@@ -806,12 +806,8 @@ def quarantine_purge(runtime: Runtime, entry_ids: Iterable[str] | None = None) -
     if messages is None or messages:
         deleted += runtime.control.quarantine_drop(messages)
     if records is None or records:
-        database = runtime.history_db()
-        with bound(database, [DeadRecord]):
-            query = DeadRecord.delete()
-            if records is not None:
-                query = query.where(DeadRecord.id.in_(records))
-            deleted += query.execute()
+        with bound(runtime.history_db(), [DeadRecord]):
+            deleted += _dead_records(DeadRecord.delete(), records).execute()
     audit(runtime, "quarantine-purge",
           "all" if entry_ids is None else ",".join(entry_ids)[:5000], deleted)
     return deleted
@@ -828,10 +824,14 @@ def quarantine_purge_preview(runtime: Runtime, entry_ids: Iterable[str] | None =
     else:
         count += sum(runtime.control.quarantine_get(n) is not None for n in messages)
     if records is None or records:
-        database = runtime.history_db()
-        with bound(database, [DeadRecord]):
-            query = DeadRecord.select()
-            if records is not None:
-                query = query.where(DeadRecord.id.in_(records))
-            count += query.count()
+        with bound(runtime.history_db(), [DeadRecord]):
+            count += _dead_records(DeadRecord.select(), records).count()
     return count
+
+
+def _dead_records(query: Any, records: list[int] | None) -> Any:
+    """`query` (a select or delete of DeadRecord) narrowed to `records` (None: all):
+    the one selection purge and its preview share, so the preview counts what goes."""
+    from tq.history import DeadRecord
+
+    return query if records is None else query.where(DeadRecord.id.in_(records))
