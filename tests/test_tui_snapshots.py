@@ -144,7 +144,8 @@ def show(*keys: str, expect: str, job: str | None = None):
         # machine can outrun.
         # Textual lays out only the screen on top: one still owing a layout when
         # a dialog opens over it is shown half laid out for good, so nothing may
-        # be owed either (Textual's own flags, private but the only witness).
+        # be owed either (Textual's own flags, private but the only witness;
+        # tests/test_textual_contract.py fails by name if a release renames one).
         def owed(screen) -> bool:
             return any(getattr(node, flag, False) for node in (screen, *screen.walk_children())
                        for flag in ("_layout_required", "_repaint_required",
