@@ -103,9 +103,12 @@ def test_idle_redis_worker_takes_a_new_job_at_once_not_at_its_next_poll(redis_ba
 
     def paused_submit_then_resume() -> list[str]:
         ops.pause(runtime, "default")
+        # Marked before the submit: the woken worker may claim before a mark taken
+        # after it, and then sleep out its long wait with no claim left to see.
+        mark = polls.mark()
         job_id = tq.submit("tq.tasks.demo.echo", "after resume", runtime=runtime)
         # The submit woke a worker; paused, its claim took nothing.
-        assert not any(polls.wait(polls.mark(), claims=1))
+        assert not any(polls.wait(mark, claims=1))
         assert job_states(runtime, [job_id]) == {job_id: "queued"}
         wait_for(lambda: waits.waiting() == 2, message="both workers back in a long wait")
         ops.resume(runtime, "default")
