@@ -137,7 +137,7 @@ def test_forged_cursor_is_400(thousand):
         assert set(answer.json()) == {"error"}
 
 
-def test_bulk_dry_run_counts_exactly_and_cancel_touches_that_many(thousand):
+def test_bulk_dry_run_counts_exactly_and_changes_nothing(thousand):
     body = {"where": "queue:reports task:tq.tasks.demo.echo", "dry_run": True}
     preview = thousand.ops.post("/jobs/cancel", json=body)
     assert preview.status_code == 200, preview.text
@@ -146,6 +146,33 @@ def test_bulk_dry_run_counts_exactly_and_cancel_touches_that_many(thousand):
     assert queries.count_jobs(thousand.runtime) >= N  # nothing changed by the dry run
     assert thousand.read.get("/jobs", params={"queue": "reports", "state": "canceled"}
                              ).json()["total"] == 0
+
+
+def test_bulk_cancel_and_requeue_touch_exactly_what_they_select(served):
+    # Jobs of their own (a task no other test here schedules), on a queue no consumer runs.
+    where = "queue:events task:tq.tasks.demo.sleep"
+    made = served.ops.post("/jobs/batch", json=[
+        {"task": "tq.tasks.demo.sleep", "queue": "events", "delay": 3600}] * 5)
+    assert made.status_code in (200, 201), made.text
+    wait_for(lambda: served.read.get("/jobs", params={"where": where}).json()["total"] == 5,
+             timeout=60, message="the 5 jobs in history")
+    canceled = served.ops.post("/jobs/cancel", json={"where": where})
+    assert canceled.status_code == 200 and canceled.json()["count"] == 5, canceled.text
+    listed = served.read.get("/jobs", params={"where": where, "state": "canceled"}).json()
+    assert listed["total"] == 5
+    preview = served.ops.post("/jobs/requeue", json={"where": where, "state": "canceled",
+                                                     "dry_run": True}).json()
+    assert preview["count"] == 5
+    requeued = served.ops.post("/jobs/requeue", json={"where": where, "state": "canceled"})
+    assert requeued.status_code == 200 and requeued.json()["count"] == 5, requeued.text
+    wait_for(lambda: served.read.get("/jobs", params={"where": where, "state": "queued"}
+                                     ).json()["total"] == 5, timeout=60,
+             message="5 copies queued")
+    again = served.ops.post("/jobs/requeue", json={"where": where, "state": "canceled"})
+    assert again.json()["count"] == 0, again.text  # each original is requeued once
+    entries = served.read.get("/audit").json()["entries"]
+    assert any(entry["user"] == "api:ops" and entry["action"] == "cancel"
+               and entry["count"] == 5 for entry in entries)
 
 
 def test_actions_by_id(served):
