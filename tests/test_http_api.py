@@ -273,3 +273,34 @@ def test_serve_without_tokens_refuses_other_than_loopback(tq_env, monkeypatch):
                            "--port", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "loopback only" in done.stderr
+
+
+def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_path):
+    """`[http] max_body` (here from TQ_HTTP_MAX_BODY) is the limit `tq serve` enforces."""
+    import socket
+    import subprocess
+    import sys
+    monkeypatch.delenv("TQ_API_TOKENS", raising=False)
+    monkeypatch.setenv("TQ_HTTP_MAX_BODY", "2048")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tq.cli", "serve", "--port", str(port)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
+
+        def up() -> bool:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                return client.get("/healthz").status_code in (200, 503)
+            except httpx.TransportError:
+                return False
+        wait_for(up, timeout=60, message="tq serve to answer")
+        spec = {"task": "tq.tasks.demo.echo", "args": ["x" * 3000]}
+        answer = client.post("/jobs", json=spec)
+        assert answer.status_code == 413, answer.text
+        assert set(answer.json()) == {"error"}
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -262,11 +262,21 @@ class HueySettings:
         "Huey apps attached with tq.attach(huey), as module:attribute, separated by commas:")
 
 
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
+    max_body: int = setting(
+        _number(1024, MIB * 64, whole=True), MIB,
+        "Largest request body tq serve takes for one job or one action (bytes); a larger")
+    max_batch_body: int = setting(
+        _number(1024, MIB * 1024, whole=True), 16 * MIB,
+        "Largest body of POST /api/v1/jobs/batch (bytes), a JSON array or JSON lines; a")
+
+
 # section -> its dataclass: the one declaration of every key tq reads.
 SECTIONS: dict[str, type] = {
     "tq": TqSettings, "queue": QueueSettings, "history": HistorySettings,
     "consumer": ConsumerSettings, "tasks": TasksSettings, "ingest": IngestSettings,
-    "huey": HueySettings,
+    "huey": HueySettings, "http": HttpSettings,
 }
 # section -> key -> (parser, default), read off SECTIONS for the loader and the tests.
 SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
@@ -313,6 +323,7 @@ class Config:
     consumer: ConsumerSettings
     task_modules: list[str]
     ingest: IngestSettings
+    http: HttpSettings
     queues: dict[str, int]
     routes: dict[str, Route]
     periodic: dict[str, Periodic] = field(default_factory=dict)
@@ -647,6 +658,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         consumer=ConsumerSettings(**typed["consumer"]),
         task_modules=list(typed["tasks"]["modules"]),
         ingest=IngestSettings(**typed["ingest"]),
+        http=HttpSettings(**typed["http"]),
         queues=queues,
         routes=routes,
         periodic=periodic,

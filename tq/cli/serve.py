@@ -28,7 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from tq.http.app import create_app
 
-    app = create_app(runtime, tokens)
+    app = create_app(runtime, tokens, max_body=runtime.config.http.max_body,
+                     max_batch_body=runtime.config.http.max_batch_body)
     config = uvicorn.Config(app, host=args.bind, port=args.port, log_level="warning",
                             access_log=False, server_header=False)
     server = uvicorn.Server(config)

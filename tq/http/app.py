@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tq import audit, jobspec, ops, queries
+from tq.config import HttpSettings
 from tq.format import first_line
 from tq.runtime import Runtime
 from tq.tokens import Token, Tokens
@@ -48,8 +49,9 @@ from tq.where import FilterError, parse
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-MAX_BODY = 1 << 20  # one job
-MAX_BATCH_BODY = 16 << 20  # a batch
+# Body limits: [http] max_body and max_batch_body (tq/config.py), whose defaults these are.
+MAX_BODY = HttpSettings.__dataclass_fields__["max_body"].metadata["default"]
+MAX_BATCH_BODY = HttpSettings.__dataclass_fields__["max_batch_body"].metadata["default"]
 MAX_LIMIT = 1000
 MAX_WAIT = 300.0
 LOCAL_OPERATOR = Token("local", "operate")  # no tokens configured: the loopback operator
