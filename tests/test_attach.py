@@ -164,6 +164,29 @@ def test_status_shows_the_app_queue(attached, monkeypatch, capsys):
     attached.huey.revoke_by_id(later.id)
 
 
+def test_cli_reads_attached_jobs_like_tqs_own(attached, monkeypatch, capsys):
+    """`tq jobs`, `tq show`, `tq workers` and `tq metrics` over an attached app's jobs:
+    the same history and control state as tq's own, through the same verbs."""
+    done = attached.module.add(20, 22)
+    assert done.get(blocking=True, timeout=30) == 42
+    wait_for_states(attached.runtime, [done.id], timeout=30)
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    capsys.readouterr()
+    assert main(["jobs", "--queue", attached.name, "--limit", "1000", "--json"]) == 0
+    listed = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed[done.id]["state"] == "succeeded"
+    assert main(["show", done.id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["args"] == [20, 22] and shown["queue"] == attached.name
+    wait_for(lambda: main(["workers", "--json"]) == 0 and any(
+        w.get("pid") == attached.process.pid
+        for w in json.loads(capsys.readouterr().out)), timeout=30,
+        message="the huey_consumer in tq workers")
+    assert main(["metrics"]) == 0
+    exposition = capsys.readouterr().out
+    assert f'queue="{attached.name}"' in exposition
+
+
 def test_depths_read_from_each_storage_kind(attached):
     """Queued depth on a Redis list, a priority zset and SQLite: an idle twin of the
     app's Huey (same class, a name of its own, no consumer)."""

@@ -57,6 +57,11 @@ def catch_up(runtime: Runtime) -> None:
         logger.debug("could not write submitted jobs to history: %s", exc)
 
 
+def queue_names(runtime) -> list[str]:
+    """Every queue a front end shows: tq's own, then attached Huey apps' ([huey] apps)."""
+    return [*runtime.queues, *attached_apps(runtime)]
+
+
 def queue_depths(runtime, queue: str) -> dict[str, int]:
     attached = attached_apps(runtime)
     if queue in attached:  # an attached Huey app: its own storage
@@ -89,7 +94,7 @@ def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
     paused = runtime.control.paused()
     workers = list_workers(runtime, now)
     queues = {}
-    for name in [*runtime.queues, *attached_apps(runtime)]:
+    for name in queue_names(runtime):
         entry: dict[str, Any] = {"paused": name in paused,
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
@@ -109,7 +114,7 @@ def queue_history(runtime, now: float | None = None, totals: bool = True
     now = time.time() if now is None else now
     runtime.history_db()
     queues = {}
-    for name in [*runtime.queues, *attached_apps(runtime)]:
+    for name in queue_names(runtime):
         entry: dict[str, Any] = {}
         if totals:
             counts = dict(tuple_rows(Job.select(Job.state, fn.COUNT(Job.id))
