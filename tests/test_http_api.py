@@ -304,3 +304,20 @@ def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_
     finally:
         server.terminate()
         server.wait(30)
+
+
+@pytest.mark.parametrize("verb", ["serve", "web"])
+def test_a_port_in_use_is_one_line_and_exit_2(verb, tq_env, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+    monkeypatch.delenv("TQ_API_TOKENS", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "tq.cli", verb, "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"tq: error: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in done.stderr and "ERROR:" not in done.stderr

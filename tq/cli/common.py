@@ -13,11 +13,12 @@ Nothing here imports huey, redis, peewee or a database driver at import time:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
@@ -163,3 +164,26 @@ def filter_options(parser: argparse.ArgumentParser,
                         help="only jobs enqueued since: 30m, 2h, 7d or ISO time")
     parser.add_argument("--before", type=moment,
                         help="only jobs enqueued before: 30m, 2h, 7d or ISO time")
+
+
+def server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
+    """--bind and --port of a verb that serves HTTP (tq serve, tq web): the same
+    defaults and words, loopback unless tokens are set (tq/tokens.py)."""
+    parser.add_argument("--bind", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; another needs "
+                             "TQ_API_TOKENS)")
+    parser.add_argument("--port", type=whole(0, 65535), default=default_port,
+                        help=f"port (default {default_port}; 0 picks a free one)")
+
+
+@contextlib.contextmanager
+def serving(args: argparse.Namespace) -> Iterator[None]:
+    """Around a server's run: a port that cannot be had is one line (exit 2), Ctrl-C
+    a clean stop."""
+    try:
+        yield
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.bind}:{args.port}: "
+                       f"{exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        pass

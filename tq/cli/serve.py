@@ -8,8 +8,9 @@ stays light.
 from __future__ import annotations
 
 import argparse
+import socket
 
-from tq.cli.common import CliError, err, make_runtime, whole
+from tq.cli.common import CliError, err, make_runtime, server_arguments, serving
 from tq.text import literal
 
 DEFAULT_PORT = 8000
@@ -33,25 +34,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host=args.bind, port=args.port, log_level="warning",
                             access_log=False, server_header=False)
     server = uvicorn.Server(config)
+    # Bound here, not by uvicorn: a port in use is then one line and exit 2 (uvicorn
+    # logs it and exits 3), and with --port 0 the line below names the real port.
+    listener = _listen(args)
+    port = listener.getsockname()[1]
     host = f"[{args.bind}]" if ":" in args.bind else args.bind
     if not tokens:
         err.print("tq: no TQ_API_TOKENS: anyone on this machine can act", markup=False)
-    err.print(literal(f"API on http://{host}:{args.port}/api/v1 (docs at /docs; Ctrl-C stops)"))
+    err.print(literal(f"API on http://{host}:{port}/api/v1 (docs at /docs; Ctrl-C stops)"))
     err.file.flush()
+    with serving(args):
+        server.run(sockets=[listener])
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> socket.socket:
     try:
-        server.run()
+        family = socket.getaddrinfo(args.bind, args.port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.bind}:{args.port}: "
                        f"{exc.strerror or exc}") from None
-    except KeyboardInterrupt:
-        pass
-    return 0
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with serving(args):
+        listener.bind((args.bind, args.port))
+        return listener
+    raise CliError("interrupted")  # Ctrl-C while binding
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="the JSON HTTP API (OpenAPI at /docs)")
-    p.add_argument("--bind", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; another needs TQ_API_TOKENS)")
-    p.add_argument("--port", type=whole(0, 65535), default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT})")
+    server_arguments(p, DEFAULT_PORT)
     p.set_defaults(func=cmd_serve)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tq.cli.common import CliError, err, make_runtime, whole
+from tq.cli.common import err, make_runtime, server_arguments, serving
 from tq.text import literal
 
 
@@ -29,13 +29,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         err.print(literal(f"console on http://{host}:{port}/ ({how}; Ctrl-C stops)"))
         err.file.flush()
 
-    try:
+    with serving(args):
         server.run(announce)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.bind}:{args.port}: "
-                       f"{exc.strerror or exc}") from None
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -44,8 +39,5 @@ DEFAULT_PORT = 8001  # beside tq serve's; aiohttp is imported only when `tq web`
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("web", help="the console in a browser (read tokens get it read-only)")
-    p.add_argument("--bind", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; another needs TQ_API_TOKENS)")
-    p.add_argument("--port", type=whole(0, 65535), default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    server_arguments(p, DEFAULT_PORT)
     p.set_defaults(func=cmd_web)
