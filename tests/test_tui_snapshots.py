@@ -151,13 +151,18 @@ def show(*keys: str, expect: str, job: str | None = None):
                        for flag in ("_layout_required", "_repaint_required",
                                     "_recompose_required"))
 
+        # Each look first lets the app drain its messages (pause() with no delay
+        # waits for idle): on a starved machine three frames 50 ms apart can be
+        # equal only because nothing ran between them (a status line's second
+        # row was still queued), so equal frames count only after real work.
         previous, same = None, 0
         for _ in range(200):
+            await pilot.pause()
             await pilot.pause(0.05)
             frame = pilot.app.export_screenshot()
             same = same + 1 if frame == previous and not owed(pilot.app.screen) else 0
             previous = frame
-            if same >= 2:
+            if same >= 4:
                 return
 
     async def run_before(pilot) -> None:
