@@ -258,6 +258,11 @@ def _decoded_result(text: str) -> Any:
 WAIT_CHUNK = 500  # ids per state query
 
 
+def unknown_grace(runtime: Runtime) -> float:
+    """How long an id must stay absent from history to be unknown (unknown_jobs)."""
+    return 1.0 + 5 * runtime.config.history.flush_interval
+
+
 def unknown_jobs(runtime: Runtime, ids: list[str], grace: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> list[str]:
@@ -271,7 +276,7 @@ def unknown_jobs(runtime: Runtime, ids: list[str], grace: float | None = None,
     seconds (default 1 s + 5 flush intervals: 2 s as shipped); known ids cost
     one look."""
     if grace is None:
-        grace = 1.0 + 5 * runtime.config.history.flush_interval
+        grace = unknown_grace(runtime)
     deadline = clock() + grace
     ordered = list(dict.fromkeys(ids))
     missing = [i for i in ordered if _askable(i)]
