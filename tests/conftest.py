@@ -22,6 +22,7 @@ or =thorough picks another.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -66,6 +67,13 @@ def pytest_collection_modifyitems(config, items) -> None:
             needs.update(SERVER_FIXTURES.get(name, ()))
         for marker in sorted(needs):
             item.add_marker(marker)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test starts by port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,

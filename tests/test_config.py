@@ -37,7 +37,7 @@ from tq.config import (
 )
 from tq.models import Job
 
-from conftest import MYSQL_HOST, MYSQL_PORT, use_env
+from conftest import MYSQL_HOST, MYSQL_PORT, free_port, use_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXCEPTION_NAMES = re.compile(r"Traceback|\b[A-Z][A-Za-z]*(Error|Exception)\b")
@@ -320,7 +320,7 @@ def test_password_never_printed_by_status_errors_or_logs(password, tmp_path, mon
     port); neither the error line nor a log line holds any form of it."""
     from tq.cli.common import make_runtime
 
-    closed = _free_port()
+    closed = free_port()
     for url in (f"mysql://root:{quote(password, safe='')}@{MYSQL_HOST}:{MYSQL_PORT}/tq_none",
                 f"mysql://root@{MYSQL_HOST}:{closed}/tq"):
         use_env(monkeypatch, {"TQ_TQ_DATA_DIR": str(tmp_path), "TQ_HISTORY_URL": url,
@@ -354,12 +354,6 @@ def test_status_shows_the_urls_masked(tmp_path, monkeypatch):
 
 
 # --- timeouts -----------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def mute_server():

@@ -17,7 +17,7 @@ from tq import queries
 from tq.http.app import create_app
 from tq.tokens import load
 
-from conftest import BACKENDS, Backend, RunningConsumer, wait_for
+from conftest import BACKENDS, Backend, RunningConsumer, free_port, wait_for
 
 MODULES = "tq.tasks.demo,tq.tasks.events,outcome_tasks"
 READ = "r" * 20
@@ -277,14 +277,11 @@ def test_serve_without_tokens_refuses_other_than_loopback(tq_env, monkeypatch):
 
 def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_path):
     """`[http] max_body` (here from TQ_HTTP_MAX_BODY) is the limit `tq serve` enforces."""
-    import socket
     import subprocess
     import sys
     monkeypatch.delenv("TQ_API_TOKENS", raising=False)
     monkeypatch.setenv("TQ_HTTP_MAX_BODY", "2048")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tq.cli", "serve", "--port", str(port)],
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

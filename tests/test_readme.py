@@ -140,15 +140,14 @@ def test_readme_http_example(reader_dir):
     """The quick start's curl lines, as written, against a real `tq serve` and
     consumer (on a free port, put in for 8000; the id of the first answer put in
     for ID): the job submitted with curl runs and its result comes back."""
-    import socket
     import time
+
+    from conftest import free_port
 
     commands = [c for c in COMMANDS if c.startswith("curl ") and "localhost:8000" in c]
     submit = next(c for c in commands if "-X POST" in c and "/api/v1/jobs " in c)
     result = next(c for c in commands if "/result" in c)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env_run = dict(cwd=reader_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, text=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
