@@ -90,13 +90,19 @@ def readers_files(here: Path) -> None:
     (here / "jobs.jsonl").write_text(json.dumps({"task": "tq.tasks.demo.echo"}) + "\n")
 
 
-def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = command.replace(".venv/bin/", "")
+def reader_env(cwd: Path) -> dict[str, str]:
+    """A reader's shell in `cwd`: no TQ_* of ours, the venv's tq on PATH."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TQ_")}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(cwd),
                TQ_HISTORY_ROLLUP_EVERY="off")
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return env
+
+
+def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = command.replace(".venv/bin/", "")
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=reader_env(cwd),
+                          capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
 
 
 def test_readme_has_examples_to_run():
@@ -150,9 +156,7 @@ def test_readme_http_example(reader_dir):
     port = free_port()
     env_run = dict(cwd=reader_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, text=True)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
-    base.update(PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", PYTHONPATH=str(reader_dir),
-                TQ_HISTORY_ROLLUP_EVERY="off")
+    base = reader_env(reader_dir)
     server = subprocess.Popen(["tq", "serve", "--port", str(port)], env=base, **env_run)
     consumer = subprocess.Popen(["tq", "consumer"], env=base, **env_run)
     try:
