@@ -134,6 +134,7 @@ class Attachment:
         # Copies made by `tq requeue` in this process: copy id -> original id.
         self.requeued_from: dict[str, str] = {}
         self._consumer_pid = 0
+        self.workers = 0
         self.name: str | None = None
         huey._signal.connect(self._on_signal)
         huey.on_startup(f"tq-attach-{id(self)}")(self._on_worker_start)
@@ -157,12 +158,14 @@ class Attachment:
         # the others wait for it, so no job runs under a name not yet registered.
         with self._lock:
             if self._consumer_pid == os.getpid():
+                self.workers += 1  # counted for `tq workers`: one hook call a worker
                 return
             from tq.queues import host_name
             runtime = self.runtime
             self.name = f"{host_name()}:{os.getpid()}:huey-{uuid.uuid4().hex[:6]}"
             runtime.set_worker_name(self.name)
             self.started = time.time()
+            self.workers = 1
             try:
                 self._beat()
             except Exception as exc:
@@ -187,7 +190,7 @@ class Attachment:
         assert self.name is not None
         self.runtime.control.heartbeat(self.name, {
             "id": self.name, "host": self.name.split(":")[0], "pid": os.getpid(),
-            "queues": [self.queue], "workers": 0, "worker_type": "huey_consumer",
+            "queues": [self.queue], "workers": self.workers, "worker_type": "huey_consumer",
             "started": self.started, "beat": time.time(), "attached": True})
 
     def _heartbeat_loop(self) -> None:
@@ -335,8 +338,6 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
     found = _apps.get(runtime)
     if found is not None:
         return found
-    import importlib
-
     from huey import Huey as HueyClass
 
     from tq.config import ConfigError
@@ -346,7 +347,7 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
         module_name, _, attribute = spec.partition(":")
         shown = spec if len(spec) <= 200 else spec[:200] + "..."
         try:
-            huey = getattr(importlib.import_module(module_name), attribute)
+            huey = getattr(_import_app_module(module_name), attribute)
         except Exception as exc:
             raise ConfigError(f"[huey] apps: cannot load {shown}: {first_line(exc)[:300]}") from None
         if not isinstance(huey, HueyClass):
@@ -358,6 +359,21 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
         found[huey.name] = huey
     _apps[runtime] = found
     return found
+
+
+def _import_app_module(name: str) -> Any:
+    """Import an app's module as `huey_consumer app.huey` does: as it is, else,
+    when it is not found, with the current directory on sys.path (huey_consumer's
+    own fallback), so a name that works for the consumer works for tq."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if here in sys.path or exc.name is None or not name.startswith(exc.name):
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
 
 
 def depths(huey: Huey) -> dict[str, int]:
