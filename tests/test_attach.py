@@ -123,6 +123,7 @@ def test_every_job_is_recorded(attached):
     assert row["enqueued_at"] and row["started_at"] and row["finished_at"]
     assert f":{attached.process.pid}:" in row["worker"], row["worker"]
     assert [a["outcome"] for a in row["attempt_log"]] == ["succeeded"]
+    assert row["has_result"] and row["result"] == 3  # tq.result / tq show read it too
 
     row = job_detail(runtime, failing.id)
     assert row is not None and row["attempts"] == 2 and row["max_retries"] == 1
@@ -132,6 +133,7 @@ def test_every_job_is_recorded(attached):
 
     row = job_detail(runtime, urgent.id)
     assert row is not None and row["args"] == "[{1, 2}]"  # the repr, as a JSON string
+    assert not row["has_result"]  # a set is not JSON: only Huey's result store has it
     assert row["priority"] == (0 if attached.app == "redis_app" else 5)
 
     row = job_detail(runtime, delayed.id)
