@@ -34,8 +34,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NotRequired, TypedDict
 
-from tq.jobspec import MAX_DEPTH, depth_exceeds
+from tq.jobspec import MAX_DEPTH
 from tq.models import state_seq
+from tq.strictjson import depth_exceeds
 
 Outcome = Literal["succeeded", "failed", "canceled", "interrupted", "lost"]
 
