@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tq import jobspec, registry, strictjson
 from tq.format import first_line
 from tq.jobspec import SpecError
+from tq.storage.contract import backend_unreachable
 
 if TYPE_CHECKING:
     from tq.records import JobRecord
@@ -310,15 +311,6 @@ class BatchReport:
     # (first, last), which may or may not be in. Nothing after them was read.
     outage: str | None = None
     unsure: tuple[int, int] | None = None
-
-
-def backend_unreachable(exc: BaseException) -> bool:
-    """Whether `exc` means the queue backend cannot be reached (Redis down or
-    silent, SQLite locked or gone): what stops a batch as an outage."""
-    import sqlite3
-
-    import redis
-    return isinstance(exc, (redis.RedisError, sqlite3.Error, OSError))
 
 
 def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,

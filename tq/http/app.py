@@ -416,7 +416,7 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
 
 
 def _unreachable(exc: BaseException) -> bool:
-    from tq.submit import backend_unreachable
+    from tq.storage.contract import backend_unreachable
     try:
         import peewee
         return backend_unreachable(exc) or isinstance(exc, peewee.OperationalError)
