@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import sys
 import uuid
 from pathlib import Path
