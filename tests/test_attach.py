@@ -499,3 +499,123 @@ def test_run_now_of_hostile_ids_is_one_line_exit_2(attached, monkeypatch, capsys
     assert len(lines[0]) < 300 and "\x1b" not in captured.err + captured.out
     assert "Traceback" not in captured.err
     assert attached.huey.storage.schedule_size() == size
+
+
+# --- the surfaces that read and act on attached queues ------------------------------------
+
+def test_stats_count_the_app_queue(attached, monkeypatch, capsys):
+    """`tq stats` (the summaries) counts the app's jobs once a roll-up has seen them."""
+    from tq import summaries
+    runtime, app = attached.runtime, attached.module
+    done = [app.add(i, i) for i in range(3)]
+    for result in done:
+        result.get(blocking=True, timeout=30)
+    wait_for_states(runtime, [r.id for r in done], timeout=30)
+    summaries.rollup(runtime)
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    capsys.readouterr()
+    assert main(["stats", "--by", "queue", "--json"]) == 0
+    rows = {row["queue"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[attached.name]["succeeded"] >= 3 and rows[attached.name]["run_p50"] is not None
+    assert main(["stats"]) == 0
+    shown = capsys.readouterr().out
+    assert attached.name in shown and f"hueyapps.{attached.app}_attached.add" in shown
+
+
+@pytest.fixture
+def api(attached):
+    """`tq serve`'s app on a real uvicorn, with [huey] apps naming the attached app."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tq.http.app import create_app
+    from tq.tokens import load
+    runtime = attached.backend.runtime(**attached.apps_env)
+    app = create_app(runtime, load({"TQ_API_TOKENS": f"reader:{'r' * 20}:read,"
+                                                      f"ops:{'o' * 20}:operate"}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    clients = {role: httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60,
+                                  headers={"Authorization": f"Bearer {role[0] * 20}"})
+               for role in ("reader", "ops")}
+    yield clients
+    for client in clients.values():
+        client.close()
+    server.should_exit = True
+    thread.join(30)
+    runtime.close()
+
+
+def test_http_api_lists_and_acts_on_the_app_queue(attached, api):
+    """GET /queues has the app's queue with its depths, GET /jobs?queue= its jobs;
+    cancel and run-now of its jobs through the API act through Huey, audited as
+    api:<token name>."""
+    runtime, app = attached.runtime, attached.module
+    done = app.add(2, 3)
+    assert done.get(blocking=True, timeout=30) == 5
+    to_cancel = _scheduled(attached, (1, 0))
+    to_run = _scheduled(attached, (1, 1))
+    wait_for_states(runtime, [done.id], timeout=30)
+    queues = api["reader"].get("/queues")
+    assert queues.status_code == 200, queues.text
+    row = queues.json()["queues"][attached.name]
+    assert row["scheduled"] >= 2 and row["queued"] == 0 and row["history"]["succeeded"] >= 1
+    listed = api["reader"].get("/jobs", params={"queue": attached.name, "limit": 1000})
+    assert listed.status_code == 200, listed.text
+    states = {job["id"]: job["state"] for job in listed.json()["jobs"]}
+    assert states[done.id] == "succeeded" and states[to_cancel.id] == "scheduled"
+    assert all(job["queue"] == attached.name for job in listed.json()["jobs"])
+
+    canceled = api["ops"].post(f"/jobs/{to_cancel.id}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["count"] == 1, canceled.text
+    assert to_cancel.is_revoked()
+    moved = api["ops"].post(f"/jobs/{to_run.id}/run-now")
+    assert moved.status_code == 200 and moved.json()["done"] == [to_run.id], moved.text
+    assert to_run.get(blocking=True, timeout=30) == 2
+    assert wait_for_states(runtime, [to_cancel.id, to_run.id], timeout=30,
+                           states=("succeeded", "canceled")) == {
+        to_cancel.id: "canceled", to_run.id: "succeeded"}
+    entries = api["reader"].get("/audit").json()["entries"]
+    acted = {(e["action"], tuple(e["ids"])): e["user"] for e in entries}
+    assert acted[("cancel", (to_cancel.id,))] == "api:ops"
+    assert acted[("run-now", (to_run.id,))] == "api:ops"
+    assert api["ops"].post(f"/jobs/{done.id}/run-now").json()["skipped"] == {
+        done.id: "not on the schedule (history: succeeded)"}
+
+
+def test_console_queues_row_of_the_app(attached):
+    """The console's Queues screen has a row for the app's queue: its name, its depth
+    from the app's storage, its outcomes from history."""
+    import asyncio
+
+    from test_tui import loaded, make_app
+    runtime, app = attached.runtime, attached.module
+    done = app.add(3, 4)
+    assert done.get(blocking=True, timeout=30) == 7
+    later = _scheduled(attached, (0, 0))
+    wait_for_states(runtime, [done.id], timeout=30)
+    console_runtime = attached.backend.runtime(**attached.apps_env)
+    scheduled = attached.huey.storage.schedule_size()
+
+    async def scenario():
+        async with make_app(console_runtime).run_test(size=(130, 30)) as pilot:
+            screen = await loaded(pilot)
+            table = screen.query_one("#queues")
+            assert attached.name in [key.value for key in table.rows]
+
+            def cell(column):
+                return str(table.get_cell(attached.name, column))
+            assert cell("queue") == attached.name and cell("state") == "running"
+            assert (cell("queued"), cell("sched"), cell("run")) == ("0", str(scheduled), "0")
+            assert int(cell("ok/1h")) >= 1 and cell("fail") != "…"
+    try:
+        asyncio.run(scenario())
+    finally:
+        console_runtime.close()
+        attached.huey.revoke_by_id(later.id)
