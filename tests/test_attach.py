@@ -363,7 +363,10 @@ def test_run_now_moves_a_scheduled_job_and_skips_garbage(attached, caplog):
     from tq import audit, ops
     from tq.attached_schedule import take
     runtime, huey = attached.runtime, attached.huey
-    for garbage in GARBAGE:
+    forged = attached.module.add.s(1, 2)
+    forged.id = ["an", "unhashable", "id"]  # decodes, but is no job of anyone's
+    garbage_messages = [*GARBAGE, huey.serialize_task(forged)]
+    for garbage in garbage_messages:
         huey.storage.add_to_schedule(garbage, FAR)
     try:
         later = _scheduled(attached)
@@ -378,8 +381,8 @@ def test_run_now_moves_a_scheduled_job_and_skips_garbage(attached, caplog):
         entry = next(e for e in audit.entries(runtime.history_db()) if e["action"] == "run-now")
         assert entry["ids"] == [later.id] and entry["count"] == 1 and entry["outcome"] == "done"
     finally:
-        taken = [take(huey, garbage) for garbage in GARBAGE]
-    assert taken == [True] * len(GARBAGE)  # left on the schedule, as they were
+        taken = [take(huey, garbage) for garbage in garbage_messages]
+    assert taken == [True] * len(garbage_messages)  # left on the schedule, as they were
 
 
 def test_run_now_record_outranks_scheduled_until_the_job_runs(backend):
@@ -619,3 +622,24 @@ def test_console_queues_row_of_the_app(attached):
     finally:
         console_runtime.close()
         attached.huey.revoke_by_id(later.id)
+
+
+def test_run_now_puts_the_job_back_when_the_enqueue_fails(attached, monkeypatch):
+    """Taken off the schedule, then the app's enqueue fails (its server went away):
+    the message goes back on the schedule as it was, and run-now says it failed."""
+    import redis
+
+    from tq import ops
+    runtime, huey = attached.runtime, attached.huey
+    later = _scheduled(attached, (9, 9))
+
+    def down(task):
+        raise redis.exceptions.ConnectionError("the app's server went away")
+    monkeypatch.setattr(huey, "enqueue", down)
+    result = ops.run_now(runtime, [later.id])
+    assert result.outcome == "failed" and "went away" in (result.error or "")
+    assert result.line().endswith("nothing changed")
+    monkeypatch.undo()
+    assert _on_app_schedule(huey, later.id)
+    assert ops.run_now(runtime, [later.id]).done == [later.id]  # and it moves once it can
+    assert later.get(blocking=True, timeout=30) == 18

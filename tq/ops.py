@@ -34,6 +34,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
@@ -686,9 +687,10 @@ def _move_own(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | None:
 def _move_attached(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | None:
     """An attached app's job off the app's schedule and onto its queue, by
     Huey's own enqueue (the app's serializer and storage, its signals: tq's
-    listener's `queued` record ranks below ours). Our record is published
-    first, so it is in history before a consumer can start the job. None:
-    moved; "": taken first; else why it stays."""
+    listener's `queued` record ranks below ours, and the job's running record
+    above it, whichever history gets first). An enqueue that fails puts the
+    message back on the schedule, as it was, and raises. None: moved; "":
+    taken first; else why it stays."""
     from tq.attached_schedule import Unsupported, take
 
     if huey.is_revoked(task):  # peeking: the revocation stays for the consumer
@@ -700,16 +702,20 @@ def _move_attached(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | 
         return str(exc)
     found = attachment(huey)
     attempt = found._attempt(task) if found is not None else 0
-    now = time.time()
-    task.eta = None
-    moved: dict[str, Any] = dict(history_record.run_now(task.id, attempt, bool(attempt), now))
+    eta, task.eta = task.eta, None
+    try:
+        huey.enqueue(task)
+    except Exception:
+        huey.storage.add_to_schedule(raw, eta or datetime.fromtimestamp(0))
+        raise
+    moved: dict[str, Any] = dict(history_record.run_now(task.id, attempt, bool(attempt),
+                                                        time.time()))
     if found is not None:  # the whole record: history may not have the job's row yet
         moved = {**found.job(task, moved["state"], attempt, enqueued_at=None), **moved}
     try:
         publish(runtime, [moved])
-    except Exception as exc:  # history and outbox both down: the job still runs now
+    except Exception as exc:  # history and outbox both down: the job runs all the same
         logger.warning("run now of %s: record not written: %s", task.id, reason(exc))
-    huey.enqueue(task)
     return None
 
 
@@ -748,15 +754,17 @@ def _on_schedule(runtime: Runtime, wanted: set[str]
         for raw in huey.storage.scheduled_items():
             try:
                 task = huey.deserialize_task(raw)
-                task_id = task.id
             except Exception:  # not ours to judge here: a consumer quarantines it
                 undecodable += 1
                 continue
-            if task_id in wanted:
+            if not isinstance(getattr(task, "id", None), str):  # a forged message
+                undecodable += 1
+                continue
+            if task.id in wanted:
                 yield huey, raw, task, own
         if undecodable:
             logger.warning("run now: %d message(s) on the schedule of queue %s do not "
-                           "decode; left as they are", undecodable, huey.name)
+                           "decode as a job; left as they are", undecodable, huey.name)
 
 
 def _scheduled_state(task: Any) -> str:
