@@ -123,6 +123,7 @@ def test_every_job_is_recorded(attached):
     assert row["enqueued_at"] and row["started_at"] and row["finished_at"]
     assert f":{attached.process.pid}:" in row["worker"], row["worker"]
     assert [a["outcome"] for a in row["attempt_log"]] == ["succeeded"]
+    assert row["has_result"] and row["result"] == 3  # tq.result / tq show read it too
 
     row = job_detail(runtime, failing.id)
     assert row is not None and row["attempts"] == 2 and row["max_retries"] == 1
@@ -132,6 +133,7 @@ def test_every_job_is_recorded(attached):
 
     row = job_detail(runtime, urgent.id)
     assert row is not None and row["args"] == "[{1, 2}]"  # the repr, as a JSON string
+    assert not row["has_result"]  # a set is not JSON: only Huey's result store has it
     assert row["priority"] == (0 if attached.app == "redis_app" else 5)
 
     row = job_detail(runtime, delayed.id)
@@ -144,6 +146,30 @@ def test_huey_consumer_is_listed_as_a_worker(attached):
                 if w.get("pid") == attached.process.pid and w["alive"]]
     workers = wait_for(listed, timeout=30, message="the huey_consumer's heartbeat")
     assert workers[0]["queues"] == [attached.name]
+    # `-w 2`: both worker threads counted (each runs the start-up hook once)
+    wait_for(lambda: listed()[0]["workers"] == 2, timeout=30, message="2 workers counted")
+
+
+def test_app_module_in_the_current_directory_loads_as_for_huey_consumer(tmp_path):
+    """`huey_consumer shop.huey` finds shop.py in the current directory (it puts
+    the directory on sys.path when the import fails); `[huey] apps = shop:huey`
+    run from the same directory finds it too, with no PYTHONPATH."""
+    module = f"shop{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from huey import SqliteHuey\n"
+        f"huey = SqliteHuey('{module}', filename='shop.db')\n")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("TQ_") and key != "PYTHONPATH"}
+    backend = Backend("embedded", tmp_path)  # its history schema, as `tq up` leaves it
+    env.update({**backend.env, "TQ_HUEY_APPS": f"{module}:huey"})
+    try:
+        done = subprocess.run([str(Path(sys.executable).with_name("tq")), "status", "--json"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        backend.cleanup()
+    assert done.returncode == 0, done.stderr
+    assert module in json.loads(done.stdout)["queues"]
 
 
 def test_status_shows_the_app_queue(attached, monkeypatch, capsys):

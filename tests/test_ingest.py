@@ -460,7 +460,7 @@ def test_tq_up_runs_the_watcher_and_stores_events(backend, start_consumer, tmp_p
     assert stored == [("signup", "e.jsonl", n) for n in range(5)]
 
 
-def test_orphaned_claims_are_found_only_when_their_owner_is_gone(tmp_path, monkeypatch):
+def test_orphaned_claims_are_found_only_when_their_owner_is_gone(tmp_path):
     from tq.ingest import claims
 
     place = Folders(*(tmp_path / name for name in ("inbox", "processing", "history",
@@ -475,13 +475,13 @@ def test_orphaned_claims_are_found_only_when_their_owner_is_gone(tmp_path, monke
     for path in (live, gone, remote):
         path.write_text('{"type": "t"}\n')
     finder = OrphanFinder(place)
-    monkeypatch.setattr(claims, "ORPHAN_AFTER", 0.3)
-    assert finder.find() == [gone]  # another host's claim: not until it goes untouched
-    time.sleep(0.4)
-    assert sorted(finder.find()) == sorted([gone, live, remote])  # untouched too long
+    start, after = 1000.0, claims.ORPHAN_AFTER
+    assert finder.find(now=start) == [gone]  # another host's claim: not until it goes untouched
+    assert finder.find(now=start + after - 1) == [gone]
+    assert sorted(finder.find(now=start + after)) == sorted([gone, live, remote])  # too long
     os.utime(remote, ns=(time.time_ns(), time.time_ns() + 10**9))  # its owner touches it
-    time.sleep(0.4)
-    assert remote not in finder.find()
+    assert remote not in finder.find(now=start + after + 1)  # touched: its clock starts again
+    assert remote in finder.find(now=start + 2 * after + 1)
 
 
 @pytest.mark.parametrize("name, body, events", [

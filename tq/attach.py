@@ -20,6 +20,9 @@ Where the records go (the invariants):
     tq consumer running anywhere.
 Arguments are recorded as JSON when JSON can carry them, else as their
 `repr` (a JSON string): nothing is unpickled outside the app's processes.
+A task's return value is kept with its `succeeded` record when it is exactly
+JSON and within [history] result_limit (else history has none; Huey's own
+result store keeps every value, as without tq).
 A job's queue in history is the Huey app's name (`huey.name`); its task is
 Huey's own task string (module.Name). Attempt numbers are counted per job
 in the process that runs it (Huey keeps no attempt count of its own): a job
@@ -131,13 +134,16 @@ class Attachment:
         self._attempts: dict[str, int] = {}
         self._running: dict[str, tuple[float, str]] = {}
         self._errors: dict[str, Error] = {}
+        self._results: dict[str, str] = {}  # a job's return value as history keeps it
         # Copies made by `tq requeue` in this process: copy id -> original id.
         self.requeued_from: dict[str, str] = {}
         self._consumer_pid = 0
+        self.workers = 0
         self.name: str | None = None
         huey._signal.connect(self._on_signal)
         huey.on_startup(f"tq-attach-{id(self)}")(self._on_worker_start)
         huey.on_shutdown(f"tq-attach-{id(self)}")(self._on_worker_stop)
+        huey.post_execute(f"tq-attach-{id(self)}")(self._on_post_execute)
 
     # --- the runtime: tq's configuration in this process ----------------------------
     @property
@@ -157,12 +163,14 @@ class Attachment:
         # the others wait for it, so no job runs under a name not yet registered.
         with self._lock:
             if self._consumer_pid == os.getpid():
+                self.workers += 1  # counted for `tq workers`: one hook call a worker
                 return
             from tq.queues import host_name
             runtime = self.runtime
             self.name = f"{host_name()}:{os.getpid()}:huey-{uuid.uuid4().hex[:6]}"
             runtime.set_worker_name(self.name)
             self.started = time.time()
+            self.workers = 1
             try:
                 self._beat()
             except Exception as exc:
@@ -187,7 +195,7 @@ class Attachment:
         assert self.name is not None
         self.runtime.control.heartbeat(self.name, {
             "id": self.name, "host": self.name.split(":")[0], "pid": os.getpid(),
-            "queues": [self.queue], "workers": 0, "worker_type": "huey_consumer",
+            "queues": [self.queue], "workers": self.workers, "worker_type": "huey_consumer",
             "started": self.started, "beat": time.time(), "attached": True})
 
     def _heartbeat_loop(self) -> None:
@@ -198,6 +206,19 @@ class Attachment:
                 self._beat()
             except Exception as exc:
                 logger.debug("heartbeat failed: %s", exc)
+
+    def _on_post_execute(self, task: Any, value: Any, exception: BaseException | None) -> None:
+        # Huey's complete signal does not carry the return value; its post-execute
+        # hook, run just before it in the same thread, does. History keeps a value
+        # only when it is exactly JSON and within [history] result_limit; Huey's own
+        # result store (`.get()`) keeps every value, as without tq.
+        if exception is not None or value is None:
+            return
+        try:
+            self._results[task.id] = records.result_json(
+                value, self.runtime.config.history.result_limit)
+        except records.ResultRefused:
+            pass
 
     # --- signals ----------------------------------------------------------------------
     def _on_signal(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
@@ -289,7 +310,7 @@ class Attachment:
             return self._outcome(task, "retrying", now)
         if signal == S.SIGNAL_COMPLETE:
             self._errors[task.id] = records.no_error()
-            return self._outcome(task, "succeeded", now)
+            return self._outcome(task, "succeeded", now, self._results.pop(task.id, None))
         if signal == S.SIGNAL_INTERRUPTED:
             self._errors[task.id] = records.error("Interrupted", "huey_consumer stopped; "
                                                   "Huey does not put the job back")
@@ -304,7 +325,8 @@ class Attachment:
                                                    None))]
         return []
 
-    def _outcome(self, task: Any, state: str, now: float) -> list[Record]:
+    def _outcome(self, task: Any, state: str, now: float,
+                 result: str | None = None) -> list[Record]:
         attempt = self._attempts.get(task.id, self._attempt(task))
         started, worker = self._running.pop(task.id, (None, None))
         failure = self._errors.pop(task.id, None)
@@ -316,7 +338,8 @@ class Attachment:
                                     "interrupted": "interrupted"}[state]  # type: ignore[assignment]
         job_state = "failed" if state == "interrupted" else state  # Huey does not put it back
         return [self.job(task, job_state, attempt, started_at=started,
-                         finished_at=now if final else None, worker=worker, failure=failure),
+                         finished_at=now if final else None, worker=worker, failure=failure,
+                         result=result),
                 records.attempt_ended(task.id, attempt, worker, started, now, outcome,
                                       failure)]
 
@@ -335,8 +358,6 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
     found = _apps.get(runtime)
     if found is not None:
         return found
-    import importlib
-
     from huey import Huey as HueyClass
 
     from tq.config import ConfigError
@@ -346,7 +367,7 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
         module_name, _, attribute = spec.partition(":")
         shown = spec if len(spec) <= 200 else spec[:200] + "..."
         try:
-            huey = getattr(importlib.import_module(module_name), attribute)
+            huey = getattr(_import_app_module(module_name), attribute)
         except Exception as exc:
             raise ConfigError(f"[huey] apps: cannot load {shown}: {first_line(exc)[:300]}") from None
         if not isinstance(huey, HueyClass):
@@ -358,6 +379,21 @@ def apps(runtime: Runtime) -> dict[str, Huey]:
         found[huey.name] = huey
     _apps[runtime] = found
     return found
+
+
+def _import_app_module(name: str) -> Any:
+    """Import an app's module as `huey_consumer app.huey` does: as it is, else,
+    when it is not found, with the current directory on sys.path (huey_consumer's
+    own fallback), so a name that works for the consumer works for tq."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if here in sys.path or exc.name is None or not name.startswith(exc.name):
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
 
 
 def depths(huey: Huey) -> dict[str, int]:

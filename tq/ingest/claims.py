@@ -191,10 +191,11 @@ class OrphanFinder:
         self.folders = folders
         self._seen: dict[str, tuple[int, float]] = {}  # claim -> (mtime_ns, first seen)
 
-    def find(self) -> list[Path]:
+    def find(self, now: float | None = None) -> list[Path]:
         """Orphans, oldest first. A claim of this very process counts when no
-        thread here holds it (left behind by an error, e.g. a database outage)."""
-        now = time.monotonic()
+        thread here holds it (left behind by an error, e.g. a database outage).
+        `now`: a time.monotonic() reading (tests pass their own)."""
+        now = time.monotonic() if now is None else now
         found: list[tuple[float, Path]] = []
         seen: dict[str, tuple[int, float]] = {}
         try:
