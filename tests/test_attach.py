@@ -73,7 +73,9 @@ class AttachedApp:
         self.runtime = self.backend.runtime(**self.apps_env)
         tq.attach(self.huey, runtime=self.runtime)  # this process's records: this test's tq
         environment = {**os.environ, **self.backend.env, **self.app_env,
-                       "PYTHONPATH": str(TESTS_DIR)}
+                       "PYTHONPATH": str(TESTS_DIR),
+                       # the huey_consumer rolls the summaries up (tq stats)
+                       "TQ_HISTORY_ROLLUP_EVERY": "@every 1s"}
         executable = Path(sys.executable).with_name("huey_consumer")
         self.err = tmp_path / "huey_consumer.err"
         self.process = subprocess.Popen(
@@ -533,19 +535,23 @@ def test_run_now_of_hostile_ids_is_one_line_exit_2(attached, monkeypatch, capsys
 # --- the surfaces that read and act on attached queues ------------------------------------
 
 def test_stats_count_the_app_queue(attached, monkeypatch, capsys):
-    """`tq stats` (the summaries) counts the app's jobs once a roll-up has seen them."""
-    from tq import summaries
+    """`tq stats` (the summaries) counts the app's jobs: the huey_consumer rolls the
+    history up itself ([history] rollup_every, 1 s here), with no tq consumer anywhere."""
     runtime, app = attached.runtime, attached.module
     done = [app.add(i, i) for i in range(3)]
     for result in done:
         result.get(blocking=True, timeout=30)
     wait_for_states(runtime, [r.id for r in done], timeout=30)
-    summaries.rollup(runtime)
     use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
-    capsys.readouterr()
-    assert main(["stats", "--by", "queue", "--json"]) == 0
-    rows = {row["queue"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
-    assert rows[attached.name]["succeeded"] >= 3 and rows[attached.name]["run_p50"] is not None
+
+    def counted() -> dict | None:
+        capsys.readouterr()
+        assert main(["stats", "--by", "queue", "--json"]) == 0
+        rows = {row["queue"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+        row = rows.get(attached.name)
+        return row if row and row["succeeded"] >= 3 else None
+    row = wait_for(counted, timeout=30, message="the huey_consumer's roll-up")
+    assert row["run_p50"] is not None
     assert main(["stats"]) == 0
     shown = capsys.readouterr().out
     assert attached.name in shown and f"hueyapps.{attached.app}_attached.add" in shown

@@ -187,6 +187,8 @@ class Attachment:
             runtime.writer.attach_outbox(runtime.control, self.name)
             threading.Thread(target=self._heartbeat_loop, name="tq-attach-heartbeat",
                              daemon=True).start()
+            threading.Thread(target=self._rollup_loop, name="tq-attach-rollup",
+                             daemon=True).start()
             # Huey reports jobs interrupted by a stop after its workers' shutdown
             # hooks: what is recorded then is written at exit.
             atexit.register(self._on_worker_stop)
@@ -274,6 +276,29 @@ class Attachment:
                 value, self.runtime.config.history.result_limit)
         except records.ResultRefused:
             pass
+
+    def _rollup_loop(self) -> None:
+        # The summaries (tq stats, the console's charts) are rolled up by a tq
+        # consumer's scheduler; an app served only by huey_consumer has none, so
+        # its consumer rolls up on [history] rollup_every, in a thread of its own
+        # (a slow roll-up never delays a heartbeat). The roll-up's own lease keeps
+        # any number of consumers, tq's and Huey's, from running two at once.
+        from tq import summaries
+        from tq.schedule import parse_schedule
+        every = self.runtime.config.history.rollup_every
+        if every == "off":
+            return
+        schedule = parse_schedule(every)
+        while True:  # a daemon thread: it ends with the process
+            due = schedule.next_run()
+            if due is None:
+                return
+            time.sleep(max(0.0, due - time.time()))
+            try:
+                summaries.rollup(self.runtime)
+                summaries.prune(self.runtime)
+            except Exception as exc:
+                logger.warning("tq: roll-up failed (%s); trying again at the next", exc)
 
     # --- signals ----------------------------------------------------------------------
     def _on_signal(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
