@@ -108,6 +108,9 @@ def _message_to_dict(message: Message | None) -> dict[str, Any] | None:
 
 def _message_fields(message: Message) -> dict[str, Any]:
     data = message._asdict()
+    # The positional arguments are the message's array, never a tagged tuple
+    # (tq.serializer tags tuples inside them).
+    data["args"] = list(message.args or ())
     data["on_complete"] = _message_to_dict(message.on_complete)
     data["on_error"] = _message_to_dict(message.on_error)
     return data
