@@ -134,6 +134,21 @@ def test_a_pipeline_returns_its_results_in_order(served):
     assert [handle.id for handle in results] == [handle.id for handle in results._results]
 
 
+def test_a_failed_pipeline_raises_for_every_job_after_the_failure(served):
+    _, runtime, huey, tasks = served
+    results = huey.enqueue(tasks.add.s(1, 1).then(tasks.fail).then(tasks.add, 5))
+    first, failing, never = results
+    assert first.get(blocking=True, timeout=60) == 2
+    with pytest.raises(TaskException) as caught:
+        failing.get(blocking=True, timeout=60)
+    assert caught.value.metadata["error"] == "ValueError('2')"  # the value 1 + 1 handed on
+    with pytest.raises(TaskException) as caught:
+        never.get(blocking=True, timeout=60)  # Huey raises here too; tq does not wait
+    assert caught.value.error_type == "PipelineFailed"
+    assert f"job {failing.id} before it in the pipeline failed" in str(caught.value)
+    assert queries.job_detail(runtime, never.id)["attempts"] == 0
+
+
 def test_a_group_and_map_keep_working(served):
     _, _, huey, tasks = served
     results = huey.enqueue(group([tasks.add.s(1, 1), tasks.add.s(2, 2), tasks.add.s(3, 3)]))

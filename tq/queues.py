@@ -101,6 +101,7 @@ class JobRun:
     settled: bool = False  # a signal gave it its outcome
     result: str | None = None  # records.result_json of what the task returned
     result_refused: Error | None = None  # why history will not keep it: the job fails
+    skipped: Any = None  # the `.then()` follow-ups a refused result keeps from running
     outbox: list[Record] = field(default_factory=list)  # outcomes, handed over at release
 
 
@@ -365,8 +366,9 @@ class TqHuey(Huey):
                     task_value, self.runtime.config.history.result_limit)
             except records.ResultRefused as exc:
                 run.result_refused = records.error("ResultRefused", str(exc))
-                # The job fails: its `.then()` follow-up must not run as if it had not.
-                task.on_complete = None
+                # The job fails: its `.then()` follow-up must not run as if it had not
+                # (kept aside, to be recorded not run: _pipeline_not_run).
+                run.skipped, task.on_complete = task.on_complete, None
         return super()._run_post_execute(task, task_value, exception)
 
     def result(self, id, blocking=False, timeout=None, backoff=1.15, max_delay=1.0,
@@ -574,7 +576,24 @@ class TqHuey(Huey):
         attempt: AttemptRecord = records.attempt_ended(
             task.id, task_meta(task).attempt, run.worker, run.started, now, attempt_outcome,
             run.error)
-        return [job, attempt]
+        return [job, attempt, *self._pipeline_not_run(task, state, now)]
+
+    def _pipeline_not_run(self, task, state: str, now: float) -> list[Record]:
+        """The `.then()` follow-ups of a job that ended without a value never
+        run: each is recorded failed, saying why, so their handles raise as
+        Huey's do (Huey stores the first job's error for each) instead of
+        waiting, and history shows the whole pipeline."""
+        if state not in ("failed", "canceled"):
+            return []
+        follow_ups: list[Record] = []
+        follow_up = task.on_complete or _run(task).skipped
+        while follow_up is not None:
+            follow_ups.append(self.job_record(
+                follow_up, "failed", attempt=0, finished_at=now, failure=records.error(
+                    "PipelineFailed", f"not run: job {task.id} before it in the pipeline "
+                                      f"{state}", None)))
+            follow_up = follow_up.on_complete
+        return follow_ups
 
 
 def _as_dict(record: Record) -> dict[str, Any]:

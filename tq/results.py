@@ -60,8 +60,8 @@ class UnknownJob(KeyError):
 
 class JobFailed(TaskException):
     """The job ended without a value: failed, canceled or expired. Also Huey's
-    TaskException, its `metadata` as Huey fills it (`error` is the repr Huey
-    would give: "ValueError('disk full')")."""
+    TaskException, its `metadata` the keys Huey fills (`error` in the form of
+    Huey's repr, from the text history keeps: "ValueError('disk full')")."""
 
     def __init__(self, job_id: str, state: str, error_type: str, error_message: str,
                  traceback: str) -> None:
