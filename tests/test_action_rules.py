@@ -227,3 +227,23 @@ def test_quarantine_dry_runs_touch_nothing(backend, tq_env, capsys):
     captured = capsys.readouterr()
     assert "would requeue 0 of 2" in captured.out and "would not be requeued" in captured.err
     assert runtime.control.quarantine_count() == 1
+
+
+def test_run_now_shows_the_job_queued_in_history(backend):
+    """A job moved off the schedule is `queued` in history (eta: when it was moved),
+    not left `scheduled` until a worker starts it; a second run-now skips it, saying
+    what history has."""
+    from tq.queries import catch_up, job_detail
+    runtime = backend.runtime()
+    job_id = tq.submit("tq.tasks.demo.echo", args=[1], delay=3600, runtime=runtime)
+    catch_up(runtime)
+    row = job_detail(runtime, job_id)
+    assert row is not None and row["state"] == "scheduled"
+    before = time.time()
+    assert ops.run_now(runtime, [job_id]).done == [job_id]
+    catch_up(runtime)
+    row = job_detail(runtime, job_id)
+    assert row is not None and row["state"] == "queued" and before <= row["eta"] <= time.time()
+    assert runtime.queue("default").storage.queue_size() == 1
+    again = ops.run_now(runtime, [job_id])
+    assert again.skipped == {job_id: "not on the schedule (history: queued)"}

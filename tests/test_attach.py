@@ -73,7 +73,9 @@ class AttachedApp:
         self.runtime = self.backend.runtime(**self.apps_env)
         tq.attach(self.huey, runtime=self.runtime)  # this process's records: this test's tq
         environment = {**os.environ, **self.backend.env, **self.app_env,
-                       "PYTHONPATH": str(TESTS_DIR)}
+                       "PYTHONPATH": str(TESTS_DIR),
+                       # the huey_consumer rolls the summaries up (tq stats)
+                       "TQ_HISTORY_ROLLUP_EVERY": "@every 1s"}
         executable = Path(sys.executable).with_name("huey_consumer")
         self.err = tmp_path / "huey_consumer.err"
         self.process = subprocess.Popen(
@@ -354,3 +356,322 @@ def test_huge_and_deep_arguments_stay_bounded():
     assert len(_json_or_repr(["x" * 1_000_000])) < 20_000  # JSON, but too long to keep
     assert _json_or_repr(["\udcff"]).isascii()
     assert isinstance(json.loads(_json_or_repr(_deep(100_000))), str)
+
+
+# --- run now of a scheduled attached job ------------------------------------------------
+
+GARBAGE = [b"not a pickle", b"\x80\x04K\x01.", b"\x00" * 64]  # noise, the int 1, zeros
+FAR = datetime.datetime(2100, 1, 1)  # never due while a test runs
+
+
+def _on_app_schedule(huey, job_id: str) -> bool:
+    for raw in huey.storage.scheduled_items():
+        try:
+            if huey.deserialize_task(raw).id == job_id:
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def _scheduled(attached, args=(4, 5)):
+    """A job of the app an hour ahead, once its huey_consumer has put it on the schedule."""
+    later = attached.module.add.schedule(args, delay=3600)
+    wait_for(lambda: _on_app_schedule(attached.huey, later.id), timeout=30,
+             message="the job on the app's schedule")
+    wait_for_states(attached.runtime, [later.id], states=("scheduled",), timeout=30)
+    return later
+
+
+def test_run_now_moves_a_scheduled_job_and_skips_garbage(attached, caplog):
+    """`tq run-now` of an attached app's job an hour ahead: taken off the app's own
+    schedule, enqueued by Huey now, its result arrives; history has it succeeded after
+    one attempt (queued first: test_run_now_record_outranks_scheduled...); audited. Undecodable members of the schedule are skipped
+    and logged, and stay where they are."""
+    from tq import audit, ops
+    from tq.attached_schedule import take
+    runtime, huey = attached.runtime, attached.huey
+    forged = attached.module.add.s(1, 2)
+    forged.id = ["an", "unhashable", "id"]  # decodes, but is no job of anyone's
+    garbage_messages = [*GARBAGE, huey.serialize_task(forged)]
+    for garbage in garbage_messages:
+        huey.storage.add_to_schedule(garbage, FAR)
+    try:
+        later = _scheduled(attached)
+        with caplog.at_level("WARNING", logger="tq.ops"):
+            result = ops.run_now(runtime, [later.id])
+        assert result.done == [later.id] and not result.skipped and result.error is None
+        assert "do not decode" in caplog.text and attached.name in caplog.text
+        assert later.get(blocking=True, timeout=30) == 9  # now, not in an hour
+        wait_for_states(runtime, [later.id], timeout=30)
+        row = job_detail(runtime, later.id)
+        assert row is not None and row["state"] == "succeeded" and row["attempts"] == 1
+        entry = next(e for e in audit.entries(runtime.history_db()) if e["action"] == "run-now")
+        assert entry["ids"] == [later.id] and entry["count"] == 1 and entry["outcome"] == "done"
+    finally:
+        taken = [take(huey, garbage) for garbage in garbage_messages]
+    assert taken == [True] * len(garbage_messages)  # left on the schedule, as they were
+
+
+def test_run_now_record_outranks_scheduled_until_the_job_runs(backend):
+    """The move's record replaces `scheduled` (and a late `scheduled` record does
+    not bring the eta back); the job's running and final records then follow."""
+    from tq import records
+    from tq.history import write_records
+    from tq.models import Job, state_seq
+    runtime = backend.runtime()
+    db = runtime.history_db()
+    base = {"kind": "job", "id": "moved-1", "queue": "q", "task": "t", "args": "[]",
+            "kwargs": "{}", "priority": 0, "max_retries": 0, "enqueued_at": 1.0,
+            "requeued_from": None, "attempts": 0, "updated_at": 1.0}
+    scheduled = dict(base, state="scheduled", seq=state_seq("scheduled", 0), eta=9e9)
+    write_records(db, [scheduled, dict(records.run_now("moved-1", 0, False, 5.0))])
+    write_records(db, [scheduled])  # late
+    assert (Job.get_by_id("moved-1").state, Job.get_by_id("moved-1").eta) == ("queued", 5.0)
+    write_records(db, [dict(base, state="running", seq=state_seq("running", 1), attempts=1)])
+    assert Job.get_by_id("moved-1").state == "running"
+    retry = dict(base, id="moved-2", state="retrying", seq=state_seq("retrying", 1), eta=9e9)
+    write_records(db, [retry, dict(records.run_now("moved-2", 1, True, 6.0)), retry])
+    assert (Job.get_by_id("moved-2").state, Job.get_by_id("moved-2").eta) == ("retrying", 6.0)
+
+
+def test_run_now_skips_what_is_not_on_the_schedule(attached):
+    """A finished job, a job already moved, an unknown id: skipped, with why."""
+    from tq import ops
+    runtime, app = attached.runtime, attached.module
+    done = app.add(1, 1)
+    assert done.get(blocking=True, timeout=30) == 2
+    wait_for_states(runtime, [done.id], timeout=30)
+    result = ops.run_now(runtime, [done.id, "no-such-job"])
+    assert result.done == [] and result.outcome == "nothing"
+    assert result.skipped == {done.id: "not on the schedule (history: succeeded)",
+                              "no-such-job": "not on the schedule (not in history)"}
+
+
+def test_two_run_nows_at_once_move_the_job_once(attached):
+    """Of two run-nows racing for one job, one takes it off the schedule: it runs once."""
+    import threading
+
+    from tq import ops
+    from tq.attached_schedule import take
+    runtime, huey = attached.runtime, attached.huey
+    later = _scheduled(attached, (6, 7))
+    start = threading.Barrier(2)
+    results: list = []
+
+    def racer():
+        start.wait()
+        results.append(ops.run_now(runtime, [later.id]))
+    threads = [threading.Thread(target=racer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(len(r.done) for r in results) == [0, 1], [r.as_dict() for r in results]
+    assert later.get(blocking=True, timeout=30) == 13
+    wait_for_states(runtime, [later.id], timeout=30)
+    row = job_detail(runtime, later.id)
+    assert row is not None and row["attempts"] == 1 and len(row["attempt_log"]) == 1
+    assert not any(huey.deserialize_task(raw).id == later.id
+                   for raw in huey.storage.enqueued_items())
+    # The take itself: the first gets the message, the second finds it gone.
+    huey.storage.add_to_schedule(b"once", FAR)
+    assert (take(huey, b"once"), take(huey, b"once")) == (True, False)
+
+
+def test_run_now_of_a_waiting_retry(attached):
+    """A retry waiting on the schedule (Huey puts one there after a retry_delay) moves
+    too: it stays `retrying` in history until its next attempt runs."""
+    from tq import ops
+    runtime, app, huey = attached.runtime, attached.module, attached.huey
+    retry = app.fail.s("again later")
+    retry.retries = 0  # one retry of fail's one used: its second attempt is next
+    retry.eta = FAR
+    huey.add_schedule(retry)
+    preview = ops.preview(runtime, "run_now", [retry.id])
+    assert preview.counts == {("retrying", attached.name,
+                               f"hueyapps.{attached.app}_attached.fail"): 1}
+    result = ops.run_now(runtime, [retry.id])
+    assert result.done == [retry.id]
+    wait_for_states(runtime, [retry.id], states=("failed",), timeout=30)
+    row = job_detail(runtime, retry.id)
+    assert row is not None and row["attempts"] == 2 and row["error_message"] == "again later"
+
+
+def test_run_now_of_a_revoked_job_leaves_it(attached):
+    """A job Huey has revoked (tq cancel) stays on the schedule: moving it would only
+    have its consumer drop it."""
+    from tq import ops
+    runtime, huey = attached.runtime, attached.huey
+    later = _scheduled(attached, (8, 8))
+    later.revoke()
+    try:
+        result = ops.run_now(runtime, [later.id])
+        assert result.done == [] and "revoked" in result.skipped[later.id]
+        assert _on_app_schedule(huey, later.id)
+    finally:
+        later.restore()
+        huey.revoke_by_id(later.id)
+
+
+HOSTILE_IDS = ["x" * 100_000, "[bold red]x[/]", "\x1b[2J\x1b[31mred", "id\nsecond line",
+               "\udcff", "", "../../etc/passwd", "'; drop table job; --"]
+
+
+@pytest.mark.parametrize("job_id", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
+def test_run_now_of_hostile_ids_is_one_line_exit_2(attached, monkeypatch, capsys, job_id):
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+    size = attached.huey.storage.schedule_size()
+    capsys.readouterr()
+    assert main(["run-now", job_id]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "not on the schedule" in lines[0], captured.err
+    assert len(lines[0]) < 300 and "\x1b" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+    assert attached.huey.storage.schedule_size() == size
+
+
+# --- the surfaces that read and act on attached queues ------------------------------------
+
+def test_stats_count_the_app_queue(attached, monkeypatch, capsys):
+    """`tq stats` (the summaries) counts the app's jobs: the huey_consumer rolls the
+    history up itself ([history] rollup_every, 1 s here), with no tq consumer anywhere."""
+    runtime, app = attached.runtime, attached.module
+    done = [app.add(i, i) for i in range(3)]
+    for result in done:
+        result.get(blocking=True, timeout=30)
+    wait_for_states(runtime, [r.id for r in done], timeout=30)
+    use_env(monkeypatch, {**attached.backend.env, **attached.apps_env})
+
+    def counted() -> dict | None:
+        capsys.readouterr()
+        assert main(["stats", "--by", "queue", "--json"]) == 0
+        rows = {row["queue"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+        row = rows.get(attached.name)
+        return row if row and row["succeeded"] >= 3 else None
+    row = wait_for(counted, timeout=30, message="the huey_consumer's roll-up")
+    assert row["run_p50"] is not None
+    assert main(["stats"]) == 0
+    shown = capsys.readouterr().out
+    assert attached.name in shown and f"hueyapps.{attached.app}_attached.add" in shown
+
+
+@pytest.fixture
+def api(attached):
+    """`tq serve`'s app on a real uvicorn, with [huey] apps naming the attached app."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tq.http.app import create_app
+    from tq.tokens import load
+    runtime = attached.backend.runtime(**attached.apps_env)
+    app = create_app(runtime, load({"TQ_API_TOKENS": f"reader:{'r' * 20}:read,"
+                                                      f"ops:{'o' * 20}:operate"}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    clients = {role: httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60,
+                                  headers={"Authorization": f"Bearer {role[0] * 20}"})
+               for role in ("reader", "ops")}
+    yield clients
+    for client in clients.values():
+        client.close()
+    server.should_exit = True
+    thread.join(30)
+    runtime.close()
+
+
+def test_http_api_lists_and_acts_on_the_app_queue(attached, api):
+    """GET /queues has the app's queue with its depths, GET /jobs?queue= its jobs;
+    cancel and run-now of its jobs through the API act through Huey, audited as
+    api:<token name>."""
+    runtime, app = attached.runtime, attached.module
+    done = app.add(2, 3)
+    assert done.get(blocking=True, timeout=30) == 5
+    to_cancel = _scheduled(attached, (1, 0))
+    to_run = _scheduled(attached, (1, 1))
+    wait_for_states(runtime, [done.id], timeout=30)
+    queues = api["reader"].get("/queues")
+    assert queues.status_code == 200, queues.text
+    row = queues.json()["queues"][attached.name]
+    assert row["scheduled"] >= 2 and row["queued"] == 0 and row["history"]["succeeded"] >= 1
+    listed = api["reader"].get("/jobs", params={"queue": attached.name, "limit": 1000})
+    assert listed.status_code == 200, listed.text
+    states = {job["id"]: job["state"] for job in listed.json()["jobs"]}
+    assert states[done.id] == "succeeded" and states[to_cancel.id] == "scheduled"
+    assert all(job["queue"] == attached.name for job in listed.json()["jobs"])
+
+    canceled = api["ops"].post(f"/jobs/{to_cancel.id}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["count"] == 1, canceled.text
+    assert to_cancel.is_revoked()
+    moved = api["ops"].post(f"/jobs/{to_run.id}/run-now")
+    assert moved.status_code == 200 and moved.json()["done"] == [to_run.id], moved.text
+    assert to_run.get(blocking=True, timeout=30) == 2
+    assert wait_for_states(runtime, [to_cancel.id, to_run.id], timeout=30,
+                           states=("succeeded", "canceled")) == {
+        to_cancel.id: "canceled", to_run.id: "succeeded"}
+    entries = api["reader"].get("/audit").json()["entries"]
+    acted = {(e["action"], tuple(e["ids"])): e["user"] for e in entries}
+    assert acted[("cancel", (to_cancel.id,))] == "api:ops"
+    assert acted[("run-now", (to_run.id,))] == "api:ops"
+    assert api["ops"].post(f"/jobs/{done.id}/run-now").json()["skipped"] == {
+        done.id: "not on the schedule (history: succeeded)"}
+
+
+def test_console_queues_row_of_the_app(attached):
+    """The console's Queues screen has a row for the app's queue: its name, its depth
+    from the app's storage, its outcomes from history."""
+    import asyncio
+
+    from test_tui import loaded, make_app
+    runtime, app = attached.runtime, attached.module
+    done = app.add(3, 4)
+    assert done.get(blocking=True, timeout=30) == 7
+    later = _scheduled(attached, (0, 0))
+    wait_for_states(runtime, [done.id], timeout=30)
+    console_runtime = attached.backend.runtime(**attached.apps_env)
+    scheduled = attached.huey.storage.schedule_size()
+
+    async def scenario():
+        async with make_app(console_runtime).run_test(size=(130, 30)) as pilot:
+            screen = await loaded(pilot)
+            table = screen.query_one("#queues")
+            assert attached.name in [key.value for key in table.rows]
+
+            def cell(column):
+                return str(table.get_cell(attached.name, column))
+            assert cell("queue") == attached.name and cell("state") == "running"
+            assert (cell("queued"), cell("sched"), cell("run")) == ("0", str(scheduled), "0")
+            assert int(cell("ok/1h")) >= 1 and cell("fail") != "…"
+    try:
+        asyncio.run(scenario())
+    finally:
+        console_runtime.close()
+        attached.huey.revoke_by_id(later.id)
+
+
+def test_run_now_puts_the_job_back_when_the_enqueue_fails(attached, monkeypatch):
+    """Taken off the schedule, then the app's enqueue fails (its server went away):
+    the message goes back on the schedule as it was, and run-now says it failed."""
+    import redis
+
+    from tq import ops
+    runtime, huey = attached.runtime, attached.huey
+    later = _scheduled(attached, (9, 9))
+
+    def down(task):
+        raise redis.exceptions.ConnectionError("the app's server went away")
+    monkeypatch.setattr(huey, "enqueue", down)
+    result = ops.run_now(runtime, [later.id])
+    assert result.outcome == "failed" and "went away" in (result.error or "")
+    assert result.line().endswith("nothing changed")
+    monkeypatch.undo()
+    assert _on_app_schedule(huey, later.id)
+    assert ops.run_now(runtime, [later.id]).done == [later.id]  # and it moves once it can
+    assert later.get(blocking=True, timeout=30) == 18

@@ -105,7 +105,7 @@ def test_a_cut_file_ends_with_a_truncation_report_not_a_wrong_event(document, st
     got = read_all(whole[:cut], step)
     assert got, "a truncated array must say so"
     *items, (_, last) = got
-    assert isinstance(last, Bad) and ("ends" in last.reason or "bad JSON" in last.reason)
+    assert isinstance(last, Bad) and ("ends" in last.reason or "invalid JSON" in last.reason)
     for n, value in items:
         assert value == events[n - 1] or isinstance(value, Bad)
 

@@ -212,7 +212,7 @@ def test_three_bad_lines_of_1000_make_997_jobs_and_an_errors_file(backend, tmp_p
     errors = [json.loads(line) for line in Path(result.errors_path).read_text().splitlines()]
     assert Path(result.errors_path) == folders(runtime).rejected / "mixed.jsonl.errors.jsonl"
     assert [(e["line"], e["reason"].split(":")[0]) for e in errors] == [
-        (10, "bad JSON"), (500, "missing type field 'type'"),
+        (10, "invalid JSON"), (500, "missing type field 'type'"),
         (999, "no route for type 'surprise' and no default route")]
 
 
@@ -386,7 +386,7 @@ def test_bad_lines_within_readable_files(backend, tmp_path):
     array.write_text('[{"type": "t"}, {"type": "t", oops}, 7, {"type": "t"}')
     result = ingest_file(runtime, array)
     errors = [(e["item"], e["reason"][:12]) for e in map(json.loads, open(result.errors_path))]
-    assert (result.accepted, errors) == (2, [(2, "bad JSON: Ex"), (3, "an event mus"),
+    assert (result.accepted, errors) == (2, [(2, "invalid JSON"), (3, "an event mus"),
                                              (5, "the file end")])
 
 

@@ -114,7 +114,7 @@ def test_cli_submit_and_jobs(tq_env, backend, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["submit", "tq.tasks.demo.echo", "--args", "[1,"], "--args is not valid JSON"),
+    (["submit", "tq.tasks.demo.echo", "--args", "[1,"], "--args: invalid JSON"),
     (["submit", "no.such.task"], "unknown task 'no.such.task'"),
     (["submit", "tq.tasks.demo.echo", "--queue", "nope"], "unknown queue 'nope'"),
     (["submit", "tq.tasks.demo.sleep", "--args", '["long"]'], "must be float"),

@@ -28,6 +28,14 @@ Huey's own task string (module.Name). Attempt numbers are counted per job
 in the process that runs it (Huey keeps no attempt count of its own): a job
 retried by another consumer process counts from its remaining retries.
 A listener never raises into Huey: a record that cannot be built is logged.
+
+A huey_consumer SIGKILLed mid-job: Huey's Redis delivery is at most once, so
+the job is gone and no signal says so. Every attached huey_consumer, at start
+and on each heartbeat, ends in history the `running` jobs of its app whose
+worker is a registered huey_consumer silent for `[consumer] lease` seconds
+(heartbeat age judged by the queue backend's clock, as tq/recovery.py does):
+`failed`, WorkerLost, the attempt ended `lost`. History only: nothing is
+put back (durable=True, at-least-once claims, is not built yet).
 """
 from __future__ import annotations
 
@@ -175,8 +183,11 @@ class Attachment:
                 self._beat()
             except Exception as exc:
                 logger.warning("tq: heartbeat failed (%s); retrying", exc)
+            self._end_lost_runs()
             runtime.writer.attach_outbox(runtime.control, self.name)
             threading.Thread(target=self._heartbeat_loop, name="tq-attach-heartbeat",
+                             daemon=True).start()
+            threading.Thread(target=self._rollup_loop, name="tq-attach-rollup",
                              daemon=True).start()
             # Huey reports jobs interrupted by a stop after its workers' shutdown
             # hooks: what is recorded then is written at exit.
@@ -206,6 +217,52 @@ class Attachment:
                 self._beat()
             except Exception as exc:
                 logger.debug("heartbeat failed: %s", exc)
+            self._end_lost_runs()
+
+    def _end_lost_runs(self) -> int:
+        """End in history this app's `running` jobs whose huey_consumer went
+        silent for a lease (see the module docstring); returns how many."""
+        try:
+            return self._end_lost_runs_once()
+        except Exception as exc:  # a down database: the next heartbeat tries again
+            logger.debug("lost-job pass failed: %s", exc)
+            return 0
+
+    def _end_lost_runs_once(self) -> int:
+        runtime = self.runtime
+        lease = runtime.config.consumer.lease
+        silent = {info["id"] for info in runtime.control.workers()
+                  if info["worker_type"] == "huey_consumer" and info["heartbeat_age"] >= lease
+                  and info["id"] != self.name}
+        if not silent:
+            return 0
+        from tq.models import Job
+        runtime.history_db()
+        now = time.time()
+        ended = 0
+        rows = Job.select().where((Job.queue == self.queue) & (Job.state == "running"))
+        for row in rows:
+            worker = row.worker or ""
+            consumer = worker.rsplit("/", 1)[0]
+            if consumer not in silent:
+                continue
+            failure = records.error("WorkerLost", f"huey_consumer {consumer} stopped "
+                                    "heartbeating mid-job; Huey does not put the job back "
+                                    "(tq.attach(huey, durable=True) would)")
+            attempt = row.attempts or 1
+            job = records.job(
+                row.id, "failed", attempt, queue=self.queue, task=row.task or "",
+                args=row.args or "[]", kwargs=row.kwargs or "{}", priority=row.priority or 0,
+                max_retries=row.max_retries, enqueued_at=row.enqueued_at,
+                requeued_from=row.requeued_from,
+                updated_at=now, started_at=row.started_at, finished_at=now, worker=worker,
+                failure=failure)
+            runtime.writer.record(dict(job))
+            runtime.writer.record(dict(records.attempt_ended(
+                row.id, attempt, worker, row.started_at, now, "lost", failure)))
+            logger.warning("job %s (%s): %s", row.id, self.queue, failure["error_message"])
+            ended += 1
+        return ended
 
     def _on_post_execute(self, task: Any, value: Any, exception: BaseException | None) -> None:
         # Huey's complete signal does not carry the return value; its post-execute
@@ -219,6 +276,29 @@ class Attachment:
                 value, self.runtime.config.history.result_limit)
         except records.ResultRefused:
             pass
+
+    def _rollup_loop(self) -> None:
+        # The summaries (tq stats, the console's charts) are rolled up by a tq
+        # consumer's scheduler; an app served only by huey_consumer has none, so
+        # its consumer rolls up on [history] rollup_every, in a thread of its own
+        # (a slow roll-up never delays a heartbeat). The roll-up's own lease keeps
+        # any number of consumers, tq's and Huey's, from running two at once.
+        from tq import summaries
+        from tq.schedule import parse_schedule
+        every = self.runtime.config.history.rollup_every
+        if every == "off":
+            return
+        schedule = parse_schedule(every)
+        while True:  # a daemon thread: it ends with the process
+            due = schedule.next_run()
+            if due is None:
+                return
+            time.sleep(max(0.0, due - time.time()))
+            try:
+                summaries.rollup(self.runtime)
+                summaries.prune(self.runtime)
+            except Exception as exc:
+                logger.warning("tq: roll-up failed (%s); trying again at the next", exc)
 
     # --- signals ----------------------------------------------------------------------
     def _on_signal(self, signal: str, task: Any, *args: Any, **kwargs: Any) -> None:

@@ -12,15 +12,17 @@ quarantine) is the caller's choice.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-from typing import Any, NoReturn
+from typing import Any
+
+from tq import strictjson
 
 logger = logging.getLogger("tq.control")
 
 MAX_ENTRY = 64 * 1024  # bytes: larger control values are not tq's
 MAX_NAME = 255  # characters of an id, host, queue or task name
+CONTROL_DEPTH = 32  # nesting of a control value: tq's own are 2 or 3 levels deep
 _REPORTED_MAX = 10_000
 _reported: set[tuple[str, str]] = set()
 
@@ -63,10 +65,6 @@ def finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a value")
-
-
 def json_object(raw: Any, what: str, key: Any) -> dict[str, Any] | None:
     """A stored JSON object, or None (reported) when it is not one."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
@@ -86,9 +84,9 @@ def json_object(raw: Any, what: str, key: Any) -> dict[str, Any] | None:
         report(what, key, f"{len(raw)} characters")
         return None
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        report(what, key, f"not JSON ({str(exc)[:80]})")
+        value = strictjson.loads(raw, max_depth=CONTROL_DEPTH)
+    except strictjson.StrictJsonError as exc:
+        report(what, key, str(exc)[:120])
         return None
     if not isinstance(value, dict):
         report(what, key, f"JSON {type(value).__name__}, not an object")

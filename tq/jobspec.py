@@ -51,6 +51,7 @@ from typing import Any
 from tq.config import PRIORITY_NAMES, PRIORITY_RANGE
 from tq.models import Job
 from tq.serializer import dumps_json
+from tq.strictjson import depth_exceeds
 
 MAX_DEPTH = 100
 MAX_SECONDS = 10 * 365 * 86400
@@ -184,31 +185,6 @@ def retry_schedule(retries: int | None, retry_delay: float | None,
         raise SpecError(f"retries {retries} with retry_delay {_fmt(retry_delay)}"
                         + (f" and retry_backoff {_fmt(backoff)}" if backoff != 1 else "")
                         + f" wait more than {MAX_SECONDS // (365 * 86400)} years in all")
-
-
-def depth_exceeds(encoded: str, limit: int = MAX_DEPTH) -> bool:
-    """Whether JSON text nests deeper than `limit`. Fast when it plainly does not
-    (fewer brackets than the limit); else one pass that skips strings."""
-    if encoded.count("[") + encoded.count("{") <= limit:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for char in encoded:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def arguments(args: Any, kwargs: Any, max_bytes: int) -> tuple[list, dict, str, str]:

@@ -40,7 +40,7 @@ from prometheus_client.core import (
 )
 
 from tq.format import first_line
-from tq.queries import quarantine_counts, queue_depths, queue_names
+from tq.queries import AppUnreachable, quarantine_counts, queue_depths, queue_names
 from tq.summaries import EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram, percentile
 
 if TYPE_CHECKING:
@@ -64,7 +64,11 @@ class TqCollector:
         depth = GaugeMetricFamily("tq_queue_depth", "Jobs in the queue backend, by queue and state.",
                                   labels=("queue", "state"))
         for queue in queue_names(runtime):
-            for state, count in queue_depths(runtime, queue).items():
+            try:
+                depths = queue_depths(runtime, queue)
+            except AppUnreachable:
+                continue  # no sample rather than a false 0: absent() alerts on it
+            for state, count in depths.items():
                 depth.add_metric((queue, state), count)
         yield depth
 

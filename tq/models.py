@@ -44,18 +44,26 @@ REQUEUABLE = ("succeeded", "failed", "canceled", "expired")
 _RANK = {"queued": 0, "scheduled": 1, "running": 2, "retrying": 3}
 
 
-def state_seq(state: str, attempt: int) -> int:
+MOVED = 5  # a job moved off the schedule by run-now: see state_seq(moved=True)
+
+
+def state_seq(state: str, attempt: int, moved: bool = False) -> int:
     """Order of a job's states: a later state never goes back to an earlier one.
 
     Within one attempt: queued < scheduled < running < retrying < an outcome;
     a later attempt beats an earlier one; any outcome beats every non-outcome;
     `requeued` beats everything, so a late `failed` record (an outbox replayed
-    after an outage) can never put a retired job back in the failed set."""
+    after an outage) can never put a retired job back in the failed set.
+    `moved`: the record of a job an operator moved off the schedule (run now,
+    `attempt` the attempts it had): above its scheduled and retrying records
+    after those attempts, so its `queued` replaces `scheduled` and no late
+    `scheduled` record brings the eta back, and below its next attempt's
+    running record ((attempt + 1) * 10 + 2)."""
     if state == "requeued":
         return 2_000_000 + attempt * 10 + 5
     if state in TERMINAL:
         return 1_000_000 + attempt * 10 + 4
-    return attempt * 10 + _RANK[state]
+    return attempt * 10 + (MOVED if moved else _RANK[state])
 
 
 class LongText(TextField):

@@ -34,6 +34,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from tq import audit as audit_trail
@@ -44,7 +45,7 @@ from tq.format import first_line
 from tq.history import write_records
 from tq.models import REQUEUABLE, Job, bound
 from tq.queries import catch_up, exact_rows
-from tq.queues import host_name, utc_timestamp
+from tq.queues import host_name
 from tq.registry import task_meta
 from tq.serializer import loads_json
 from tq.submit import SubmitError, enqueue, prepare
@@ -123,7 +124,8 @@ RULES: dict[str, Rule] = {
                    skip={"*": "already finished ({state}); unchanged"}),
     "run_now": Rule("Run now", "moved {what} from the schedule to the queue",
                     states=("scheduled", "retrying"), default=("scheduled", "retrying"),
-                    queue=(), skip={"*": "not on the schedule"}, source="schedule"),
+                    queue=(), skip={"*": "not on the schedule ({state})"},
+                    source="schedule"),
     "purge": Rule("Purge", "purged {what} from history", states=DEAD_LETTER_STATES,
                   default=("failed",), queue=("failed",),
                   skip={"*": "{state}, not a dead letter"},
@@ -228,9 +230,8 @@ def preview(runtime: Runtime, action: str, ids: Iterable[str] | None = None,
     if selected.rule.source == "schedule":
         wanted = set(selected.ids if selected.ids is not None else
                      (job.id for rows in select_jobs(runtime, selected) for job in rows))
-        for huey, _, task in _on_schedule(runtime, wanted):
-            record = huey.job_record(task, _scheduled_state(task))
-            counts[(record["state"], record["queue"] or "?", record["task"] or "?")] += 1
+        for huey, _, task, own in _on_schedule(runtime, wanted):
+            counts[_scheduled_row(huey, task, own)] += 1
             ids_seen.append(task.id)
     elif selected.ids is not None or (selected.flt is not None and selected.flt.exact):
         for rows in select_jobs(runtime, selected):
@@ -629,51 +630,157 @@ def run_now(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | No
             ) -> ActionResult:
     """Move scheduled or retrying jobs from the schedule to the front of their work:
     they are enqueued now instead of at their eta. By filter, history says which
-    jobs; only those on the schedule move."""
+    jobs; only those on the schedule move. Each is taken off its schedule in one
+    atomic step first (a scheduler racing us, or a second run-now, gets it or we
+    do: it runs once), then enqueued with its `records.run_now` record. An
+    attached Huey app's job is taken from the app's own storage
+    (tq.attached_schedule) and enqueued with Huey's own enqueue; one Huey has
+    revoked (canceled, or its task type paused) is left where it is. A job
+    given by id and not moved is skipped with why, and its state in history."""
     selected = scope("run_now", ids, flt)
     result = ActionResult("run_now", selected.target())
     wanted: list[str] = selected.ids or []
+    reasons: dict[str, str] = {}
     try:
         if selected.ids is None:
             wanted = [job.id for rows in select_jobs(runtime, selected) for job in rows]
         remaining = set(wanted)
-        for huey, raw, task in _on_schedule(runtime, remaining):
-            storage = huey.storage
-            if task.id not in remaining or not storage.remove_scheduled(raw):
+        for huey, raw, task, own in _on_schedule(runtime, remaining):
+            if task.id not in remaining:
                 continue
-            eta = task.eta
-            task.eta = None
-            record = huey.job_record(task, "retrying" if task_meta(task).attempt else "queued",
-                                     eta=None if eta is None else utc_timestamp(eta))
-            storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
-                                 records=[runtime.records.seal(record)])
-            remaining.discard(task.id)
-            result.done.append(task.id)
+            why = (_move_own(runtime, huey, raw, task) if own
+                   else _move_attached(runtime, huey, raw, task))
+            if why is None:
+                remaining.discard(task.id)
+                reasons.pop(task.id, None)
+                result.done.append(task.id)
+            elif why:
+                reasons[task.id] = why
     except Exception as exc:
         result.error = reason(exc)
     if result.error is None:
         moved = set(result.done)
-        result.skipped = {job_id: selected.rule.why("") for job_id in wanted
-                          if job_id not in moved}
+        left = [job_id for job_id in wanted if job_id not in moved]
+        states = _history_states(runtime, left) if left else {}
+        result.skipped = {job_id: reasons.get(job_id) or selected.rule.why(
+            f"history: {states[job_id]}" if job_id in states else "not in history")
+            for job_id in left}
     _audit_result(runtime, result)
     return result
 
 
-def _on_schedule(runtime: Runtime, wanted: set[str]) -> Iterator[tuple[Any, bytes, Any]]:
-    """(queue, message, task) of each job of `wanted` on a queue's schedule."""
+def _move_own(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | None:
+    """A tq queue's job off its schedule and onto its queue, with its record in
+    the same step. None: moved; "": not there any more (taken first)."""
+    storage = huey.storage
+    if not storage.remove_scheduled(raw):
+        return ""
+    attempt = task_meta(task).attempt
+    task.eta = None
+    record = {**huey.job_record(task, _scheduled_state(task)),
+              **history_record.run_now(task.id, attempt, bool(attempt), time.time())}
+    storage.enqueue_many([(huey.serialize_task(task), task.priority or 0)],
+                         records=[runtime.records.seal(record)])
+    return None
+
+
+def _move_attached(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | None:
+    """An attached app's job off the app's schedule and onto its queue, by
+    Huey's own enqueue (the app's serializer and storage, its signals: tq's
+    listener's `queued` record ranks below ours, and the job's running record
+    above it, whichever history gets first). An enqueue that fails puts the
+    message back on the schedule, as it was, and raises. None: moved; "":
+    taken first; else why it stays."""
+    from tq.attached_schedule import Unsupported, take
+
+    if huey.is_revoked(task):  # peeking: the revocation stays for the consumer
+        return "revoked in Huey (canceled, or its task type paused): left on the schedule"
+    try:
+        if not take(huey, raw):
+            return ""
+    except Unsupported as exc:
+        return str(exc)
+    found = attachment(huey)
+    attempt = found._attempt(task) if found is not None else 0
+    eta, task.eta = task.eta, None
+    try:
+        huey.enqueue(task)
+    except Exception:
+        huey.storage.add_to_schedule(raw, eta or datetime.fromtimestamp(0))
+        raise
+    moved: dict[str, Any] = dict(history_record.run_now(task.id, attempt, bool(attempt),
+                                                        time.time()))
+    if found is not None:  # the whole record: history may not have the job's row yet
+        moved = {**found.job(task, moved["state"], attempt, enqueued_at=None), **moved}
+    try:
+        publish(runtime, [moved])
+    except Exception as exc:  # history and outbox both down: the job runs all the same
+        logger.warning("run now of %s: record not written: %s", task.id, reason(exc))
+    return None
+
+
+def _history_states(runtime: Runtime, ids: list[str], chunk: int = 500) -> dict[str, str]:
+    """The history state of each of `ids` that history has (none when history
+    does not answer: a skip's reason is then the rule's alone)."""
+    states: dict[str, str] = {}
+    ids = [job_id for job_id in ids if len(job_id) <= Job.id.max_length]  # none longer is
+    try:
+        runtime.history_db()
+        for start in range(0, len(ids), chunk):
+            rows = Job.select(Job.id, Job.state).where(Job.id.in_(ids[start:start + chunk]))
+            states.update({job.id: job.state for job in rows})
+    except Exception as exc:
+        logger.debug("history states of skipped jobs not read: %s", reason(exc))
+    return states
+
+
+def _schedules(runtime: Runtime) -> Iterator[tuple[Any, bool]]:
+    """Every queue whose schedule run-now reads: tq's own (True), then the
+    attached Huey apps' (False)."""
     for huey in runtime.queues.values():
+        yield huey, True
+    for huey in attached_apps(runtime).values():
+        yield huey, False
+
+
+def _on_schedule(runtime: Runtime, wanted: set[str]
+                 ) -> Iterator[tuple[Any, bytes, Any, bool]]:
+    """(queue, message, task, tq's own) of each job of `wanted` on a queue's
+    schedule. An attached app's message is unpickled here, as its own
+    huey_consumer does: only a process that imports the app ([huey] apps) has
+    one. A message that does not decode is left where it is and logged."""
+    for huey, own in _schedules(runtime):
+        undecodable = 0
         for raw in huey.storage.scheduled_items():
             try:
                 task = huey.deserialize_task(raw)
             except Exception:  # not ours to judge here: a consumer quarantines it
+                undecodable += 1
+                continue
+            if not isinstance(getattr(task, "id", None), str):  # a forged message
+                undecodable += 1
                 continue
             if task.id in wanted:
-                yield huey, raw, task
+                yield huey, raw, task, own
+        if undecodable:
+            logger.warning("run now: %d message(s) on the schedule of queue %s do not "
+                           "decode as a job; left as they are", undecodable, huey.name)
 
 
 def _scheduled_state(task: Any) -> str:
     """A job on the schedule: waiting for its eta, or for its next attempt."""
     return "retrying" if task_meta(task).attempt else "scheduled"
+
+
+def _scheduled_row(huey: Any, task: Any, own: bool) -> tuple[str, str, str]:
+    """(state, queue, task) of a job on a schedule, for a preview."""
+    if own:
+        record = huey.job_record(task, _scheduled_state(task))
+        return record["state"], record["queue"] or "?", record["task"] or "?"
+    found = attachment(huey)
+    attempt = found._attempt(task) if found is not None else 0
+    return ("retrying" if attempt else "scheduled", huey.name,
+            huey._registry.task_to_string(type(task)))
 
 
 # --- consumers ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
 from tq.models import STATES, TERMINAL, Attempt, Job, bound, dict_rows, tuple_rows
 from tq.scheduler import periodic_specs
+from tq.storage.contract import backend_unreachable
 from tq.where import Filter, condition
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ JOB_FIELDS = ("id", "queue", "task", "args", "kwargs", "priority", "state", "att
 # Single-column indexes of sort columns (models.Job.Meta): see list_jobs.
 BARE_SORT_INDEXES = {"enqueued_at": "job_enqueued_at", "finished_at": "job_finished_at"}
 logger = logging.getLogger("tq.queries")
+
+
+class AppUnreachable(Exception):
+    """An attached Huey app's own storage cannot be reached; str() is one line."""
 SORTABLE = ("enqueued_at", "started_at", "finished_at", "priority", "attempts", "task", "id")
 
 
@@ -62,10 +67,22 @@ def queue_names(runtime) -> list[str]:
     return [*runtime.queues, *attached_apps(runtime)]
 
 
+NO_DEPTHS: dict[str, int | None] = {"queued": None, "scheduled": None, "running": None,
+                                     "held": None}
+
+
 def queue_depths(runtime, queue: str) -> dict[str, int]:
+    """A queue's depths from its backend. An attached app's storage that cannot be
+    reached raises AppUnreachable (its own line), not the storage's exception."""
     attached = attached_apps(runtime)
     if queue in attached:  # an attached Huey app: its own storage
-        return attached_depths(attached[queue])
+        try:
+            return attached_depths(attached[queue])
+        except Exception as exc:
+            if not backend_unreachable(exc):
+                raise
+            raise AppUnreachable(f"{queue}: the app's storage is unreachable: "
+                                 f"{first_line(exc)[:200]}") from None
     storage = runtime.queue(queue).storage
     return {"queued": storage.queue_size(), "scheduled": storage.schedule_size(),
             "running": storage.inflight_count(), "held": storage.held_count()}
@@ -98,7 +115,12 @@ def queue_state(runtime, now: float | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"paused": name in paused,
                                  "paused_tasks": sorted(t.split("/", 1)[1] for t in paused
                                                         if t.startswith(name + "/"))}
-        entry.update(queue_depths(runtime, name))
+        try:
+            entry.update(queue_depths(runtime, name))
+        except AppUnreachable as exc:
+            # An attached app on a server of its own: the other queues still show,
+            # this one says why its depths are missing (None, never a guessed 0).
+            entry.update(NO_DEPTHS, unreachable=str(exc))
         queues[name] = entry
     return {"queues": queues, "workers_alive": sum(1 for w in workers if w["alive"]),
             "workers": workers,

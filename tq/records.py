@@ -9,7 +9,8 @@ by RecordSigner) and read back by serializer.decode_record. Invariants the
 builders keep, which the writer relies on:
 
   - `seq` is models.state_seq(state, attempt): the writer keeps the state of
-    the record with the highest seq, so records may arrive in any order;
+    the record with the highest seq, so records may arrive in any order
+    (`run_now`'s record: state_seq(..., moved=True));
   - a column a record does not carry and a column it carries as null mean the
     same ("unknown here"): nothing is ever cleared by a record, so a builder
     leaves out what it does not know;
@@ -34,8 +35,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NotRequired, TypedDict
 
-from tq.jobspec import MAX_DEPTH, depth_exceeds
+from tq.jobspec import MAX_DEPTH
 from tq.models import state_seq
+from tq.strictjson import depth_exceeds
 
 Outcome = Literal["succeeded", "failed", "canceled", "interrupted", "lost"]
 
@@ -199,6 +201,19 @@ def canceled(job_id: str, attempts: int, at: float) -> JobRecord:
                          "updated_at": at}
     record.update(error("Canceled", "canceled by operator", None))
     return record
+
+
+def run_now(job_id: str, attempts: int, retrying: bool, at: float) -> JobRecord:
+    """An operator moved a job off the schedule (`tq run-now`) after `attempts`
+    attempts: due `at`, now. A scheduled job becomes `queued`; a retrying one
+    stays `retrying` (its next attempt is still its next), its eta now. Ranked
+    above the scheduled and retrying records it replaces, below its next
+    attempt's running record (models.state_seq, moved=True). Merged over the
+    job's whole record by a caller that has one."""
+    state = "retrying" if retrying else "queued"
+    return {"kind": "job", "id": job_id, "state": state,
+            "seq": state_seq(state, attempts, moved=True),
+            "attempts": attempts, "eta": at, "updated_at": at}
 
 
 def requeued(job_id: str, attempts: int) -> JobRecord:

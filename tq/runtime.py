@@ -132,6 +132,8 @@ class Runtime:
             self._database = None
             self._schema_current = False
         if self._database is not None and self._schema_current:
+            if db.obj is not self._database:  # another runtime of this process bound them
+                db.initialize(self._database)
             return self._database, []
         failed_at, failure = self._database_failure
         timeout = self.config.queue.connect_timeout

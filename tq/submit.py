@@ -20,7 +20,6 @@ and an outage stops it at a known line (BatchReport).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -30,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tq import jobspec, registry
+from tq import jobspec, registry, strictjson
 from tq.format import first_line
 from tq.jobspec import SpecError
+from tq.storage.contract import backend_unreachable
 
 if TYPE_CHECKING:
     from tq.records import JobRecord
@@ -313,15 +313,6 @@ class BatchReport:
     unsure: tuple[int, int] | None = None
 
 
-def backend_unreachable(exc: BaseException) -> bool:
-    """Whether `exc` means the queue backend cannot be reached (Redis down or
-    silent, SQLite locked or gone): what stops a batch as an outage."""
-    import sqlite3
-
-    import redis
-    return isinstance(exc, (redis.RedisError, sqlite3.Error, OSError))
-
-
 def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
                  prefix: str | None = None, if_exists: str = "error",
                  batch_size: int = 1000, batch_seconds: float = 0.2) -> BatchReport:
@@ -377,10 +368,7 @@ def submit_lines(runtime: Runtime, lines: Iterable[tuple[int, bytes]], *,
         if not raw.strip():
             continue
         try:
-            spec = parse_spec_line(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            report.bad.append((number, "not UTF-8 text"))
-            continue
+            spec = parse_spec_line(raw)
         except SubmitError as exc:
             report.bad.append((number, str(exc)))
             continue
@@ -412,25 +400,14 @@ def _check_if_exists(value: str) -> None:
                           f"got {jobspec.show(value)}")
 
 
-def parse_spec_line(line: str) -> dict:
-    """One line of `tq submit --file`: a JSON object (see jobspec.SPEC_KEYS), nested at
-    most jobspec.MAX_DEPTH levels (checked before parsing: a deep line would
-    exhaust the parser's recursion)."""
-    # +2: the spec object and its args/kwargs are not levels of the arguments.
-    if jobspec.depth_exceeds(line, jobspec.MAX_DEPTH + 2):
-        raise SubmitError(f"nested deeper than {jobspec.MAX_DEPTH} levels")
+def parse_spec_line(line: bytes | str) -> dict:
+    """One line of `tq submit --file` (or an HTTP batch item): a JSON object (see
+    jobspec.SPEC_KEYS), strict JSON (tq.strictjson) whose arguments nest at most
+    jobspec.MAX_DEPTH levels inside the spec object and its args array."""
     try:
-        spec = json.loads(line)
-    except RecursionError:
-        raise SubmitError(f"nested deeper than {jobspec.MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise SubmitError(f"invalid JSON: {_json_reason(exc)}") from None
+        spec = strictjson.loads(line, jobspec.MAX_DEPTH, wrapper_levels=2)
+    except strictjson.StrictJsonError as exc:
+        raise SubmitError(str(exc)) from None
     if not isinstance(spec, dict):
         raise SubmitError("a job must be a JSON object with at least a \"task\" key")
     return spec
-
-
-def _json_reason(exc: ValueError) -> str:
-    # json's messages name no exception; ints past Python's digit limit say "Exceeds".
-    text = str(exc)
-    return "a number is too long" if "digits" in text else text

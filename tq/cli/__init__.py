@@ -73,8 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a server down mid-command: one line, not a traceback
         if os.environ.get("TQ_DEBUG"):
             raise
-        err.print(f"tq: error: {type(exc).__name__}: {error_line(str(exc))}", markup=False)
+        err.print(f"tq: error: {_outage_line(exc)}", markup=False)
         return 1
+
+
+def _outage_line(exc: Exception) -> str:
+    """A server that failed mid-command, said as what it is; anything else (a
+    defect) keeps its exception's name, which is what a bug report needs."""
+    from peewee import InterfaceError, OperationalError
+
+    from tq.storage.contract import backend_unreachable
+    if backend_unreachable(exc):
+        return f"a queue server is unreachable: {error_line(str(exc))}"
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return f"the history database is unreachable: {error_line(str(exc))}"
+    return f"{type(exc).__name__}: {error_line(str(exc))}"
 
 
 __all__ = ["main", "build_parser", "VERBS"]

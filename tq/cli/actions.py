@@ -61,6 +61,14 @@ def _ids_or_filter(args: argparse.Namespace) -> tuple[list[str] | None, Any]:
     return None, flt
 
 
+SHOWN_ID = 100  # characters of a skipped id shown (no job id is longer than 64)
+
+
+def _shown_id(job_id: str) -> str:
+    shown = visible(job_id)
+    return shown if len(shown) <= SHOWN_ID else shown[:SHOWN_ID] + "…"
+
+
 def report(result, json_output: bool = False, given_ids: bool = False) -> int:
     """One clear line (or JSON) for an action's outcome, and its exit status:
     0 done (or nothing to do for a filter), 1 a server failed part-way or before
@@ -73,7 +81,7 @@ def report(result, json_output: bool = False, given_ids: bool = False) -> int:
             ("tq: error: " if result.outcome == "failed" else "") + visible(result.line()),
             markup=False)
         for job_id, why in list(result.skipped.items())[:MAX_LINE_ERRORS_SHOWN]:
-            err.print(f"tq: {visible(job_id)}: {visible(why)}", markup=False)
+            err.print(f"tq: {_shown_id(job_id)}: {visible(why)}", markup=False)
         if len(result.skipped) > MAX_LINE_ERRORS_SHOWN:
             err.print(f"tq: … and {len(result.skipped) - MAX_LINE_ERRORS_SHOWN:,} more "
                       "skipped (--json lists them all)", markup=False)

@@ -174,6 +174,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0 if all(job["state"] == "succeeded" for job in ended.values()) else 1
 
 
+def _depth(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"  # None: not known, never shown as 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from tq.queries import catch_up, status
 
@@ -186,17 +190,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     numbers = ("queued", "scheduled", "running", "retrying", "failed", "ok/1m", "ok/1h",
                "oldest", "err/1h")
     table = new_table("queue", "state", *numbers, right=numbers)
+    unreachable = []
     for name, entry in data["queues"].items():
         state = Text("paused", style="yellow") if entry["paused"] else Text("running")
         if entry["paused_tasks"]:
             state.append(f" ({len(entry['paused_tasks'])} task paused)")
-        add_row(table, name, state, f"{entry['queued']:,}", f"{entry['scheduled']:,}",
-                f"{entry['running']:,}", f"{entry['retrying']:,}", f"{entry['failed']:,}",
+        if entry.get("unreachable"):  # an attached app's own storage: depths unknown
+            state = Text("unreachable", style="red")
+            unreachable.append(entry["unreachable"])
+        add_row(table, name, state, _depth(entry["queued"]), _depth(entry["scheduled"]),
+                _depth(entry["running"]), f"{entry['retrying']:,}", f"{entry['failed']:,}",
                 f"{entry['succeeded_last_minute']:,}", f"{entry['succeeded_last_hour']:,}",
                 fmt_age(entry["oldest_queued_age"]), f"{entry['error_rate_last_hour']:.1%}")
     out.print(table)
     out.print(literal(f"workers alive: {data['workers_alive']}   queue: {data['queue_backend']}"
                       f"   history: {data['history']}"))
+    for line in unreachable:
+        out.print(literal(line, style="red"))
     held = data.get("quarantine") or {}
     if any(held.values()):
         parts = [f"{held[key]:,} {key}" for key in ("messages", "records") if held.get(key)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -88,17 +87,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _json_option(key: str, raw: str) -> Any:
-    from tq import jobspec
+    from tq import jobspec, strictjson
     from tq.submit import SubmitError
 
-    if jobspec.depth_exceeds(raw, jobspec.MAX_DEPTH + 1):  # before the parser recurses
-        raise SubmitError(f"--{key}: nested deeper than {jobspec.MAX_DEPTH} levels")
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise SubmitError(f"--{key}: nested deeper than {jobspec.MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise SubmitError(f"--{key} is not valid JSON: {exc}") from None
+    try:  # the arguments' levels inside the option's own array or object
+        return strictjson.loads(raw, jobspec.MAX_DEPTH, wrapper_levels=1)
+    except strictjson.StrictJsonError as exc:
+        raise SubmitError(f"--{key}: {exc}") from None
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tq import audit, jobspec, ops, queries
+from tq import audit, jobspec, ops, queries, strictjson
 from tq.config import HttpSettings
 from tq.format import first_line
 from tq.runtime import Runtime
@@ -87,33 +87,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {jobspec.show(key)}")
-        result[key] = value
-    return result
-
-
-def parse_json(raw: bytes, depth: int = jobspec.MAX_DEPTH + 3) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded nesting."""
+def parse_json(raw: bytes) -> Any:
+    """A request body as strict JSON (tq.strictjson): a job spec object and its
+    args array wrap the arguments' MAX_DEPTH levels, a batch array one more."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "body is not UTF-8 text") from None
-    if jobspec.depth_exceeds(text, depth):  # before the parser recurses
-        raise ApiError(400, f"nested deeper than {jobspec.MAX_DEPTH} levels")
-    try:
-        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise ApiError(400, f"nested deeper than {jobspec.MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise ApiError(400, f"invalid JSON: {first_line(str(exc))}") from None
+        return strictjson.loads(raw, jobspec.MAX_DEPTH, wrapper_levels=3)
+    except strictjson.StrictJsonError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def encode_cursor(sort: str, order: str, row: dict[str, Any]) -> str:
@@ -124,8 +104,8 @@ def encode_cursor(sort: str, order: str, row: dict[str, Any]) -> str:
 def decode_cursor(text: str, sort: str, order: str) -> tuple[Any, str]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError):
+        value = strictjson.loads(raw, max_depth=2)
+    except ValueError:  # bad base64 or a StrictJsonError
         raise ApiError(400, "cursor is not one this server gave") from None
     if not (isinstance(value, list) and len(value) == 4 and value[:2] == [sort, order]
             and isinstance(value[3], str)
@@ -225,27 +205,19 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         if ndjson:
             lines = list(enumerate(raw.split(b"\n"), 1))
         else:
-            items = parse_json(raw, jobspec.MAX_DEPTH + 4)
+            try:  # the array is one level more than a line's spec
+                items = strictjson.loads(raw, jobspec.MAX_DEPTH, wrapper_levels=4)
+            except strictjson.StrictJsonError as exc:
+                raise ApiError(400, str(exc)) from None
             if not isinstance(items, list):
                 raise ApiError(400, "a batch is a JSON array of jobs (or JSON lines)")
             lines = [(n, json.dumps(item).encode()) for n, item in enumerate(items, 1)]
-        # A line's JSON is parsed strictly before tq.submit parses it again.
-        checked: list[tuple[int, bytes]] = []
-        bad: list[tuple[int, str]] = []
-        for number, line in lines:
-            if not line.strip():
-                continue
-            try:
-                parse_json(line)
-                checked.append((number, line))
-            except ApiError as exc:
-                bad.append((number, exc.line))
-        try:
+        try:  # each line parsed strictly (tq.strictjson) and reported by position
             with audit.acting_as(token.actor):
-                report = submit_lines(rt, checked, if_exists=if_exists)
+                report = submit_lines(rt, lines, if_exists=if_exists)
         except SubmitError as exc:
             raise ApiError(422, str(exc)) from None
-        errors = sorted(bad + report.bad)
+        errors = sorted(report.bad)
         return {"jobs": report.jobs, "submitted": report.submitted, "skipped": report.skipped,
                 "bad": [{"position": n, "error": why} for n, why in errors],
                 "outage": report.outage,
@@ -444,7 +416,7 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
 
 
 def _unreachable(exc: BaseException) -> bool:
-    from tq.submit import backend_unreachable
+    from tq.storage.contract import backend_unreachable
     try:
         import peewee
         return backend_unreachable(exc) or isinstance(exc, peewee.OperationalError)

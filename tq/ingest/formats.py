@@ -24,13 +24,14 @@ import codecs
 import csv
 import gzip
 import hashlib
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
+
+from tq import strictjson
 
 FORMATS = (".jsonl", ".ndjson", ".json", ".csv")
 MAX_DEPTH = 100  # JSON nesting accepted in one event
@@ -171,10 +172,6 @@ def _json_kind(value: Any) -> str:
         type(value), "a number")
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _suspicious(raw: bytes) -> bool:
     """Cheap byte test for what check_event walks for: deep nesting."""
     return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
@@ -183,13 +180,9 @@ def _suspicious(raw: bytes) -> bool:
 def parse_json_event(raw: bytes) -> Any:
     """One JSON event from bytes -> dict, or Bad."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except RecursionError:
-        return Bad(f"nested deeper than {MAX_DEPTH} levels", _excerpt(raw))
-    except UnicodeDecodeError as exc:
-        return Bad(f"not UTF-8 (bad byte at offset {exc.start})", _excerpt(raw))
-    except ValueError as exc:
-        return Bad(f"bad JSON: {exc}", _excerpt(raw))
+        value = strictjson.loads(raw, MAX_DEPTH)
+    except strictjson.StrictJsonError as exc:
+        return Bad(str(exc), _excerpt(raw))
     if not isinstance(value, dict) or _suspicious(raw):
         reason = check_event(value)
         if reason:

@@ -333,3 +333,14 @@ class Control(Protocol):
     def outbox_size(self) -> int:
         """Records waiting in every outbox."""
         ...
+
+
+def backend_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means a queue storage cannot be reached (Redis down or
+    silent, SQLite locked or gone): what stops a batch as an outage, and what
+    an attached app's storage raising makes its queue "unreachable". The
+    drivers load only when asked."""
+    import sqlite3
+
+    import redis
+    return isinstance(exc, (redis.RedisError, sqlite3.Error, OSError))

@@ -163,7 +163,9 @@ class QueuesScreen(TqScreen):
             if history is None:
                 return Text("…" if not self.history_stale else "?", justify="right")
             return number(history[key], alert, dim)
-        if entry["paused"]:
+        if entry.get("unreachable"):  # an attached app's own storage: depths unknown
+            state = Text("unreachable", style="bold red")
+        elif entry["paused"]:
             state = Text("paused", style="bold yellow")
         elif entry["paused_tasks"]:
             state = Text("partial", style="bold yellow")  # some task types paused: see status
@@ -250,6 +252,8 @@ class QueuesScreen(TqScreen):
         return None if flt is None else (None, flt)
 
 
-def number(value: int, alert: str = "", dim: str = "") -> Text:
+def number(value: int | None, alert: str = "", dim: str = "") -> Text:
+    if value is None:  # not known (an unreachable app's depths): never shown as 0
+        return Text("?", style="red", justify="right")
     return Text(fmt_count(value), style=" ".join(s for s in (alert if value else "", dim) if s),
                 justify="right")
