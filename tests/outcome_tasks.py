@@ -141,3 +141,9 @@ def sleep_then_give(seconds: float, value=None):
 def urgent_by_default() -> str:
     """A task whose default priority is a name (tests/test_priority_names.py)."""
     return "ok"
+
+
+@tq.task()
+def describe(*args, **kwargs) -> str:
+    """What the task received, types and all (tests/test_huey_api_on_tq.py)."""
+    return repr((args, kwargs))

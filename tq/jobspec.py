@@ -410,7 +410,7 @@ def check_message(payload: Any) -> None:
 
 def _kind(value: Any) -> str:
     kind = {str: "a string", bool: "true/false", int: "a number", float: "a number",
-            list: "an array", tuple: "an array", dict: "an object",
+            list: "an array", tuple: "a tuple", dict: "an object",
             type(None): "null"}.get(type(value))
     return f"{kind} {show(value)}" if kind and value is not None else (kind or type(value).__name__)
 

@@ -10,6 +10,13 @@ TqHuey changes five things about Huey and nothing else:
   - Huey keeps no results (results=False): a task's return value travels in its
     job's `succeeded` record to history (records.result_json), and one history
     will not keep (not JSON, too large) fails the job instead.
+
+Huey's API on these instances still hands back result handles: `enqueue` (a
+task called, `huey.enqueue`, a `.then()` pipeline, a `group`) returns
+tq.results.JobHandle objects, Huey's Result reading history, and
+`huey.result(id)` reads one. Chords are refused by `enqueue` before any of
+their members is (ChordRefused): their callback waits on a counter in Huey's
+result store, which tq's queues do not keep.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from huey import Huey
 from huey import signals as S
+from huey.api import ResultGroup, Task, TaskWrapper, chord, group
 from huey.exceptions import HueyException
 from huey.registry import Message, Registry
 
@@ -35,6 +43,7 @@ from tq import jobspec, records, registry
 from tq.format import first_line
 from tq.records import AttemptRecord, Error, JobRecord, Record
 from tq.registry import TaskMeta, set_meta, task_meta
+from tq.results import JobHandle
 from tq.serializer import JsonSerializer, MessageRefused, dumps_json, exception_text
 from tq.storage import Finished, Token
 
@@ -92,6 +101,7 @@ class JobRun:
     settled: bool = False  # a signal gave it its outcome
     result: str | None = None  # records.result_json of what the task returned
     result_refused: Error | None = None  # why history will not keep it: the job fails
+    skipped: Any = None  # the `.then()` follow-ups a refused result keeps from running
     outbox: list[Record] = field(default_factory=list)  # outcomes, handed over at release
 
 
@@ -108,9 +118,52 @@ def _message_to_dict(message: Message | None) -> dict[str, Any] | None:
 
 def _message_fields(message: Message) -> dict[str, Any]:
     data = message._asdict()
+    # The positional arguments are the message's array, never a tagged tuple
+    # (tq.serializer tags tuples inside them).
+    data["args"] = list(message.args or ())
     data["on_complete"] = _message_to_dict(message.on_complete)
     data["on_error"] = _message_to_dict(message.on_error)
     return data
+
+
+class ChordRefused(HueyException, ValueError):
+    """A chord (or `group(...).then(...)`) enqueued on a tq queue."""
+
+
+CHORD_REFUSED = ("chords are not supported on tq's queues: enqueue the group, wait for its "
+                 "results (ResultGroup.get(blocking=True)), then enqueue the callback with "
+                 "them")
+
+
+def _refuse_chords(task: Any) -> None:
+    """ChordRefused if `task` is, holds or belongs to a chord, checked whole
+    before anything is enqueued: a refused chord enqueues none of its members."""
+    if isinstance(task, chord):
+        raise ChordRefused(CHORD_REFUSED)
+    if isinstance(task, group):
+        for member in task.tasks:
+            _refuse_chords(member)
+        return
+    while task is not None:  # a pipeline: the task and its `.then()` follow-ups
+        if getattr(task, "chord_config", None) is not None:
+            raise ChordRefused(CHORD_REFUSED)
+        task = getattr(task, "on_complete", None)
+
+
+def _handles(huey: TqHuey, task: Any) -> JobHandle | ResultGroup:
+    """What Huey's enqueue returns with results on: one handle, or a pipeline's."""
+    handles = []
+    while task is not None:
+        handles.append(JobHandle(huey, task))
+        task = task.on_complete
+    return ResultGroup(handles) if len(handles) > 1 else handles[0]
+
+
+class TqTaskWrapper(TaskWrapper):
+    """Huey's task wrapper; `map` returns its handles (Huey's only does with results on)."""
+
+    def map(self, it):
+        return ResultGroup([self.huey.enqueue(task) for task in self._apply(it)])
 
 
 def _dict_to_message(data: dict | None) -> Message | None:
@@ -142,6 +195,9 @@ class TqHuey(Huey):
         self._outage_logged = False
         self._worker = threading.local()  # per worker thread: its unsettled Finished
         self.signal()(self._record_signal)
+
+    def get_task_wrapper_class(self):
+        return TqTaskWrapper
 
     # --- messages -----------------------------------------------------------
     def serialize_task(self, task) -> bytes:
@@ -310,19 +366,37 @@ class TqHuey(Huey):
                     task_value, self.runtime.config.history.result_limit)
             except records.ResultRefused as exc:
                 run.result_refused = records.error("ResultRefused", str(exc))
-                # The job fails: its `.then()` follow-up must not run as if it had not.
-                task.on_complete = None
+                # The job fails: its `.then()` follow-up must not run as if it had not
+                # (kept aside, to be recorded not run: _pipeline_not_run).
+                run.skipped, task.on_complete = task.on_complete, None
         return super()._run_post_execute(task, task_value, exception)
 
+    def result(self, id, blocking=False, timeout=None, backoff=1.15, max_delay=1.0,
+               revoke_on_timeout=False, preserve=False):
+        """Huey's `huey.result(id)`, read from history (see JobHandle)."""
+        return JobHandle(self, Task(id=id)).get(blocking, timeout, backoff, max_delay,
+                                                revoke_on_timeout, preserve)
+
     def enqueue(self, task):
+        """Huey's enqueue, returning handles as Huey's does with results on."""
+        _refuse_chords(task)
+        if isinstance(task, group):
+            return ResultGroup([self.enqueue(member) for member in task.tasks])
+        if self._enqueue(task) is False:
+            return None
+        return _handles(self, task)
+
+    def _enqueue(self, task) -> bool:
         executing = getattr(self._worker, "executing", None)
         if executing is None or task is executing:
-            return super().enqueue(task)  # a submit, a retry, the scheduler
+            super().enqueue(task)  # a submit, a retry, the scheduler
+            return True
         # A follow-up of the running job (its `.error()` handler or `.then()`
         # task): if it cannot be enqueued, the job still keeps its outcome and
         # its retries, and the follow-up's history says why it never ran.
         try:
-            return super().enqueue(task)
+            super().enqueue(task)
+            return True
         except Exception as exc:
             logger.error("queue %s: follow-up %s of job %s not enqueued: %s", self.queue,
                          task.id, executing.id, first_line(exc))
@@ -332,10 +406,10 @@ class TqHuey(Huey):
                                              "NotEnqueued", f"follow-up of job {executing.id} "
                                              f"could not be enqueued: {type(exc).__name__}: "
                                              f"{first_line(exc)}"))
-                self.runtime.writer.record(record)
+                self.runtime.writer.record(_as_dict(record))
             except Exception:
                 logger.exception("could not build history record for %s", task.id)
-            return None
+            return False
 
     def _release(self, task: Any, token: Token) -> None:
         run = _run(task)
@@ -502,7 +576,24 @@ class TqHuey(Huey):
         attempt: AttemptRecord = records.attempt_ended(
             task.id, task_meta(task).attempt, run.worker, run.started, now, attempt_outcome,
             run.error)
-        return [job, attempt]
+        return [job, attempt, *self._pipeline_not_run(task, state, now)]
+
+    def _pipeline_not_run(self, task, state: str, now: float) -> list[Record]:
+        """The `.then()` follow-ups of a job that ended without a value never
+        run: each is recorded failed, saying why, so their handles raise as
+        Huey's do (Huey stores the first job's error for each) instead of
+        waiting, and history shows the whole pipeline."""
+        if state not in ("failed", "canceled"):
+            return []
+        follow_ups: list[Record] = []
+        follow_up = task.on_complete or _run(task).skipped
+        while follow_up is not None:
+            follow_ups.append(self.job_record(
+                follow_up, "failed", attempt=0, finished_at=now, failure=records.error(
+                    "PipelineFailed", f"not run: job {task.id} before it in the pipeline "
+                                      f"{state}", None)))
+            follow_up = follow_up.on_complete
+        return follow_ups
 
 
 def _as_dict(record: Record) -> dict[str, Any]:

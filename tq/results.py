@@ -19,11 +19,27 @@ What it returns or raises, and why:
   - an id history does not know: UnknownJob (a KeyError), once it has stayed
     unknown for a short grace (queries.unknown_jobs: a job submitted a moment
     ago may still be on its way to history).
+
+JobFailed is also Huey's TaskException and ResultTimeout also Huey's
+ResultTimeout, so code written for Huey's `Result.get()` catches them as it
+did. JobHandle is that `Result` for a job on tq's own queues: what TqHuey's
+`enqueue` returns (a task called, `huey.enqueue`, a `.then()` pipeline's
+ResultGroup), reading the value with `result` above, so there is one way of
+waiting. It differs from Huey's in two ways a caller can see: reading a
+value does not consume it (history keeps it: `preserve` changes nothing),
+and a job enqueued through Huey's API has no history row until a worker
+starts it, so to a handle an id history does not know yet is "not ended".
 """
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+
+from huey.api import Result
+from huey.constants import EmptyData
+from huey.exceptions import ResultTimeout as HueyResultTimeout
+from huey.exceptions import TaskException
+from huey.utils import Error
 
 if TYPE_CHECKING:
     from tq.runtime import Runtime
@@ -42,21 +58,29 @@ class UnknownJob(KeyError):
         return f"no job {self.job_id!r} in history"
 
 
-class JobFailed(Exception):
-    """The job ended without a value: failed, canceled or expired."""
+class JobFailed(TaskException):
+    """The job ended without a value: failed, canceled or expired. Also Huey's
+    TaskException, its `metadata` the keys Huey fills (`error` in the form of
+    Huey's repr, from the text history keeps: "ValueError('disk full')")."""
 
     def __init__(self, job_id: str, state: str, error_type: str, error_message: str,
                  traceback: str) -> None:
-        super().__init__(f"job {job_id} {state}: {error_type}: {error_message}"
-                         if error_type else f"job {job_id} {state}")
+        text = (f"job {job_id} {state}: {error_type}: {error_message}"
+                if error_type else f"job {job_id} {state}")
+        metadata = {"error": f"{error_type}({error_message!r})" if error_type else state,
+                    "traceback": traceback, "task_id": job_id, "retries": 0}
+        super().__init__(metadata, text)
         self.job_id = job_id
         self.state = state
         self.error_type = error_type
         self.error_message = error_message
         self.traceback = traceback
 
+    def __str__(self) -> str:  # TaskException's is metadata["error"] alone
+        return str(self.args[0])
 
-class ResultTimeout(TimeoutError):
+
+class ResultTimeout(TimeoutError, HueyResultTimeout):
     """The job had not ended when the timeout passed; it may still end later."""
 
     def __init__(self, job_id: str, timeout: float, state: str) -> None:
@@ -67,28 +91,31 @@ class ResultTimeout(TimeoutError):
 
 
 def result(job_id: str, timeout: float | None = None, *, runtime: Runtime | None = None,
-           poll: float = 1.0) -> Any:
+           poll: float = 1.0, enqueued: bool = False) -> Any:
     """The return value of job `job_id`, once it has ended (see the module doc
     for what is raised instead). `timeout`: seconds to wait at most (None: no
-    limit, 0: do not wait); `poll`: the longest pause between looks."""
+    limit, 0: do not wait); `poll`: the longest pause between looks;
+    `enqueued`: the caller enqueued the job, so an id history does not know
+    yet is a job not started yet, not an UnknownJob (JobHandle)."""
     from tq import queries
     from tq.runtime import current
 
     runtime = runtime or current()
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     for _ in range(MAX_COPIES):
-        if queries.unknown_jobs(runtime, [job_id]):  # catch_up, and a grace period
+        if not enqueued and queries.unknown_jobs(runtime, [job_id]):  # and a grace period
             raise UnknownJob(job_id)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         ended = queries.wait_jobs(runtime, [job_id], left, poll=poll).get(job_id)
         if ended is None:
             latest = queries.job_detail(runtime, job_id)
-            raise ResultTimeout(job_id, timeout or 0.0,
-                                latest["state"] if latest else "unknown")
+            raise ResultTimeout(job_id, timeout or 0.0, latest["state"] if latest else
+                                "queued" if enqueued else "unknown")
         if ended["state"] == "succeeded":
             return ended["result"]
         if ended["state"] == "requeued" and ended["requeued_to"]:
             job_id = ended["requeued_to"][-1]
+            enqueued = False  # a copy is in history from its requeue on
             continue
         raise JobFailed(job_id, ended["state"], ended.get("error_type") or "",
                         ended.get("error_message") or "", ended.get("traceback") or "")
@@ -96,4 +123,61 @@ def result(job_id: str, timeout: float | None = None, *, runtime: Runtime | None
                     f"requeued more than {MAX_COPIES} times", "")
 
 
-__all__ = ["JobFailed", "ResultTimeout", "UnknownJob", "result"]
+class JobHandle(Result):
+    """Huey's Result for a job on tq's queues, read from history (module doc).
+    `get()` as Huey's: the value; None when not ended and not blocking;
+    ResultTimeout when blocking past `timeout`; JobFailed (a TaskException)
+    when the job failed, was canceled or expired. The outcome is kept once
+    read (`reset()` forgets it), as Huey's Result does."""
+
+    def __init__(self, huey: Any, task: Any) -> None:
+        super().__init__(huey, task)
+        self._result: Any = EmptyData
+        self._failure: JobFailed | None = None
+        self._timed_out: ResultTimeout | None = None
+
+    def _look(self, timeout: float | None, poll: float = 1.0) -> Any:
+        """The outcome once ended (the value, or Huey's Error for a failure),
+        else EmptyData after `timeout` seconds (0: one look)."""
+        if self._result is EmptyData:
+            try:
+                self._result = result(self.id, timeout, runtime=self.huey.runtime, poll=poll,
+                                      enqueued=True)
+            except ResultTimeout as exc:
+                self._timed_out = exc
+                return EmptyData
+            except JobFailed as exc:
+                self._failure = exc
+                self._result = Error(exc.metadata)
+        return self._result
+
+    def _get(self, preserve: bool = False) -> Any:  # what is_ready and as_completed ask
+        return self._look(0)
+
+    def get_raw_result(self, blocking: bool = False, timeout: float | None = None,
+                       backoff: float = 1.15, max_delay: float = 1.0,
+                       revoke_on_timeout: bool = False, preserve: bool = False) -> Any:
+        outcome = self._look(timeout if blocking else 0, poll=max_delay)
+        if outcome is not EmptyData:
+            return outcome
+        if not blocking:
+            return None
+        if revoke_on_timeout:
+            self.revoke()
+        raise self._timed_out or ResultTimeout(self.id, timeout or 0.0, "queued")
+
+    def get(self, blocking: bool = False, timeout: float | None = None,
+            backoff: float = 1.15, max_delay: float = 1.0, revoke_on_timeout: bool = False,
+            preserve: bool = False) -> Any:
+        outcome = self.get_raw_result(blocking, timeout, backoff, max_delay,
+                                      revoke_on_timeout, preserve)
+        if isinstance(outcome, Error) and self._failure is not None:
+            raise self._failure
+        return outcome
+
+    def reset(self) -> None:
+        self._result = EmptyData
+        self._failure = None
+
+
+__all__ = ["JobFailed", "JobHandle", "ResultTimeout", "UnknownJob", "result"]

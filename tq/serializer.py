@@ -9,8 +9,23 @@ it aside and reports it).
 Job arguments are tagged JSON, the same text in a message and in history:
 a datetime travels as {"$dt": iso}, a timedelta as {"$td": seconds}, an
 exception as {"$err": {type, message, traceback}} (it arrives as a TaskError:
-this is what an `.error()` handler receives), and user data that looks like
-a tag as {"$esc": [key, value]}, so everything arrives as sent.
+this is what an `.error()` handler receives), a tuple as {"$tuple": [items]},
+a set as {"$set": [items]} and a frozenset as {"$frozenset": [items]} (items
+sorted when they sort, so one set always reads the same in history), and user
+data that looks like a tag as {"$esc": [key, value]}, so everything arrives as
+sent. Only values inside the arguments are tagged: the positional arguments
+themselves are always a JSON array (Huey keeps them as a tuple; callers hand
+them over as a list, see queues._message_fields and TqHuey.job_record).
+
+Bytes are not carried: a queue message is no place for a binary payload
+(base64 would make it a third larger and history unreadable); pass a path, a
+key or text. A tag is two JSON levels (its object and its array), and the
+nesting bound of tq.jobspec counts JSON levels, so a tuple inside a tuple
+costs four of the hundred.
+
+Decoding is strict: a tag that does not hold what its kind holds (a $tuple
+that is not an array, a $set with an unhashable or repeated member) is
+nothing tq sent, and the message is refused with the tag's name.
 """
 from __future__ import annotations
 
@@ -25,7 +40,10 @@ from typing import Any
 from huey.serializer import Serializer
 
 SIGNED_MARK = b"tq1:"
-_TAGS = ("$dt", "$td", "$err", "$esc")
+_TAGS = ("$dt", "$td", "$err", "$esc", "$tuple", "$set", "$frozenset")
+# Exact types the C encoder writes as tagged JSON would: a value made only of
+# these (and lists and dicts) takes the fast path (see _plain).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 ERROR_MESSAGE_LIMIT = 2_000
 ERROR_TRACEBACK_LIMIT = 20_000
 
@@ -82,8 +100,13 @@ def _encode(value: Any) -> Any:
         error = TaskError.from_exception(value)
         return {"$err": {"type": error.type, "message": error.message,
                          "traceback": error.traceback}}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_encode(item) for item in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(item) for item in value]}
+    if isinstance(value, (set, frozenset)):
+        return {"$frozenset" if isinstance(value, frozenset) else "$set": [
+            _encode(item) for item in _ordered(value)]}
     if isinstance(value, dict):
         encoded = {key: _encode(item) for key, item in value.items()}
         if len(encoded) == 1 and next(iter(encoded)) in _TAGS:
@@ -94,11 +117,31 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _tag(value: Any) -> Any:
-    """json's `default` hook: the fast path of _encode (see JsonSerializer._serialize)."""
-    if isinstance(value, (dt.datetime, dt.timedelta, BaseException)):
-        return _encode(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+def _ordered(members: set | frozenset) -> list:
+    try:
+        return sorted(members)
+    except TypeError:  # mixed kinds (1 and "a"): any order decodes to the same set
+        return list(members)
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is made only of str, int, float, bool, None, list and
+    dict (exact types): what the C encoder writes as tagged JSON would, but
+    for tag-like keys (the '"$' check after it). A tuple is not plain: the C
+    encoder would write it as a list without asking. Not recursive, so a deep
+    value raises no RecursionError here (the encoder raises it)."""
+    stack = [value]
+    pop, extend, plain = stack.pop, stack.extend, _PLAIN
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind not in plain:
+            return False
+    return True
 
 
 def _decode_hook(obj: dict) -> Any:
@@ -120,30 +163,39 @@ def _decode_hook(obj: dict) -> Any:
                 "type", "message", "traceback"} and all(isinstance(v, str)
                                                          for v in item.values()):
             return TaskError(item["type"], item["message"], item["traceback"])
+        elif key == "$tuple" and isinstance(item, list):
+            return tuple(item)
+        elif key in ("$set", "$frozenset") and isinstance(item, list):
+            members = set(item) if key == "$set" else frozenset(item)
+            if len(members) == len(item):  # tq never sends a member twice
+                return members
     except (TypeError, ValueError, OverflowError):
         pass
     # A tag that does not hold what its kind holds: nothing tq sent.
     raise ValueError(f"malformed {key} value")
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                            default=_tag)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def dumps_json(value: Any) -> str:
     """Compact tagged JSON: the one encoder for job arguments everywhere in tq
     (history keeps the same text a message carries). Raises TypeError or
-    ValueError for what JSON cannot carry (sets, NaN, objects)."""
+    ValueError for what it cannot carry (NaN, bytes, objects)."""
     # One encoder built once: json.dumps builds a new one per call with these options.
-    text = _COMPACT.encode(value)
-    if '"$' in text:  # a tag, or user data that may need escaping (see _serialize)
-        text = _COMPACT.encode(_encode(value))
-    return text
+    if _plain(value):
+        text = _COMPACT.encode(value)
+        if '"$' not in text:  # no user data that needs escaping (see _serialize)
+            return text
+    return _COMPACT.encode(_encode(value))
 
 
 def loads_json(text: str | bytes) -> Any:
     """The inverse of dumps_json: tagged values come back as what was sent."""
     return json.loads(text, object_hook=_decode_hook)
+
+
+_MESSAGE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII, as before
 
 
 class JsonSerializer(Serializer):
@@ -152,14 +204,18 @@ class JsonSerializer(Serializer):
         self._key = hashlib.sha256(b"tq-queue:" + secret.encode()).digest() if secret else None
 
     def _serialize(self, data: Any) -> bytes:
-        # Most messages carry no tag and no tag-like key: encoded directly, without
-        # walking a copy of every value first. Any '"$' in the result (a tag, or
-        # user data that may need escaping) sends the message through _encode.
-        payload = json.dumps(data, separators=(",", ":"), allow_nan=False,
-                             default=_tag).encode()
-        if b'"$' in payload:
-            payload = json.dumps(_encode(data), separators=(",", ":"),
-                                 allow_nan=False).encode()
+        # Most messages hold only plain JSON types and no tag-like key: encoded
+        # directly, without building a copy of every value first. Anything else
+        # (a datetime; a tuple, which the C encoder would write as a list) and
+        # any '"$' in the result (user data that may need escaping) sends the
+        # message through _encode.
+        payload = None
+        if _plain(data):
+            payload = _MESSAGE.encode(data).encode()
+            if b'"$' in payload:
+                payload = None
+        if payload is None:
+            payload = _MESSAGE.encode(_encode(data)).encode()
         if self._key is None:
             return payload
         signature = hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode()
