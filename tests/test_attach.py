@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import importlib
 import json
 import os
 import signal
@@ -55,19 +54,10 @@ class AttachedApp:
         self.name = f"app{uuid.uuid4().hex[:10]}"
         self.app_env = {"HUEYAPP_NAME": self.name, "HUEYAPP_REDIS_URL": REDIS_URL,
                         "HUEYAPP_SQLITE": str(tmp_path / "app.db")}
-        saved = {key: os.environ.get(key) for key in self.app_env}
-        os.environ.update(self.app_env)
-        try:
-            sys.modules.pop(f"hueyapps.{app}_attached", None)
-            if str(TESTS_DIR) not in sys.path:
-                sys.path.insert(0, str(TESTS_DIR))
-            self.module = importlib.import_module(f"hueyapps.{app}_attached")
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        if str(TESTS_DIR) not in sys.path:
+            sys.path.insert(0, str(TESTS_DIR))
+        from hueyapps import load_attached
+        self.module = load_attached(app, self.app_env)
         self.huey = self.module.huey
         self.apps_env = {"TQ_HUEY_APPS": f"hueyapps.{app}_attached:huey"}
         self.runtime = self.backend.runtime(**self.apps_env)

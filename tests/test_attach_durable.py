@@ -7,7 +7,6 @@ huey_consumer ends it `failed` with WorkerLost (its attempt ended `lost`).
 """
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -35,19 +34,10 @@ class App:
         self.backend.env.update(LEASE)
         self.name = f"app{uuid.uuid4().hex[:10]}"
         self.app_env = {"HUEYAPP_NAME": self.name, "HUEYAPP_REDIS_URL": REDIS_URL}
-        saved = {key: os.environ.get(key) for key in self.app_env}
-        os.environ.update(self.app_env)
-        try:
-            sys.modules.pop(f"hueyapps.{app}_attached", None)
-            if str(TESTS_DIR) not in sys.path:
-                sys.path.insert(0, str(TESTS_DIR))
-            self.module = importlib.import_module(f"hueyapps.{app}_attached")
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        if str(TESTS_DIR) not in sys.path:
+            sys.path.insert(0, str(TESTS_DIR))
+        from hueyapps import load_attached
+        self.module = load_attached(app, self.app_env)
         self.app = app
         self.huey = self.module.huey
         self.runtime = self.backend.runtime(TQ_HUEY_APPS=f"hueyapps.{app}_attached:huey")

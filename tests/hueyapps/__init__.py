@@ -1,0 +1,21 @@
+
+
+
+def load_attached(app: str, env: dict[str, str]):
+    """The module hueyapps.<app>_attached imported afresh in this process, with the
+    HUEYAPP_* settings `env` in the environment while it imports (each test's own
+    Huey name and storage), and the environment as it was afterwards."""
+    import importlib
+    import os
+    import sys
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        sys.modules.pop(f"hueyapps.{app}_attached", None)
+        return importlib.import_module(f"hueyapps.{app}_attached")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
