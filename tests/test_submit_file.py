@@ -53,8 +53,10 @@ def log_file(tmp_path: Path, lines: int) -> tuple[Path, Path]:
 
 
 def runs_per_line(log: Path) -> Counter:
-    """Executions per line of the file: a job's id ends with its line number."""
-    ids = log.read_text().split() if log.exists() else []
+    """Executions per line of the file: a job's id ends with its line number.
+    Only whole lines count: read while a worker appends, the last may be cut."""
+    text = log.read_text() if log.exists() else ""
+    ids = text[:text.rfind("\n") + 1].split()
     return Counter(int(job_id.rsplit("-", 1)[1]) for job_id in ids)
 
 
