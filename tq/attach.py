@@ -330,7 +330,7 @@ class Attachment:
     def _max_retries(self, task: Any) -> int:
         return int(getattr(type(task), "default_retries", 0) or 0)
 
-    def _attempt(self, task: Any) -> int:
+    def attempts_started(self, task: Any) -> int:
         """Attempts started so far: counted here, else from the retries left."""
         counted = self._attempts.get(task.id)
         if counted is not None:
@@ -350,7 +350,7 @@ class Attachment:
     def _records_for(self, signal: str, task: Any, *args: Any) -> list[Record]:
         now = time.time()
         if signal == S.SIGNAL_ENQUEUED:
-            attempt = self._attempt(task)
+            attempt = self.attempts_started(task)
             if attempt:  # a retry re-enqueued by Huey: the job stays `retrying`
                 return []
             eta = _timestamp(task.eta, self.huey.utc)
@@ -358,12 +358,12 @@ class Attachment:
                 return [self.job(task, "scheduled", 0, eta=eta, enqueued_at=now)]
             return [self.job(task, "queued", 0, enqueued_at=now)]
         if signal == S.SIGNAL_SCHEDULED:
-            attempt = self._attempt(task)
+            attempt = self.attempts_started(task)
             state = "retrying" if attempt else "scheduled"
             return [self.job(task, state, attempt, eta=_timestamp(task.eta, self.huey.utc),
                              enqueued_at=None if attempt else now)]
         if signal == S.SIGNAL_EXECUTING:
-            attempt = self._attempt(task) + 1
+            attempt = self.attempts_started(task) + 1
             self._attempts[task.id] = attempt
             worker = f"{self.runtime.worker_name()}/{threading.current_thread().name}"
             self._running[task.id] = (now, worker)
@@ -396,18 +396,18 @@ class Attachment:
                                                   "Huey does not put the job back")
             return self._outcome(task, "interrupted", now)
         if signal == S.SIGNAL_REVOKED:
-            return [self.job(task, "canceled", self._attempt(task), finished_at=now,
+            return [self.job(task, "canceled", self.attempts_started(task), finished_at=now,
                              failure=records.error("Revoked", "revoked before it could run",
                                                    None))]
         if signal == S.SIGNAL_EXPIRED:
-            return [self.job(task, "expired", self._attempt(task), finished_at=now,
+            return [self.job(task, "expired", self.attempts_started(task), finished_at=now,
                              failure=records.error("Expired", "expired before it could run",
                                                    None))]
         return []
 
     def _outcome(self, task: Any, state: str, now: float,
                  result: str | None = None) -> list[Record]:
-        attempt = self._attempts.get(task.id, self._attempt(task))
+        attempt = self._attempts.get(task.id, self.attempts_started(task))
         started, worker = self._running.pop(task.id, (None, None))
         failure = self._errors.pop(task.id, None)
         final = state != "retrying"

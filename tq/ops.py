@@ -701,7 +701,7 @@ def _move_attached(runtime: Runtime, huey: Any, raw: bytes, task: Any) -> str | 
     except Unsupported as exc:
         return str(exc)
     found = attachment(huey)
-    attempt = found._attempt(task) if found is not None else 0
+    attempt = found.attempts_started(task) if found is not None else 0
     eta, task.eta = task.eta, None
     try:
         huey.enqueue(task)
@@ -778,7 +778,7 @@ def _scheduled_row(huey: Any, task: Any, own: bool) -> tuple[str, str, str]:
         record = huey.job_record(task, _scheduled_state(task))
         return record["state"], record["queue"] or "?", record["task"] or "?"
     found = attachment(huey)
-    attempt = found._attempt(task) if found is not None else 0
+    attempt = found.attempts_started(task) if found is not None else 0
     return ("retrying" if attempt else "scheduled", huey.name,
             huey._registry.task_to_string(type(task)))
 
