@@ -38,13 +38,19 @@ APPS = TESTS_DIR / "hueyapps"
 CASES = [("redis_app", "redis"), ("priority_app", "redis"), ("sqlite_app", "embedded")]
 
 
-@pytest.mark.parametrize("app", ["redis_app", "priority_app", "sqlite_app"])
-def test_attached_twin_differs_by_one_added_line(app):
+@pytest.mark.parametrize("app,variant,line", [
+    ("redis_app", "attached", "+import tq; tq.attach(huey)  "),
+    ("priority_app", "attached", "+import tq; tq.attach(huey)  "),
+    ("sqlite_app", "attached", "+import tq; tq.attach(huey)  "),
+    ("redis_app", "durable", "+import tq; tq.attach(huey, durable=True)  "),
+    ("priority_app", "durable", "+import tq; tq.attach(huey, durable=True)  "),
+])
+def test_attached_twin_differs_by_one_added_line(app, variant, line):
     plain = (APPS / f"{app}.py").read_text().splitlines()
-    attached = (APPS / f"{app}_attached.py").read_text().splitlines()
+    attached = (APPS / f"{app}_{variant}.py").read_text().splitlines()
     changed = [line for line in difflib.unified_diff(plain, attached, lineterm="", n=0)
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert len(changed) == 1 and changed[0].startswith("+import tq; tq.attach(huey)"), changed
+    assert len(changed) == 1 and changed[0].startswith(line), changed
 
 
 class AttachedApp:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tq.queries import list_jobs
 
 from conftest import Backend
@@ -22,11 +24,15 @@ from conftest import Backend
 TESTS_DIR = Path(__file__).parent
 
 
-def test_hueys_own_suite_passes_attached(tmp_path):
+@pytest.mark.parametrize("durable", [False, True], ids=["attached", "durable"])
+def test_hueys_own_suite_passes_attached(tmp_path, durable):
+    """durable: every Redis Huey attached with durable=True (tq's claims around
+    Huey's dequeue and execute)."""
     backend = Backend("embedded", tmp_path)
     try:
         env = {key: value for key, value in os.environ.items() if not key.startswith("TQ_")}
         env.update(backend.env)
+        env["HUEY_SUITE_DURABLE"] = "1" if durable else "0"
         env["PYTHONPATH"] = str(TESTS_DIR)
         env["HUEY_CI"] = "1"  # Huey skips the one test it marks flaky on CI
         done = subprocess.run([sys.executable, str(TESTS_DIR / "huey_suite_attached.py")],

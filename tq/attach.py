@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from huey import signals as S
 
-from tq import records
+from tq import attached_claims, records
 from tq.serializer import exception_text
 
 if TYPE_CHECKING:
@@ -73,15 +73,20 @@ _attached_lock = threading.Lock()
 
 def attach(huey: Huey, durable: bool = False, runtime: Runtime | None = None) -> Huey:
     """Record every job `huey` enqueues or runs in tq's history; returns `huey`.
-    Attaching twice is attaching once. `runtime`: the tq configuration to
-    record with (default: the process's, from tq.ini and TQ_* variables). `durable` (at-least-once claims for a
-    stock huey_consumer) is not built yet: it is refused with one clear line."""
-    if durable:
-        raise ValueError("tq.attach(durable=True) is not available yet: attached apps "
-                         "keep Huey's own delivery (at most once on Redis)")
+    Attaching twice is attaching once (durable, once asked for, stays).
+    `runtime`: the tq configuration to record with (default: the process's,
+    from tq.ini and TQ_* variables). `durable`: at-least-once delivery for a
+    stock huey_consumer of a Redis app (tq/attached_claims.py); other
+    storages are refused with one line (ValueError)."""
+    if durable and not attached_claims.supports(huey):
+        raise ValueError(f"tq.attach(durable=True) needs a Redis app (RedisHuey, "
+                         f"PriorityRedisHuey): {type(huey.storage).__name__} has no "
+                         "durable claims")
     with _attached_lock:
         if huey not in _attached:
             _attached[huey] = Attachment(huey)
+        if durable:
+            _attached[huey].make_durable()
         if runtime is not None:
             _attached[huey].use(runtime)
     return huey
@@ -134,7 +139,7 @@ class Attachment:
     def __init__(self, huey: Huey) -> None:
         self.huey = huey
         self.queue = huey.name
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the start-up hook holds it through recovery
         self._runtime: Runtime | None = None
         self._runtime_pid = 0
         # Per job id, in this process: attempts started, the running attempt's
@@ -148,6 +153,13 @@ class Attachment:
         self._consumer_pid = 0
         self.workers = 0
         self.name: str | None = None
+        # durable=True (tq/attached_claims.py): the claims, each claimed task's
+        # (token, job id) by id(task) until its execute ends, and per job id the
+        # attempts that ended with no outcome before this process took it.
+        self.claims: attached_claims.Claims | None = None
+        self._claimed: dict[int, tuple[str, str]] = {}
+        self._unfinished: dict[str, int] = {}
+        self._unreleased: list[tuple[str, str]] = []
         huey._signal.connect(self._on_signal)
         huey.on_startup(f"tq-attach-{id(self)}")(self._on_worker_start)
         huey.on_shutdown(f"tq-attach-{id(self)}")(self._on_worker_stop)
@@ -164,6 +176,131 @@ class Attachment:
 
     def use(self, runtime: Runtime) -> None:
         self._runtime, self._runtime_pid = runtime, os.getpid()
+
+    # --- durable=True: claims around Huey's dequeue and execute ------------------------
+    def make_durable(self) -> None:
+        """Claim every message this process's huey_consumer takes (see
+        tq/attached_claims.py): Huey's dequeue and execute, wrapped on the instance."""
+        if self.claims is not None:
+            return
+        self.claims = attached_claims.Claims(self.huey)
+        self.huey.dequeue = self._durable_dequeue
+        self.huey.execute = self._durable_execute
+
+    def _active_claims(self) -> attached_claims.Claims | None:
+        # Huey's `immediate` mode swaps the storage for a memory one: no claims then.
+        claims = self.claims
+        if claims is None or claims.storage is not self.huey.storage:
+            return None
+        return claims
+
+    def _claimer(self) -> str:
+        if self.name is not None and self._consumer_pid == os.getpid():
+            return self.name
+        from tq.queues import host_name
+        return f"unregistered:{host_name()}:{os.getpid()}"  # never taken over
+
+    def _durable_dequeue(self) -> Any:
+        claims = self._active_claims()
+        if claims is None:
+            return type(self.huey).dequeue(self.huey)
+        taken = claims.wait_and_take(self._claimer())
+        if taken is None:
+            return None
+        token, member, some_unfinished = taken
+        try:
+            task = self.huey.deserialize_task(claims.data(member))
+        except Exception as exc:  # one bad message never stops a worker
+            claims.set_aside(token, member, f"the app cannot read it: {str(exc)[:300]}",
+                             self._claimer())
+            return None
+        if some_unfinished:
+            unfinished = claims.unfinished(task.id)
+            if unfinished:
+                self._unfinished[task.id] = unfinished
+        with self._lock:
+            self._claimed[id(task)] = (token, task.id)
+        return task
+
+    def _durable_execute(self, task: Any, timestamp: Any = None) -> Any:
+        try:
+            return type(self.huey).execute(self.huey, task, timestamp)
+        finally:
+            with self._lock:
+                claimed = self._claimed.pop(id(task), None)
+            if claimed is not None:
+                self._release(*claimed)
+
+    def _release(self, token: str, job_id: str) -> None:
+        claims = self.claims
+        assert claims is not None
+        try:
+            claims.release(token, job_id)
+        except Exception as exc:  # kept, and tried again on each heartbeat
+            logger.warning("tq: claim of job %s not released (%s); retrying", job_id,
+                           str(exc)[:200])
+            with self._lock:
+                self._unreleased.append((token, job_id))
+
+    def _release_pending(self) -> None:
+        with self._lock:
+            pending, self._unreleased = self._unreleased, []
+        for token, job_id in pending:
+            self._release(token, job_id)
+
+    def _put_back_interrupted(self, task: Any) -> bool:
+        """A stopping huey_consumer interrupted `task`: its message goes back
+        at once (not a loss). True when it went back."""
+        claims = self.claims
+        with self._lock:
+            claimed = self._claimed.pop(id(task), None) if claims is not None else None
+        if claims is None or claimed is None:
+            return False
+        token, job_id = claimed
+        try:
+            found = {claim.token: claim for claim in claims.claims()[0]}
+            claim = found.get(token)
+            done = claims.put_back(claim, job_id, -1, "interrupted") if claim else None
+        except Exception as exc:
+            logger.warning("tq: interrupted job %s not put back (%s): a live consumer "
+                           "recovers it after a lease", job_id, str(exc)[:200])
+            return False
+        return done is not None and done[1]
+
+    def _recover_claims(self) -> int:
+        """Put back the claimed messages of dead huey_consumers of this app and
+        record it in history; returns how many claims were dealt with."""
+        claims = self._active_claims()
+        if claims is None:
+            return 0
+        runtime = self.runtime
+        consumer = runtime.config.consumer
+        try:
+            self._release_pending()
+            done = claims.recover(self._claimer(), runtime.control.workers(),
+                                  consumer.lease, consumer.lost_retries)
+        except Exception as exc:  # a server down: the next heartbeat tries again
+            logger.debug("claim recovery failed: %s", exc)
+            return 0
+        now = time.time()
+        for item in done:
+            task = item.task
+            attempt = max(0, self._max_retries(task) - (task.retries or 0)) + item.unfinished
+            if item.put_back:
+                state, finished = "retrying", None
+                failure = records.error("WorkerLost", f"huey_consumer {item.claim.claimer} "
+                                        "stopped heartbeating mid-job; put back on its queue")
+            else:
+                state, finished = "failed", now
+                failure = records.error(
+                    "WorkerLost", f"worker lost {item.losses} times; last: huey_consumer "
+                    f"{item.claim.claimer} stopped heartbeating; the message is set aside "
+                    f"in {claims.quarantine_key}")
+            runtime.writer.record(dict(self.job(task, state, attempt, finished_at=finished,
+                                                failure=failure)))
+            runtime.writer.record(dict(records.attempt_ended(
+                task.id, attempt, None, None, now, "lost", failure)))
+        return len(done)
 
     # --- consumer-side services -------------------------------------------------------
     def _on_worker_start(self) -> None:
@@ -184,6 +321,7 @@ class Attachment:
             except Exception as exc:
                 logger.warning("tq: heartbeat failed (%s); retrying", exc)
             self._end_lost_runs()
+            self._recover_claims()
             runtime.writer.attach_outbox(runtime.control, self.name)
             threading.Thread(target=self._heartbeat_loop, name="tq-attach-heartbeat",
                              daemon=True).start()
@@ -218,6 +356,7 @@ class Attachment:
             except Exception as exc:
                 logger.debug("heartbeat failed: %s", exc)
             self._end_lost_runs()
+            self._recover_claims()
 
     def _end_lost_runs(self) -> int:
         """End in history this app's `running` jobs whose huey_consumer went
@@ -229,6 +368,8 @@ class Attachment:
             return 0
 
     def _end_lost_runs_once(self) -> int:
+        if self.claims is not None:
+            return 0  # durable: the claims put the jobs back (_recover_claims)
         runtime = self.runtime
         lease = runtime.config.consumer.lease
         silent = {info["id"] for info in runtime.control.workers()
@@ -335,7 +476,8 @@ class Attachment:
         counted = self._attempts.get(task.id)
         if counted is not None:
             return counted
-        return max(0, self._max_retries(task) - (task.retries or 0))
+        return (max(0, self._max_retries(task) - (task.retries or 0))
+                + self._unfinished.get(task.id, 0))
 
     def job(self, task: Any, state: str, attempt: int, **columns: Any) -> records.JobRecord:
         return records.job(
@@ -392,6 +534,10 @@ class Attachment:
             self._errors[task.id] = records.no_error()
             return self._outcome(task, "succeeded", now, self._results.pop(task.id, None))
         if signal == S.SIGNAL_INTERRUPTED:
+            if self._put_back_interrupted(task):
+                self._errors[task.id] = records.error("Interrupted", "huey_consumer "
+                                                      "stopped; the job is back on its queue")
+                return self._outcome(task, "retrying", now, outcome="interrupted")
             self._errors[task.id] = records.error("Interrupted", "huey_consumer stopped; "
                                                   "Huey does not put the job back")
             return self._outcome(task, "interrupted", now)
@@ -405,17 +551,20 @@ class Attachment:
                                                    None))]
         return []
 
-    def _outcome(self, task: Any, state: str, now: float,
-                 result: str | None = None) -> list[Record]:
+    def _outcome(self, task: Any, state: str, now: float, result: str | None = None,
+                 outcome: records.Outcome | None = None) -> list[Record]:
         attempt = self._attempts.get(task.id, self.attempts_started(task))
         started, worker = self._running.pop(task.id, (None, None))
         failure = self._errors.pop(task.id, None)
         final = state != "retrying"
         if final:
             self._attempts.pop(task.id, None)
-        outcome: records.Outcome = {"succeeded": "succeeded", "failed": "failed",
-                                    "canceled": "canceled", "retrying": "failed",
-                                    "interrupted": "interrupted"}[state]  # type: ignore[assignment]
+            self._unfinished.pop(task.id, None)
+        if outcome is None:
+            outcome = {"succeeded": "succeeded", "failed": "failed",  # type: ignore[assignment]
+                       "canceled": "canceled", "retrying": "failed",
+                       "interrupted": "interrupted"}[state]
+        assert outcome is not None
         job_state = "failed" if state == "interrupted" else state  # Huey does not put it back
         return [self.job(task, job_state, attempt, started_at=started,
                          finished_at=now if final else None, worker=worker, failure=failure,
@@ -479,7 +628,11 @@ def _import_app_module(name: str) -> Any:
 def depths(huey: Huey) -> dict[str, int]:
     """An attached app's queue depths, read from its own storage without
     decoding a message (Huey's Redis list, priority zset or SQLite tables).
-    Huey keeps no record of running jobs: `running` comes from history."""
+    Huey keeps no record of running jobs: `running` is 0 (history says which
+    run), except for a durable app, whose claims are its messages being run."""
     storage = huey.storage
+    found = attachment(huey)
+    claims = found._active_claims() if found is not None else None
     return {"queued": int(storage.queue_size()), "scheduled": int(storage.schedule_size()),
-            "running": 0, "held": 0}
+            "running": int(storage.conn.hlen(claims.claims_key)) if claims else 0,
+            "held": 0}
