@@ -12,7 +12,10 @@ from huey import PriorityRedisHuey
 from bench import common
 
 
-def make_huey(name, url=None):
+def make_huey(name, url=None, attach=None, runtime=None):
+    """attach: None (bare Huey), "attached" (tq.attach(huey)) or "durable"
+    (tq.attach(huey, durable=True)); `runtime`: the tq configuration to record
+    with (a worker process reads its TQ_* variables)."""
     huey = PriorityRedisHuey(name, url=url or os.environ.get(common.ENV_REDIS_URL, common.DEFAULT_REDIS_URL))
 
     @huey.task()
@@ -33,7 +36,12 @@ def make_huey(name, url=None):
         common.worker_ready()
 
     huey.bench_tasks = {"noop": noop, "sleep_ms": sleep_ms, "record_start": record_start}
+    if attach:
+        import tq
+        tq.attach(huey, durable=attach == "durable", runtime=runtime)
     return huey
 
 
-huey = make_huey(os.environ[common.ENV_PREFIX]) if common.ENV_PREFIX in os.environ else None
+ENV_ATTACH = "BENCH_HUEY_ATTACH"  # set for the huey-attached / huey-durable workers
+huey = (make_huey(os.environ[common.ENV_PREFIX], attach=os.environ.get(ENV_ATTACH) or None)
+        if common.ENV_PREFIX in os.environ else None)

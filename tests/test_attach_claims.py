@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -208,3 +209,22 @@ def test_a_claim_key_of_the_wrong_type_loses_no_message(app):
     with pytest.raises(redis.ResponseError, match="holds a string"):
         claims.take(DEAD)
     assert queued_ids(huey) == [job.id]  # checked before the pop: still queued
+
+
+def test_a_workers_last_claim_is_released_by_its_next_poll_or_when_it_stops(app):
+    """In a huey_consumer a finished job's claim goes with the worker's next
+    claim (one script a job); a worker that stops first releases it in Huey's
+    shutdown hook, so no later consumer runs the job again."""
+    huey = app.huey
+    found = attachment(huey)
+    found._consumer_pid, found.name = os.getpid(), "host:2:huey-live01"  # as huey_consumer's start-up does
+    claims = found.claims
+    first, second = app.add(1, 1), app.add(2, 2)
+    huey.execute(huey.dequeue())
+    assert [c.claimer for c in claims.claims()[0]] == ["host:2:huey-live01"]  # still held
+    task = huey.dequeue()  # the next claim releases the first job's
+    assert task.id == second.id and len(claims.claims()[0]) == 1
+    huey.execute(task)
+    found._on_worker_stop()  # Huey's shutdown hook, in the worker's thread
+    assert claims.claims() == ([], [])
+    assert (first.get(), second.get()) == (2, 4)

@@ -160,6 +160,9 @@ class Attachment:
         self._claimed: dict[int, tuple[str, str]] = {}
         self._unfinished: dict[str, int] = {}
         self._unreleased: list[tuple[str, str]] = []
+        # In a huey_consumer, a worker thread's finished claim, by thread id:
+        # released by the script of its next claim, or when the worker stops.
+        self._pending: dict[int, tuple[str, str]] = {}
         huey._signal.connect(self._on_signal)
         huey.on_startup(f"tq-attach-{id(self)}")(self._on_worker_start)
         huey.on_shutdown(f"tq-attach-{id(self)}")(self._on_worker_stop)
@@ -204,7 +207,16 @@ class Attachment:
         claims = self._active_claims()
         if claims is None:
             return type(self.huey).dequeue(self.huey)
-        taken = claims.wait_and_take(self._claimer())
+        me = threading.get_ident()
+        with self._lock:
+            release = self._pending.pop(me, None)
+        try:
+            taken = claims.wait_and_take(self._claimer(), release)
+        except Exception:
+            if release is not None:  # not released: the next try does it
+                with self._lock:
+                    self._pending[me] = release
+            raise
         if taken is None:
             return None
         token, member, some_unfinished = taken
@@ -228,6 +240,9 @@ class Attachment:
         finally:
             with self._lock:
                 claimed = self._claimed.pop(id(task), None)
+                if claimed is not None and self._consumer_pid == os.getpid():
+                    self._pending[threading.get_ident()] = claimed  # the next claim's
+                    claimed = None
             if claimed is not None:
                 self._release(*claimed)
 
@@ -246,6 +261,20 @@ class Attachment:
         with self._lock:
             pending, self._unreleased = self._unreleased, []
         for token, job_id in pending:
+            self._release(token, job_id)
+
+    def _release_finished(self, every_thread: bool) -> None:
+        """Release finished claims not yet released with a next claim: this worker
+        thread's (its shutdown hook), or every thread's (at exit)."""
+        if self.claims is None:
+            return
+        with self._lock:
+            if every_thread:
+                finished, self._pending = list(self._pending.values()), {}
+            else:
+                own = self._pending.pop(threading.get_ident(), None)
+                finished = [own] if own is not None else []
+        for token, job_id in finished:
             self._release(token, job_id)
 
     def _put_back_interrupted(self, task: Any) -> bool:
@@ -329,12 +358,13 @@ class Attachment:
                              daemon=True).start()
             # Huey reports jobs interrupted by a stop after its workers' shutdown
             # hooks: what is recorded then is written at exit.
-            atexit.register(self._on_worker_stop)
+            atexit.register(self._on_worker_stop, every_thread=True)
             self._consumer_pid = os.getpid()
 
-    def _on_worker_stop(self) -> None:
+    def _on_worker_stop(self, every_thread: bool = False) -> None:
         if self._consumer_pid != os.getpid():
             return
+        self._release_finished(every_thread)
         try:
             self.runtime.flush_history(timeout=10)
         except Exception as exc:
