@@ -35,7 +35,9 @@ and on each heartbeat, ends in history the `running` jobs of its app whose
 worker is a registered huey_consumer silent for `[consumer] lease` seconds
 (heartbeat age judged by the queue backend's clock, as tq/recovery.py does):
 `failed`, WorkerLost, the attempt ended `lost`. History only: nothing is
-put back (durable=True, at-least-once claims, is not built yet).
+put back. With `tq.attach(huey, durable=True)` (Redis apps) the consumer
+claims each message as it takes it and the dead consumer's claims are put
+back instead (tq/attached_claims.py); the history pass above is then off.
 """
 from __future__ import annotations
 
