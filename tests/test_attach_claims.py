@@ -228,3 +228,29 @@ def test_a_workers_last_claim_is_released_by_its_next_poll_or_when_it_stops(app)
     found._on_worker_stop()  # Huey's shutdown hook, in the worker's thread
     assert claims.claims() == ([], [])
     assert (first.get(), second.get()) == (2, 4)
+
+
+def test_claims_taken_and_released_during_a_recovery_pass_are_never_set_aside(app):
+    """The pass reads both claim hashes as one snapshot: a claim or release
+    landing between two reads would look like a half entry and be set aside."""
+    import threading
+    huey = app.huey
+    for i in range(300):
+        app.add(i, i)
+    worker = Claims(huey)
+    done = threading.Event()
+
+    def run() -> None:
+        while (taken := worker.take("host:3:huey-live02")) is not None:
+            worker.release(taken[0], "job")
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    passes = 0
+    while not done.is_set() or passes == 0:
+        Claims(huey).recover("me", [], LEASE, 3)
+        passes += 1
+    thread.join()
+    assert worker.conn.llen(worker.quarantine_key) == 0
+    assert huey.storage.queue_size() == 0 and worker.claims() == ([], [])

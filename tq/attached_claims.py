@@ -63,7 +63,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 logger = logging.getLogger("tq.attach")
@@ -141,6 +141,9 @@ def supports(huey: Any) -> bool:
     their Expire twins): the ones durable claims are written for."""
     from huey.storage import RedisStorage
     return isinstance(huey.storage, RedisStorage)
+
+
+NO_MESSAGE = "a claim record with no message"
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,7 @@ class Claims:
             pipe.hdel(self.unfinished_key, job_id)
         pipe.execute()
 
-    def set_aside(self, token: str, member: bytes | None, reason: str,
+    def set_aside(self, token: str | bytes, member: bytes | None, reason: str,
                   claimer: str | None = None) -> None:
         """A claimed message (or an entry no claim wrote) out of the claims and,
         when there is a message, into the quarantine, in one MULTI."""
@@ -271,28 +274,43 @@ class Claims:
         return int(losses), bool(put), int(unfinished)
 
     # --- recovery -------------------------------------------------------------------
-    def claims(self) -> tuple[list[Claim], list[tuple[str, bytes | None, str]]]:
+    def claims(self, members: bool = True
+               ) -> tuple[list[Claim], list[tuple[bytes, bytes | None, str]]]:
         """Every claim, and every entry no claim wrote: (token, message or
-        None, why it is malformed)."""
-        members = self.conn.hgetall(self.claims_key)
-        metas = self.conn.hgetall(self.claimed_key)
+        None, why it is malformed). The two hashes are read in one MULTI: a
+        claim or a release (each one step on both) between two reads would
+        look like a half entry. members=False: each claim's member is b""
+        (the recovery pass reads only the members it puts back)."""
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.hgetall(self.claimed_key)
+        pipe.hkeys(self.claims_key)
+        metas, tokens = pipe.execute()
         found: list[Claim] = []
-        malformed: list[tuple[str, bytes | None, str]] = []
-        for raw_token in set(members) | set(metas):
-            token = raw_token.decode("utf-8", "replace")
-            member, meta = members.get(raw_token), metas.get(raw_token)
-            claim = self._parsed(token, member, meta)
+        malformed: list[tuple[bytes, bytes | None, str]] = []
+        for raw_token in set(tokens) | set(metas):
+            claim = self._parsed(raw_token, raw_token in tokens, metas.get(raw_token))
             if isinstance(claim, Claim):
                 found.append(claim)
             else:
-                malformed.append((token, member, claim))
+                malformed.append((raw_token, None, claim))
+        wanted = ([claim.token for claim in found] if members else []) + [
+            token for token, _, reason in malformed if reason != NO_MESSAGE]
+        if wanted:
+            read = dict(zip(wanted, self.conn.hmget(self.claims_key, wanted), strict=True))
+            found = [replace(claim, member=read.get(claim.token) or b"") if members else claim
+                     for claim in found]
+            malformed = [(token, read.get(token), reason) for token, _, reason in malformed]
         return found, malformed
 
-    def _parsed(self, token: str, member: bytes | None, meta: bytes | None) -> Claim | str:
-        if member is None:
-            return "a claim record with no message"
+    def _parsed(self, raw_token: bytes, has_member: bool, meta: bytes | None) -> Claim | str:
+        if not has_member:
+            return NO_MESSAGE
         if meta is None:
             return "a claimed message with no claim record"
+        try:
+            token = raw_token.decode("utf-8")
+        except UnicodeDecodeError:
+            return "a claim record not written by a claim"
         try:
             parts = meta.decode("utf-8").split("\n")
         except UnicodeDecodeError:
@@ -308,7 +326,7 @@ class Claims:
                 raise ValueError(score)
         except ValueError:
             return "a claim record not written by a claim"
-        return Claim(token, member, claimer, score, taken_at)
+        return Claim(token, b"", claimer, score, taken_at)
 
     def server_time(self) -> float:
         seconds, micros = self.conn.time()
@@ -319,7 +337,7 @@ class Claims:
         """Put back (or set aside) the claims of dead consumers; `workers` is
         tq's registry (control.workers()). Entries no claim wrote are set aside."""
         ages = {info["id"]: info["heartbeat_age"] for info in workers}
-        claims, malformed = self.claims()
+        claims, malformed = self.claims(members=False)
         for token, member, reason in malformed:
             self.set_aside(token, member, reason)
         if not claims:
@@ -337,6 +355,10 @@ class Claims:
                 dead = age >= lease
             if not dead:
                 continue
+            member = self.conn.hget(self.claims_key, claim.token)
+            if member is None:
+                continue  # released or put back meanwhile
+            claim = replace(claim, member=member)
             try:
                 task = self.huey.deserialize_task(self.data(claim.member))
             except Exception as exc:
