@@ -42,7 +42,8 @@ class App:
         self.backend.env.update(LEASE, **env)
         self.variant = variant
         self.name = f"app{uuid.uuid4().hex[:10]}"
-        self.app_env = {"HUEYAPP_NAME": self.name, "HUEYAPP_REDIS_URL": REDIS_URL}
+        self.app_env = {"HUEYAPP_NAME": self.name, "HUEYAPP_REDIS_URL": REDIS_URL,
+                        "HUEYAPP_SQLITE": str(tmp_path / "app.db")}
         if str(TESTS_DIR) not in sys.path:
             sys.path.insert(0, str(TESTS_DIR))
         from hueyapps import load_attached
@@ -96,7 +97,7 @@ def state(runtime, job_id):
     return row["state"] if row else None
 
 
-@pytest.mark.parametrize("app", ["redis_app", "priority_app"])
+@pytest.mark.parametrize("app", ["redis_app", "priority_app", "sqlite_app"])
 def test_sigkilled_job_without_durable_ends_worker_lost(app, tmp_path):
     running = App(app, tmp_path)
     try:

@@ -26,3 +26,15 @@ def urgent(value):
 @huey.periodic_task(crontab(minute="0", hour="3"))
 def nightly():
     return "done"
+
+
+@huey.task()
+def slow(log, flag):
+    """Appends 'start', waits until the file `flag` exists, appends 'finish'."""
+    import time
+    with open(log, "a") as out:
+        out.write("start\n")
+    while not os.path.exists(flag):
+        time.sleep(0.05)
+    with open(log, "a") as out:
+        out.write("finish\n")
