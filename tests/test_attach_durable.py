@@ -81,6 +81,16 @@ class App:
             conn.delete(key)
         self.backend.cleanup()
 
+    def slow_job_running(self):
+        """A huey_consumer started and running the app's slow job, which waits
+        for its flag file: (the consumer, the job, its log, its flag)."""
+        first = self.consumer()
+        log, flag = self.tmp_path / "slow.log", self.tmp_path / "slow.flag"
+        job = self.module.slow(str(log), str(flag))
+        wait_for(lambda: state(self.runtime, job.id) == "running", timeout=30,
+                 message="the slow job running")
+        return first, job, log, flag
+
     def all_consumers_silent(self) -> bool:
         """Every huey_consumer tq lists has been silent for a lease (the killed one)."""
         found = [info for info in self.runtime.control.workers()
@@ -101,11 +111,7 @@ def state(runtime, job_id):
 def test_sigkilled_job_without_durable_ends_worker_lost(app, tmp_path):
     running = App(app, tmp_path)
     try:
-        first = running.consumer()
-        log, flag = tmp_path / "slow.log", tmp_path / "slow.flag"
-        job = running.module.slow(str(log), str(flag))
-        wait_for(lambda: state(running.runtime, job.id) == "running", timeout=30,
-                 message="the slow job running")
+        first, job, log, flag = running.slow_job_running()
         first.send_signal(signal.SIGKILL)
         first.wait()
         running.consumer()  # a live attached consumer notices the silent one
@@ -129,11 +135,7 @@ def outcomes(runtime, job_id):
 def test_sigkilled_job_with_durable_runs_again_ahead_of_later_jobs(app, tmp_path):
     running = App(app, tmp_path, "durable")
     try:
-        first = running.consumer()
-        log, flag = tmp_path / "slow.log", tmp_path / "slow.flag"
-        job = running.module.slow(str(log), str(flag))
-        wait_for(lambda: state(running.runtime, job.id) == "running", timeout=30,
-                 message="the slow job running")
+        first, job, log, flag = running.slow_job_running()
         later = [running.module.add(i, i) for i in range(2)]  # queued behind it
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -160,11 +162,7 @@ def test_sigkilled_job_with_durable_runs_again_ahead_of_later_jobs(app, tmp_path
 def test_a_job_lost_more_than_lost_retries_times_ends_failed_and_set_aside(tmp_path):
     running = App("redis_app", tmp_path, "durable", TQ_CONSUMER_LOST_RETRIES="0")
     try:
-        first = running.consumer()
-        log, flag = tmp_path / "slow.log", tmp_path / "slow.flag"
-        job = running.module.slow(str(log), str(flag))
-        wait_for(lambda: state(running.runtime, job.id) == "running", timeout=30,
-                 message="the slow job running")
+        first, job, log, flag = running.slow_job_running()
         after = running.module.add(1, 1)
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -187,11 +185,7 @@ def test_a_job_lost_more_than_lost_retries_times_ends_failed_and_set_aside(tmp_p
 def test_a_job_interrupted_by_sigterm_is_back_on_its_queue_at_once(tmp_path):
     running = App("redis_app", tmp_path, "durable")
     try:
-        first = running.consumer()
-        log, flag = tmp_path / "slow.log", tmp_path / "slow.flag"
-        job = running.module.slow(str(log), str(flag))
-        wait_for(lambda: state(running.runtime, job.id) == "running", timeout=30,
-                 message="the slow job running")
+        first, job, log, flag = running.slow_job_running()
         first.send_signal(signal.SIGTERM)  # Huey's immediate stop
         first.wait(timeout=30)
         assert running.huey.storage.queue_size() == 1  # no lease waited out
