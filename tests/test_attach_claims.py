@@ -254,3 +254,24 @@ def test_claims_taken_and_released_during_a_recovery_pass_are_never_set_aside(ap
     thread.join()
     assert worker.conn.llen(worker.quarantine_key) == 0
     assert huey.storage.queue_size() == 0 and worker.claims() == ([], [])
+
+
+def test_a_lost_then_retried_job_keeps_counting_its_attempts(app):
+    """Lost once, then failed and retried by Huey: the retry, taken by another
+    process, is attempt 3 (the lost one counts), and the counts go with its end."""
+    huey = app.huey
+    job = app.fail("boom")  # retries=1
+    found = attachment(huey)
+    claims = found.claims
+    claims.take(DEAD)
+    claims.recover("me", dead(), LEASE, 3)
+    task = huey.dequeue()
+    assert found.attempts_started(task) == 1  # attempt 2 starts
+    huey.execute(task)  # fails; Huey re-enqueues it with no retry left
+    assert claims.unfinished(job.id) == 1
+    found._attempts.clear()  # what another process knows of it: nothing
+    found._unfinished.clear()
+    retry = huey.dequeue()
+    assert retry.id == job.id and found.attempts_started(retry) == 2  # attempt 3 starts
+    huey.execute(retry)
+    assert not claims.conn.exists(claims.losses_key, claims.unfinished_key)

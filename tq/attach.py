@@ -242,6 +242,10 @@ class Attachment:
         finally:
             with self._lock:
                 claimed = self._claimed.pop(id(task), None)
+                if claimed is not None and task.id in self._attempts:
+                    # Retried (Huey re-enqueued it): the job's counts of lost and
+                    # unfinished attempts stay for its next attempt's number.
+                    claimed = (claimed[0], "")
                 if claimed is not None and self._consumer_pid == os.getpid():
                     self._pending[threading.get_ident()] = claimed  # the next claim's
                     claimed = None

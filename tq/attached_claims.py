@@ -87,8 +87,10 @@ CLAIM_LUA = _TYPES_OK + """
 if ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[2], ARGV[4])
   redis.call('HDEL', KEYS[3], ARGV[4])
-  redis.call('HDEL', KEYS[4], ARGV[5])
-  redis.call('HDEL', KEYS[5], ARGV[5])
+  if ARGV[5] ~= '' then
+    redis.call('HDEL', KEYS[4], ARGV[5])
+    redis.call('HDEL', KEYS[5], ARGV[5])
+  end
 end
 local member, score
 if ARGV[3] == 'zset' then
@@ -198,7 +200,8 @@ class Claims:
         """One message taken and claimed by `claimer`: (token, the member as it
         sat in the queue, whether some job has unfinished attempts), or None
         when the queue is empty. `release`: the worker's previous claim (token,
-        job id), released in the same script (one round trip a job, not two)."""
+        job id: "" keeps the job's loss counts, for a retried job), released in
+        the same script (one round trip a job, not two)."""
         token = uuid.uuid4().hex
         previous, job_id = release or ("", "")
         taken = self._claim(keys=self.keys, args=[token, claimer, self.kind, previous, job_id])
@@ -230,11 +233,11 @@ class Claims:
 
     def release(self, token: str, job_id: str | None) -> None:
         """The job has its outcome (or Huey re-enqueued it): its claim goes,
-        and its loss counts with it."""
+        and with a job id (a final outcome) its loss counts too."""
         pipe = self.conn.pipeline(transaction=True)
         pipe.hdel(self.claims_key, token)
         pipe.hdel(self.claimed_key, token)
-        if job_id is not None:
+        if job_id:
             pipe.hdel(self.losses_key, job_id)
             pipe.hdel(self.unfinished_key, job_id)
         pipe.execute()
