@@ -98,16 +98,22 @@ def attachment(huey: Huey) -> Attachment | None:
     return _attached.get(huey)
 
 
+# Built once: json.dumps with options builds an encoder on every call.
+_ENCODE = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
+_ENCODE_ASCII = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_DECODE = json.JSONDecoder().decode
+
+
 def _json_or_repr(value: Any) -> str:
     """Strict JSON of `value` when it is JSON as it is (round-trips, at most
     ARGS_LIMIT characters), else its repr (cut at REPR_LIMIT) as a JSON string."""
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        if len(text) <= ARGS_LIMIT and json.loads(text) == value:
+        text = _ENCODE(value)
+        if len(text) <= ARGS_LIMIT and _DECODE(text) == value:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate: escaped, so any database takes it
-                text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+                text = _ENCODE_ASCII(value)
             return text
     except (TypeError, ValueError, RecursionError):
         pass
@@ -150,6 +156,9 @@ class Attachment:
         self._running: dict[str, tuple[float, str]] = {}
         self._errors: dict[str, Error] = {}
         self._results: dict[str, str] = {}  # a job's return value as history keeps it
+        # A running job's args and kwargs as history keeps them: encoded when it
+        # starts, reused by its outcome's record (the same values, encoded once).
+        self._encoded: dict[str, tuple[str, str]] = {}
         # Copies made by `tq requeue` in this process: copy id -> original id.
         self.requeued_from: dict[str, str] = {}
         self._consumer_pid = 0
@@ -515,11 +524,18 @@ class Attachment:
         return (max(0, self._max_retries(task) - (task.retries or 0))
                 + self._unfinished.get(task.id, 0))
 
+    def _arguments(self, task: Any) -> tuple[str, str]:
+        encoded = self._encoded.get(task.id)
+        if encoded is None:
+            encoded = (_json_or_repr(_listed(task.args)), _json_or_repr(task.kwargs or {}))
+        return encoded
+
     def job(self, task: Any, state: str, attempt: int, **columns: Any) -> records.JobRecord:
+        args, kwargs = self._arguments(task)
         return records.job(
             task.id, state, attempt, queue=self.queue,
             task=self.huey._registry.task_to_string(type(task)),
-            args=_json_or_repr(_listed(task.args)), kwargs=_json_or_repr(task.kwargs or {}),
+            args=args, kwargs=kwargs,
             priority=task.priority or 0, max_retries=self._max_retries(task),
             enqueued_at=columns.pop("enqueued_at", None),
             requeued_from=self.requeued_from.pop(task.id, None) if state == "queued" else None,
@@ -546,6 +562,7 @@ class Attachment:
             worker = f"{self.runtime.worker_name()}/{threading.current_thread().name}"
             self._running[task.id] = (now, worker)
             self._errors.pop(task.id, None)
+            self._encoded[task.id] = self._arguments(task)
             return [self.job(task, "running", attempt, started_at=now, worker=worker),
                     records.attempt_started(task.id, attempt, worker, now)]
         if signal in (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
@@ -602,11 +619,12 @@ class Attachment:
                        "interrupted": "interrupted"}[state]
         assert outcome is not None
         job_state = "failed" if state == "interrupted" else state  # Huey does not put it back
-        return [self.job(task, job_state, attempt, started_at=started,
-                         finished_at=now if final else None, worker=worker, failure=failure,
-                         result=result),
-                records.attempt_ended(task.id, attempt, worker, started, now, outcome,
-                                      failure)]
+        job = self.job(task, job_state, attempt, started_at=started,
+                       finished_at=now if final else None, worker=worker, failure=failure,
+                       result=result)
+        self._encoded.pop(task.id, None)  # a retry encodes them again when it starts
+        return [job, records.attempt_ended(task.id, attempt, worker, started, now, outcome,
+                                           failure)]
 
 
 # --- the apps named in [huey] apps, for the console and the CLI --------------------
