@@ -318,3 +318,34 @@ def test_a_port_in_use_is_one_line_and_exit_2(verb, tq_env, monkeypatch):
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1].startswith(f"tq: error: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr and "ERROR:" not in done.stderr
+
+
+def test_serve_answers_keep_alive_requests_without_nagle():
+    """A connection accepted on `tq serve`'s listener has TCP_NODELAY: uvicorn writes a
+    response's head and body apart, and with Nagle on a keep-alive client's next
+    request waited for the delayed ACK (about 40 ms a request). asyncio sets it only
+    on sockets created with proto IPPROTO_TCP, which the listener used to lack."""
+    import argparse
+    import asyncio
+    import socket
+
+    from tq.cli.serve import _listen
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = _listen(argparse.Namespace(bind="127.0.0.1", port=0))
+        server = await asyncio.start_server(handle, sock=listener)
+        async with server:
+            port = listener.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            value = await asyncio.wait_for(seen, 30)
+            writer.close()
+            return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
