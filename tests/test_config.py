@@ -424,3 +424,19 @@ def test_hostile_cli_option_is_one_line_exit_2(argv, tmp_path, monkeypatch, caps
     assert len(err.splitlines()) == 1 and f"tq {argv[0]}: error: argument" in err, err
     assert not EXCEPTION_NAMES.search(err) and "\x1b" not in err, err
     assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_password_written_unencoded_in_a_url_is_one_line_without_it(password):
+    """Written raw (not percent-encoded), a password either works or is refused as a
+    ConfigError naming the key; never a ValueError whose text quotes part of it
+    (urlsplit's "'bold' does not appear to be an IPv4 or IPv6 address")."""
+    fragments = [part for part in re.split(r"[^0-9A-Za-zö]+", password) if len(part) >= 4]
+    for env in ({"TQ_QUEUE_BACKEND": "redis", "TQ_QUEUE_URL": f"redis://:{password}@127.0.0.1:6379/0"},
+                {"TQ_HISTORY_URL": f"mysql://root:{password}@127.0.0.1:3306/tq"}):
+        try:
+            load_config(env=env)
+        except ConfigError as exc:
+            line = str(exc)
+            assert line.startswith("bad value for [") and "\n" not in line, line
+            assert password not in line and not any(part in line for part in fragments), line

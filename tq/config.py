@@ -28,6 +28,12 @@ class ConfigError(Exception):
     """A setting is missing, unknown or malformed; the message names it."""
 
 
+class BackendUnavailable(ConfigError):
+    """A server tq needs did not answer, or its history schema is not this tq's:
+    the one line names which (with its address, password masked) and what to do.
+    Front ends show what the other server says (tq status), or answer 503 (HTTP)."""
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -710,8 +716,17 @@ def _check_userinfo(section: str, url: str, parts: SplitResult) -> None:
                                "must be percent-encoded (%2F, %3F, %23)"))
 
 
+def _split(section: str, url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError:  # an unencoded '[' or ']' reads as an IPv6 host; its text quotes it
+        raise ConfigError(_bad(section, "url", url, "not a URL: a password holding '[', ']', "
+                               "'/', '?' or '#' must be percent-encoded (%5B, %5D, %2F, "
+                               "%3F, %23)")) from None
+
+
 def _check_history_url(url: str, from_file: bool) -> None:
-    parts = urlsplit(url)
+    parts = _split("history", url)
     if parts.scheme not in ("sqlite", "mysql", "mysql+pymysql", "mariadb"):
         raise ConfigError(_bad("history", "url", url,
                                "expected sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE"))
@@ -731,7 +746,7 @@ def _check_history_url(url: str, from_file: bool) -> None:
 
 
 def _check_redis_url(url: str) -> None:
-    parts = urlsplit(url)
+    parts = _split("queue", url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(_bad("queue", "url", url, "expected redis://HOST:PORT/DB"))
     if parts.scheme != "unix":
