@@ -40,13 +40,13 @@ from peewee import (
 from playhouse.migrate import MySQLMigrator, SchemaMigrator, SqliteMigrator
 from playhouse.migrate import migrate as run
 
-from tq.config import ConfigError
+from tq.config import BackendUnavailable
 from tq.history import DeadRecord
 from tq.models import Attempt, Audit, AuditJob, BaseModel, Event, IngestedFile, Job, bound
 from tq.summaries import SUMMARY_MODELS
 
 
-class SchemaError(ConfigError):
+class SchemaError(BackendUnavailable):
     """The history schema is missing, older or newer than this tq: one line, exit 2."""
 
 

@@ -18,7 +18,7 @@ from peewee import SQL, Database, InterfaceError, OperationalError, SqliteDataba
 
 from tq.attach import apps as attached_apps
 from tq.attach import depths as attached_depths
-from tq.config import ConfigError
+from tq.config import BackendUnavailable, ConfigError
 from tq.format import first_line
 from tq.groups import normalise_message  # noqa: F401  (the rule lives in tq.groups)
 from tq.models import STATES, TERMINAL, Attempt, Job, bound, dict_rows, tuple_rows
@@ -88,18 +88,58 @@ def queue_depths(runtime, queue: str) -> dict[str, int]:
             "running": storage.inflight_count(), "held": storage.held_count()}
 
 
+# What history says of a queue, when it cannot say it: None, never a guessed 0.
+NO_HISTORY: dict[str, Any] = {
+    "retrying": None, "failed": None, "succeeded_last_minute": None,
+    "failed_last_minute": None, "succeeded_last_hour": None, "failed_last_hour": None,
+    "oldest_queued_age": None, "error_rate_last_hour": None}
+
+
 def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, Any]:
     """Per queue: paused, depths from the backend, outcomes from history; workers alive.
+
+    Each half answers alone: with the history database unreachable (or without
+    this tq's schema) the queue backend's half is all there, history's fields are
+    None and `history_unreachable` is its one line; with the queue backend
+    unreachable, the reverse (`queue_unreachable`). Both down raises
+    BackendUnavailable naming both.
 
     With totals=False (the console's live refresh) there is no per-state "history"
     count: that counts every row of the queue, a cost that grows with the history;
     the failed and retrying counts then come from index ranges of those states."""
     now = time.time() if now is None else now
-    state = queue_state(runtime, now)
-    history = queue_history(runtime, now, totals=totals)
+    queue_down = history_down = None
+    try:
+        runtime.check_queue_backend()  # the one rule: no answer to a PING is "unreachable"
+        state = queue_state(runtime, now)
+    except Exception as exc:
+        if not (isinstance(exc, BackendUnavailable) or backend_unreachable(exc)):
+            raise
+        queue_down = (str(exc) if isinstance(exc, BackendUnavailable) else
+                      f"queue backend {runtime.config.queue_url_safe} unreachable: "
+                      f"{first_line(exc)}")
+        state = {"queues": {name: {"paused": None, "paused_tasks": [], **NO_DEPTHS}
+                            for name in queue_names(runtime)},
+                 "workers_alive": None, "workers": [], "quarantined": None}
+    try:
+        history = queue_history(runtime, now, totals=totals)
+    except Exception as exc:
+        # A server that went away after its check: the driver's error (a bug's is raised).
+        if not isinstance(exc, (BackendUnavailable, OperationalError, InterfaceError, OSError)):
+            raise
+        history_down = (str(exc) if isinstance(exc, BackendUnavailable) else
+                        f"history database {runtime.config.history_url_safe} unreachable: "
+                        f"{first_line(exc)}")
+        empty = dict(NO_HISTORY, history=None) if totals else NO_HISTORY
+        history = {name: empty for name in state["queues"]}
+    if queue_down and history_down:
+        raise BackendUnavailable(f"{queue_down}; {history_down}")
     for name, entry in state["queues"].items():
         entry.update(history[name])
-    return dict(state, quarantine=quarantine_counts(runtime),
+    extra = {"queue_unreachable": queue_down} if queue_down else {}
+    if history_down:
+        extra["history_unreachable"] = history_down
+    return dict(state, **extra, quarantine=quarantine_counts(runtime),
                 queue_backend=runtime.config.queue_url_safe,
                 history=runtime.config.history_url_safe)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from tq import migrations, registry
-from tq.config import Config, ConfigError, load_config
+from tq.config import BackendUnavailable, Config, load_config
 from tq.format import first_line
 from tq.history import HistoryWriter, write_submitted
 from tq.migrations import SchemaError
@@ -104,7 +104,7 @@ class Runtime:
         try:
             self.control.ping()
         except Exception as exc:
-            raise ConfigError(f"queue backend {self.config.queue_url_safe} unreachable: "
+            raise BackendUnavailable(f"queue backend {self.config.queue_url_safe} unreachable: "
                               f"{first_line(exc)}") from None
 
     # --- history ----------------------------------------------------------------
@@ -113,8 +113,8 @@ class Runtime:
     # migrate_history() for writers at start (tq.migrations).
     def history_db(self) -> Database:
         """The history database of this process, the models (models.db) bound to
-        it. ConfigError if it does not answer; SchemaError ("run tq migrate") if
-        its schema is missing, older or newer than this tq."""
+        it. BackendUnavailable if it does not answer, or its subclass SchemaError
+        ("run tq migrate") if its schema is missing, older or newer than this tq."""
         with self._lock:
             return self._history(migrate=False)[0]
 
@@ -140,7 +140,7 @@ class Runtime:
         if failure is not None and time.monotonic() - failed_at < timeout:
             # Just timed out: one command waits connect_timeout once, not
             # once per read; a long-running process tries again later.
-            raise ConfigError(failure)
+            raise BackendUnavailable(failure)
         history = self.config.history
         if self._database is None:
             self._database = open_database(history.url, history.password, timeout,
@@ -157,7 +157,7 @@ class Runtime:
             failure = f"history database {where} unreachable: {first_line(exc)}"
             if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
                 self._database_failure = (time.monotonic(), failure)
-            raise ConfigError(failure) from None
+            raise BackendUnavailable(failure) from None
         self._database_failure = (0.0, None)
         self._schema_current = True
         db.initialize(database)

@@ -179,39 +179,49 @@ def _depth(value: int | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0; 1 when the queue backend or the history database did not answer
+    (what the other one says is still printed, the unknown numbers as ?)."""
     from tq.queries import catch_up, status
 
-    runtime = make_runtime(args)
+    # Not checked up front: with the queue backend down, history still answers.
+    runtime = make_runtime(args, check_backend=False)
     catch_up(runtime)  # the jobs submitted since, then the read
     data = status(runtime)
+    down = [data[key] for key in ("queue_unreachable", "history_unreachable") if key in data]
     if args.json:
         print_json(data)
-        return 0
+        return 1 if down else 0
     numbers = ("queued", "scheduled", "running", "retrying", "failed", "ok/1m", "ok/1h",
                "oldest", "err/1h")
     table = new_table("queue", "state", *numbers, right=numbers)
     unreachable = []
     for name, entry in data["queues"].items():
-        state = Text("paused", style="yellow") if entry["paused"] else Text("running")
+        if entry["paused"] is None:  # the queue backend did not answer
+            state = Text("?")
+        else:
+            state = Text("paused", style="yellow") if entry["paused"] else Text("running")
         if entry["paused_tasks"]:
             state.append(f" ({len(entry['paused_tasks'])} task paused)")
         if entry.get("unreachable"):  # an attached app's own storage: depths unknown
             state = Text("unreachable", style="red")
             unreachable.append(entry["unreachable"])
+        rate = entry["error_rate_last_hour"]
         add_row(table, name, state, _depth(entry["queued"]), _depth(entry["scheduled"]),
-                _depth(entry["running"]), f"{entry['retrying']:,}", f"{entry['failed']:,}",
-                f"{entry['succeeded_last_minute']:,}", f"{entry['succeeded_last_hour']:,}",
-                fmt_age(entry["oldest_queued_age"]), f"{entry['error_rate_last_hour']:.1%}")
+                _depth(entry["running"]), _depth(entry["retrying"]), _depth(entry["failed"]),
+                _depth(entry["succeeded_last_minute"]), _depth(entry["succeeded_last_hour"]),
+                "?" if "history_unreachable" in data else fmt_age(entry["oldest_queued_age"]),
+                "?" if rate is None else f"{rate:.1%}")
     out.print(table)
-    out.print(literal(f"workers alive: {data['workers_alive']}   queue: {data['queue_backend']}"
-                      f"   history: {data['history']}"))
-    for line in unreachable:
+    alive = data["workers_alive"]
+    out.print(literal(f"workers alive: {'?' if alive is None else alive}"
+                      f"   queue: {data['queue_backend']}   history: {data['history']}"))
+    for line in [*down, *unreachable]:
         out.print(literal(line, style="red"))
     held = data.get("quarantine") or {}
     if any(held.values()):
         parts = [f"{held[key]:,} {key}" for key in ("messages", "records") if held.get(key)]
         out.print(f"[yellow]set aside: {', '.join(parts)}[/] (tq quarantine)")
-    return 0
+    return 1 if down else 0
 
 
 def cmd_workers(args: argparse.Namespace) -> int:

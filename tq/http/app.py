@@ -40,8 +40,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tq import audit, jobspec, ops, queries, strictjson
-from tq.config import HttpSettings
+from tq.config import BackendUnavailable, HttpSettings
 from tq.format import first_line
+from tq.migrations import SchemaError
 from tq.runtime import Runtime
 from tq.tokens import Token, Tokens
 from tq.where import FilterError, parse
@@ -152,11 +153,20 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         detail = exc.detail if isinstance(exc.detail, str) else "error"
         return _error(exc.status_code, detail)
 
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        line = _outage_line(rt, exc)
+        log.warning("request failed: %s", line)
+        return _error(503, line)
+
+    # Outages get their handlers by class: what reaches the catch-all below is
+    # re-raised by Starlette after the answer, so uvicorn logged a traceback (and
+    # could drop the keep-alive connection) for a server that is down, not a bug.
+    for outage in (BackendUnavailable, *_outage_types()):
+        app.add_exception_handler(outage, _unavailable)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", first_line(str(exc)) or "error")
-        if _unreachable(exc):
-            return _error(503, "a backend is unreachable: " + ops.reason(exc))
         return _error(500, "internal error (see the server's log)")
 
     def who(request: Request, role: str) -> Token:
@@ -347,6 +357,8 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
             down.append("queue backend")
         try:
             rt.history_db().execute_sql("SELECT 1")
+        except SchemaError:
+            down.append("history (no tq schema of this version: tq migrate)")
         except Exception:
             down.append("history")
         if down:
@@ -415,10 +427,29 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
     return app
 
 
-def _unreachable(exc: BaseException) -> bool:
-    from tq.storage.contract import backend_unreachable
-    try:
-        import peewee
-        return backend_unreachable(exc) or isinstance(exc, peewee.OperationalError)
-    except Exception:
-        return False
+def _outage_line(rt: Runtime, exc: Exception) -> str:
+    """Which server did not answer (its address, password masked) and what it said;
+    in the words of Runtime's BackendUnavailable, never an exception's class name."""
+    import sqlite3
+
+    import peewee
+    import redis
+    if isinstance(exc, BackendUnavailable):
+        return first_line(str(exc))
+    said = first_line(str(exc), 200) or "no answer"
+    if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+        return f"history database {rt.config.history_url_safe} unreachable: {said}"
+    if isinstance(exc, (redis.RedisError, sqlite3.Error)):  # the queue backend's drivers
+        return f"queue backend {rt.config.queue_url_safe} unreachable: {said}"
+    return f"a server did not answer: {said}"
+
+
+def _outage_types() -> tuple[type[Exception], ...]:
+    """The exception classes that mean a server is down (tq.storage.contract's rule
+    for the queue backend, peewee's connection errors for history)."""
+    import sqlite3
+
+    import peewee
+    import redis
+    return (redis.RedisError, sqlite3.Error, OSError, peewee.OperationalError,
+            peewee.InterfaceError)

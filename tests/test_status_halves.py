@@ -1,0 +1,145 @@
+"""`tq status` and the HTTP API with one server down: what the other says still shows.
+
+Queue depths and pause come from the queue backend, outcomes from history; with
+one of them unreachable (or history without tq's schema) `tq status` prints the
+other's half, `?` for what it cannot know, one line naming what is down, and
+exits 1; `GET /queues` answers 200 with the same halves; a route that needs the
+missing server answers 503 with that line. Both down: one line, exit 2.
+Never a guessed 0, a traceback or a password."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from urllib.parse import quote
+
+import httpx
+import pytest
+import uvicorn
+
+import tq
+from tq import queries
+from tq.cli import main
+from tq.http.app import create_app
+from tq.tokens import load
+
+from conftest import MYSQL_HOST, Backend, free_port, use_env, wait_for
+
+PASSWORD = "s3cret-[b]pw\x1b[31m"  # markup and an escape sequence: never printed
+
+# (name, the settings that break one server, which half is missing)
+BROKEN = [
+    ("history-refused", lambda port: {"TQ_HISTORY_URL": f"mysql://root@{MYSQL_HOST}:{port}/tq",
+                                      "TQ_HISTORY_PASSWORD": PASSWORD}, "history"),
+    ("history-no-schema", lambda port: {"TQ_HISTORY_URL": "sqlite:///{data}/empty.db"}, "history"),
+    ("queue-refused", lambda port: {"TQ_QUEUE_URL": f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/0"},
+     "queue"),
+]
+CASES = [pytest.param(kind, name, broken, down, id=f"{kind}-{name}",
+                      marks=[pytest.mark.redis, pytest.mark.mysql] if kind == "redis" else [])
+         for kind in ("embedded", "redis") for name, broken, down in BROKEN
+         if not (name == "queue-refused" and kind == "embedded")]  # SQLite has no server
+
+
+@pytest.fixture
+def halves(request, tmp_path, monkeypatch):
+    kind, name, broken, down = request.param
+    backend = Backend(kind, tmp_path)
+    runtime = backend.runtime()
+    ids = [tq.submit("tq.tasks.demo.echo", args=[n], runtime=runtime) for n in range(2)]
+    queries.catch_up(runtime)  # history holds them, queued
+    settings = {key: value.format(data=tmp_path) for key, value in
+                broken(free_port()).items()}
+    settings["TQ_QUEUE_CONNECT_TIMEOUT"] = "2"
+    use_env(monkeypatch, {**backend.env, **settings})
+    yield backend, backend.runtime(**settings), ids, down
+    backend.cleanup()
+
+
+@pytest.mark.parametrize("halves", [
+    pytest.param(p.values, id=p.id, marks=p.marks) for p in CASES], indirect=True)
+def test_status_shows_the_half_that_answers(halves, capsys):
+    _, runtime, _, down = halves
+    data = queries.status(runtime)
+    entry = data["queues"]["default"]
+    if down == "history":
+        assert entry["queued"] == 2 and entry["paused"] is False  # the queue backend's truth
+        assert entry["failed"] is None and entry["history"] is None  # unknown, not 0
+        assert "queue_unreachable" not in data
+        line = data["history_unreachable"]
+        assert line.startswith("history database") and ("unreachable" in line
+                                                        or "tq migrate" in line)
+    else:
+        assert entry["queued"] is None and entry["paused"] is None and data["workers_alive"] is None
+        assert entry["history"]["queued"] == 2 and entry["failed"] == 0  # history's truth
+        assert "history_unreachable" not in data
+        assert data["queue_unreachable"].startswith("queue backend")
+
+    code = main(["status"])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert err == "" and "Traceback" not in out and PASSWORD not in out
+    default = next(line for line in out.splitlines() if line.strip().startswith("default"))
+    cells = default.split()
+    if down == "history":
+        assert cells[1:4] == ["running", "2", "0"] and cells[5] == "?"
+    else:
+        assert cells[1:3] == ["?", "?"] and cells[5] == "0"
+    assert ("history database" if down == "history" else "queue backend") in out
+
+    code = main(["status", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 1 and f"{down}_unreachable" in json.loads(out)
+
+
+@pytest.mark.parametrize("halves", [
+    pytest.param(p.values, id=p.id, marks=p.marks) for p in CASES], indirect=True)
+def test_http_answers_the_half_that_answers_and_503_for_the_rest(halves, caplog):
+    _, runtime, ids, down = halves
+    app = create_app(runtime, load({}))
+    # log_config=None: uvicorn's records reach caplog, so a traceback would be seen.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with caplog.at_level(logging.INFO), httpx.Client(
+                base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as client:
+            queues = client.get("/queues")
+            assert queues.status_code == 200, queues.text
+            assert f"{down}_unreachable" in queues.json()
+            # A route that needs the missing server: 503 and its one line.
+            needs = client.get("/jobs") if down == "history" else client.post(
+                "/jobs", json={"task": "tq.tasks.demo.echo"})
+            assert needs.status_code == 503, needs.text
+            assert set(needs.json()) == {"error"}
+            line = needs.json()["error"]
+            assert "\n" not in line and PASSWORD not in line
+            assert not re.search(r"\w+(Error|Exception)\b", line), line  # no class names
+            health = client.get("/healthz")
+            assert health.status_code == 503 and down in health.json()["error"]
+            # The same keep-alive connection still answers after the 503s.
+            assert client.get("/workers").status_code in (200, 503)
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        assert PASSWORD not in caplog.text
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+def test_both_down_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    use_env(monkeypatch, {"TQ_TQ_DATA_DIR": str(tmp_path), "TQ_QUEUE_BACKEND": "redis",
+                          "TQ_QUEUE_URL": f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{free_port()}/0",
+                          "TQ_QUEUE_CONNECT_TIMEOUT": "2",
+                          "TQ_HISTORY_URL": f"mysql://root@{MYSQL_HOST}:{free_port()}/tq",
+                          "TQ_HISTORY_PASSWORD": PASSWORD})
+    code = main(["status"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "queue backend" in err and "history database" in err
+    assert PASSWORD not in err and "Traceback" not in err
