@@ -134,9 +134,13 @@ def test_reader_on_an_older_or_newer_schema(backend):
     assert migrations.read_version(database) == VERSION
     with bound(database, [SchemaVersion]):
         SchemaVersion.update(version=VERSION + 1).execute()
-    result = _tq(backend, "status")
+    result = _tq(backend, "jobs")
     assert result.returncode == 2
     assert "newer than this tq knows" in result.stderr and "upgrade tq" in result.stderr
+    # tq status still prints the queue backend's half, and the same line (exit 1).
+    result = _tq(backend, "status")
+    assert result.returncode == 1
+    assert "newer than this tq knows" in result.stdout and "upgrade tq" in result.stdout
     with pytest.raises(SchemaError):
         migrations.migrate(database)
 
