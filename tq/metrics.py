@@ -18,7 +18,12 @@ What is exported:
     running totals;
   - tq_summaries_updated_timestamp_seconds: when the last roll-up ran, so an
     alert can tell stale numbers from quiet queues;
-  - tq_quarantined{kind}: gauge, entries set aside (kind message or record).
+  - tq_quarantined{kind}: gauge, entries set aside (kind message or record);
+  - tq_server_up{server}: 1 when the queue backend / history database answered
+    this scrape, 0 when not. A server down leaves its own metrics out (never a
+    false 0) and the scrape still answers 200 with the other's, as the
+    Prometheus exporters' `*_up` gauges do: the queue depths matter most while
+    the history database is down.
 """
 from __future__ import annotations
 
@@ -40,7 +45,14 @@ from prometheus_client.core import (
 )
 
 from tq.format import first_line
-from tq.queries import AppUnreachable, quarantine_counts, queue_depths, queue_names
+from tq.queries import (
+    AppUnreachable,
+    history_unreachable,
+    quarantine_counts,
+    queue_depths,
+    queue_names,
+    queue_unreachable,
+)
 from tq.summaries import EventTotal, SummaryState, TaskMinute, TaskTotal, load_histogram, percentile
 
 if TYPE_CHECKING:
@@ -61,6 +73,43 @@ class TqCollector:
 
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
+        up = GaugeMetricFamily("tq_server_up", "1 when the server answered this scrape, 0 when "
+                               "it did not (its metrics are then absent, never a false 0).",
+                               labels=("server",))
+        try:
+            depth = self._depths()
+            up.add_metric(("queue",), 1)
+        except Exception as exc:
+            if not queue_unreachable(exc):
+                raise
+            logger.warning("metrics without queue depths: %s", first_line(exc))
+            depth = None
+            up.add_metric(("queue",), 0)
+        if depth is not None:
+            yield depth
+        try:
+            history = list(self._history())
+            up.add_metric(("history",), 1)
+        except Exception as exc:
+            if not history_unreachable(exc):
+                raise
+            logger.warning("metrics without history: %s", first_line(exc))
+            history = []
+            up.add_metric(("history",), 0)
+        yield from history
+        quarantined = GaugeMetricFamily("tq_quarantined",
+                                        "Entries set aside (tq quarantine), by kind: queue messages "
+                                        "a consumer refused, history records the writer refused.",
+                                        labels=("kind",))
+        for kind, entries in quarantine_counts(runtime).items():
+            if entries is not None:
+                quarantined.add_metric((kind.rstrip("s"),), entries)
+        yield quarantined
+        yield up
+
+    def _depths(self) -> GaugeMetricFamily:
+        runtime = self.runtime
+        runtime.check_queue_backend()  # the one rule: no answer to a PING is "unreachable"
         depth = GaugeMetricFamily("tq_queue_depth", "Jobs in the queue backend, by queue and state.",
                                   labels=("queue", "state"))
         for queue in queue_names(runtime):
@@ -70,8 +119,10 @@ class TqCollector:
                 continue  # no sample rather than a false 0: absent() alerts on it
             for state, count in depths.items():
                 depth.add_metric((queue, state), count)
-        yield depth
+        return depth
 
+    def _history(self) -> Iterator[Metric]:
+        runtime = self.runtime
         runtime.history_db()  # binds the history models (see Runtime.history_db)
         jobs = CounterMetricFamily("tq_jobs_total", "Jobs that reached an outcome.",
                                    labels=(*TASK_LABELS, "outcome"))
@@ -116,14 +167,6 @@ class TqCollector:
         yield GaugeMetricFamily("tq_summaries_updated_timestamp_seconds",
                                 "When the summaries were last rolled up (epoch seconds).",
                                 value=float(watermark or 0.0))
-        quarantined = GaugeMetricFamily("tq_quarantined",
-                                        "Entries set aside (tq quarantine), by kind: queue messages "
-                                        "a consumer refused, history records the writer refused.",
-                                        labels=("kind",))
-        for kind, entries in quarantine_counts(runtime).items():
-            if entries is not None:
-                quarantined.add_metric((kind.rstrip("s"),), entries)
-        yield quarantined
 
 
 def _recent_histograms(now: float) -> dict[tuple[str, str, str], tuple[Counter[int], float | None]]:

@@ -88,6 +88,19 @@ def queue_depths(runtime, queue: str) -> dict[str, int]:
             "running": storage.inflight_count(), "held": storage.held_count()}
 
 
+def queue_unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, raised reading the queue backend, means it did not answer
+    (the front ends then show the rest; anything else is a defect and raised)."""
+    return isinstance(exc, BackendUnavailable) or backend_unreachable(exc)
+
+
+def history_unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, raised reading history, means the database did not answer
+    or has no schema of this tq (Runtime.history_db), or went away after its
+    check (the driver's error). Anything else is a defect and raised."""
+    return isinstance(exc, (BackendUnavailable, OperationalError, InterfaceError, OSError))
+
+
 # What history says of a queue, when it cannot say it: None, never a guessed 0.
 NO_HISTORY: dict[str, Any] = {
     "retrying": None, "failed": None, "succeeded_last_minute": None,
@@ -113,7 +126,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
         runtime.check_queue_backend()  # the one rule: no answer to a PING is "unreachable"
         state = queue_state(runtime, now)
     except Exception as exc:
-        if not (isinstance(exc, BackendUnavailable) or backend_unreachable(exc)):
+        if not queue_unreachable(exc):
             raise
         queue_down = (str(exc) if isinstance(exc, BackendUnavailable) else
                       f"queue backend {runtime.config.queue_url_safe} unreachable: "
@@ -124,8 +137,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     try:
         history = queue_history(runtime, now, totals=totals)
     except Exception as exc:
-        # A server that went away after its check: the driver's error (a bug's is raised).
-        if not isinstance(exc, (BackendUnavailable, OperationalError, InterfaceError, OSError)):
+        if not history_unreachable(exc):
             raise
         history_down = (str(exc) if isinstance(exc, BackendUnavailable) else
                         f"history database {runtime.config.history_url_safe} unreachable: "

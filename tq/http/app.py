@@ -161,7 +161,8 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
     # Outages get their handlers by class: what reaches the catch-all below is
     # re-raised by Starlette after the answer, so uvicorn logged a traceback (and
     # could drop the keep-alive connection) for a server that is down, not a bug.
-    for outage in (BackendUnavailable, *_outage_types()):
+    outages: tuple[type[Exception], ...] = (BackendUnavailable, *_outage_types())
+    for outage in outages:
         app.add_exception_handler(outage, _unavailable)
 
     @app.exception_handler(Exception)
