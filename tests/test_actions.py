@@ -234,6 +234,9 @@ def test_a_requeue_of_500_audits_all_500_ids_and_the_filter(backend, tq_env, cap
     assert entry.count == 500 and entry.outcome == "done"
     assert "state:failed" in entry.target and "queue:default" in entry.target \
         and "since:1h" in entry.target
+    # Each once: the CLI's filter text says them already (it read 'state:failed
+    # queue:default since:1h state:failed queue:default ...').
+    assert entry.target.count("state:") == 1 and entry.target.count("queue:") == 1
     stored = {job_id for job_id, in AuditJob.select(AuditJob.job_id)
               .where(AuditJob.audit_id == entry.id).tuples()}
     assert stored == set(ids)

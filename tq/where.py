@@ -89,8 +89,17 @@ class Filter:
         return " ".join(shlex.quote(term) for term in [*terms, *self.words])
 
     def describe(self) -> str:
-        parts = [f"state:{','.join(self.states)}"] if self.states else []
-        parts += [f"queue:{','.join(self.queues)}"] if self.queues else []
+        """The filter as an audit and a confirmation name it: its text as the
+        operator wrote it (`since:1h` stays), led by the states and queues it has
+        when the text does not say them (an action's rule set them)."""
+        said = Filter()
+        if self.text:
+            try:
+                said = parse(self.text)
+            except FilterError:
+                pass
+        parts = [f"state:{','.join(self.states)}"] if self.states != said.states else []
+        parts += [f"queue:{','.join(self.queues)}"] if self.queues != said.queues else []
         if self.group is not None and not self.text:
             parts.append(shlex.quote("group:" + groups.key_text(*self.group)))
         if self.text:
