@@ -60,7 +60,8 @@ class FailedScreen(TableScreen):
                 fmt_time(group["last_seen"], now)))
             for group in groups])
         total = sum(group["count"] for group in groups)
-        text = f"[b]{fmt_count(total)}[/b] failed jobs in [b]{len(groups)}[/b] groups"
+        text = (f"[b]{fmt_count(total)}[/b] failed job{'' if total == 1 else 's'} in "
+                f"[b]{len(groups)}[/b] group{'' if len(groups) == 1 else 's'}")
         if self.user_filter is not None:
             text += f"  ·  filter [b]{console_markup(self.user_filter.text)}[/b]"
         self.query_one(StatusLine).update(text + "  ·  Enter: the group's jobs  ·  "
