@@ -5,6 +5,7 @@ pagination jobs go to `reports`, which no consumer runs, so their order and
 states hold still while they are paged through."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -17,7 +18,7 @@ from tq import queries
 from tq.http.app import create_app
 from tq.tokens import load
 
-from conftest import BACKENDS, Backend, RunningConsumer, free_port, wait_for
+from conftest import BACKENDS, Backend, RunningConsumer, free_port, use_env, wait_for
 
 MODULES = "tq.tasks.demo,tq.tasks.events,outcome_tasks"
 READ = "r" * 20
@@ -275,15 +276,15 @@ def test_serve_without_tokens_refuses_other_than_loopback(tq_env, monkeypatch):
     assert done.stderr.count("\n") == 1 and "loopback only" in done.stderr
 
 
-def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_path):
-    """`[http] max_body` (here from TQ_HTTP_MAX_BODY) is the limit `tq serve` enforces."""
+@contextlib.contextmanager
+def tq_serve(cwd):
+    """`tq serve` in its own process with this process's TQ_* settings, run from
+    `cwd`; yields a client of its API once it answers."""
     import subprocess
     import sys
-    monkeypatch.delenv("TQ_API_TOKENS", raising=False)
-    monkeypatch.setenv("TQ_HTTP_MAX_BODY", "2048")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tq.cli", "serve", "--port", str(port)],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
 
@@ -294,13 +295,35 @@ def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_
             except httpx.TransportError:
                 return False
         wait_for(up, timeout=60, message="tq serve to answer")
+        yield client
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_path):
+    """`[http] max_body` (here from TQ_HTTP_MAX_BODY) is the limit `tq serve` enforces."""
+    monkeypatch.delenv("TQ_API_TOKENS", raising=False)
+    monkeypatch.setenv("TQ_HTTP_MAX_BODY", "2048")
+    with tq_serve(tmp_path) as client:
         spec = {"task": "tq.tasks.demo.echo", "args": ["x" * 3000]}
         answer = client.post("/jobs", json=spec)
         assert answer.status_code == 413, answer.text
         assert set(answer.json()) == {"error"}
-    finally:
-        server.terminate()
-        server.wait(30)
+
+
+def test_serve_in_a_fresh_directory_answers_at_once(monkeypatch, tmp_path):
+    """The embedded default with nothing run before: `tq serve` brings the history
+    schema up at start, as a consumer does, so history reads answer (they were 503
+    'run tq migrate' until some consumer had started) and a job goes in."""
+    use_env(monkeypatch, {})
+    with tq_serve(tmp_path) as client:
+        assert client.get("/healthz").json() == {"ok": True}
+        listed = client.get("/jobs")
+        assert listed.status_code == 200 and listed.json()["jobs"] == [], listed.text
+        job = client.post("/jobs", json={"task": "tq.tasks.demo.echo", "args": [1]})
+        assert job.status_code == 201, job.text
+        assert client.get("/queues").json()["queues"]["default"]["queued"] == 1
 
 
 @pytest.mark.parametrize("verb", ["serve", "web"])

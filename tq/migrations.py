@@ -176,7 +176,7 @@ def describe(version: int | None, where: str) -> str | None:
         return None
     if version is None:
         return (f"history database {where} has no tq schema yet: run tq migrate "
-                "(a consumer and tq up also do it at start)")
+                "(a consumer, tq up and tq serve also do it at start)")
     if version < VERSION:
         return (f"history database {where} has schema version {version}, this tq needs "
                 f"{VERSION}: run tq migrate")

@@ -28,7 +28,9 @@ def cmd_consumer(args: argparse.Namespace) -> int:
     return 0
 
 
-def migrate_at_start(runtime: Runtime, verb: str) -> None:
+def migrate_at_start(runtime: Runtime, verb: str,
+                     meanwhile: str = "jobs run and their history is written once the "
+                                      "database is back") -> None:
     """A writer brings the history schema up to date before it writes (tq.migrations)."""
     from tq.config import ConfigError
     from tq.migrations import SchemaError
@@ -40,8 +42,7 @@ def migrate_at_start(runtime: Runtime, verb: str) -> None:
     except ConfigError as exc:
         # Jobs run through a history outage (their records are kept and written
         # once it is back, the schema migrated first), so they start through one too.
-        err.print(f"{verb}: {exc}; starting anyway: jobs run and their history is "
-                  "written once the database is back", markup=False)
+        err.print(f"{verb}: {exc}; starting anyway: {meanwhile}", markup=False)
 
 
 def up_services(runtime: Runtime) -> list[Callable[[threading.Event], None]]:

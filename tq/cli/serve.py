@@ -18,6 +18,7 @@ DEFAULT_PORT = 8000
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tq import tokens as tq_tokens
+    from tq.cli.run import migrate_at_start
     from tq.tokens import is_loopback
 
     runtime = make_runtime(args, check_backend=False)
@@ -25,6 +26,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not tokens and not is_loopback(args.bind):
         raise CliError("no TQ_API_TOKENS: tq serve binds loopback only "
                        "(127.0.0.1, ::1, localhost); set tokens to bind another address")
+    # A writer (submits, and the history of what was submitted): the schema
+    # current at start, as a consumer's, so a fresh `tq serve` answers at once.
+    migrate_at_start(runtime, "tq serve", "the API answers what the queue backend says "
+                                          "until the database is back")
     import uvicorn
 
     from tq.http.app import create_app
