@@ -527,7 +527,11 @@ class Attachment:
     def _arguments(self, task: Any) -> tuple[str, str]:
         encoded = self._encoded.get(task.id)
         if encoded is None:
-            encoded = (_json_or_repr(_listed(task.args)), _json_or_repr(task.kwargs or {}))
+            # No arguments, the common case, without the encoder (what it would say).
+            args, kwargs = task.args, task.kwargs
+            empty = args is None or (not args and isinstance(args, (tuple, list)))
+            encoded = ("[]" if empty else _json_or_repr(_listed(args)),
+                       _json_or_repr(kwargs) if kwargs else "{}")
         return encoded
 
     def job(self, task: Any, state: str, attempt: int, **columns: Any) -> records.JobRecord:

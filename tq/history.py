@@ -231,7 +231,7 @@ def check_record(record: Any) -> dict:
             if size is not None and len(value) > size:
                 raise RecordError(f"{name}: {len(value)} characters, longer than the "
                                   f"column's {size}")
-            if not _encodable(value):
+            if not value.isascii() and not _encodable(value):  # isascii: most values, at C speed
                 if name not in _FREE_TEXT:
                     raise RecordError(f"{name}: not valid Unicode (a lone surrogate)")
                 cleaned[name] = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch
@@ -511,7 +511,7 @@ class HistoryWriter:
     def record(self, record: dict) -> None:
         with self._lock:
             self._pending.append(record)
-            if len(self._pending) >= self.flush_rows:
+            if len(self._pending) == self.flush_rows:  # once: the writer then takes them all
                 self._wake.set()
 
     @property
