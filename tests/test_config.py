@@ -440,3 +440,19 @@ def test_a_password_written_unencoded_in_a_url_is_one_line_without_it(password):
             line = str(exc)
             assert line.startswith("bad value for [") and "\n" not in line, line
             assert password not in line and not any(part in line for part in fragments), line
+
+
+@pytest.mark.mysql
+def test_status_waits_out_a_silent_redis_once(mute_server, redis_backend, monkeypatch, capsys):
+    """`tq status` with a Redis that accepts and never answers: one connect_timeout,
+    then history's half and the line (exit 1). It asked it three times (the
+    submitted jobs' catch-up, the depths, the quarantine count): 3 x the timeout,
+    past a compose healthcheck's."""
+    use_env(monkeypatch, {**redis_backend.env, "TQ_QUEUE_CONNECT_TIMEOUT": "4",
+                          "TQ_QUEUE_URL": f"redis://127.0.0.1:{mute_server}/0"})
+    started = time.monotonic()
+    code = main(["status"])
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert code == 1 and "queue backend" in out and "unreachable" in out, out
+    assert elapsed < 7, elapsed  # one wait of 4 s; two were 8 s, three 12 s

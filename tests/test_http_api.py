@@ -9,6 +9,7 @@ import contextlib
 import json
 import threading
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -283,13 +284,14 @@ def tq_serve(cwd):
     import subprocess
     import sys
     port = free_port()
+    log = open(Path(cwd) / "serve.log", "w+")  # a file, not a pipe nobody reads
     server = subprocess.Popen([sys.executable, "-m", "tq.cli", "serve", "--port", str(port)],
-                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
 
         def up() -> bool:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert server.poll() is None, Path(cwd, "serve.log").read_text()
             try:
                 return client.get("/healthz").status_code in (200, 503)
             except httpx.TransportError:
@@ -299,6 +301,7 @@ def tq_serve(cwd):
     finally:
         server.terminate()
         server.wait(30)
+        log.close()
 
 
 def test_serve_takes_its_body_limit_from_http_max_body(tq_env, monkeypatch, tmp_path):
@@ -324,6 +327,33 @@ def test_serve_in_a_fresh_directory_answers_at_once(monkeypatch, tmp_path):
         job = client.post("/jobs", json={"task": "tq.tasks.demo.echo", "args": [1]})
         assert job.status_code == 201, job.text
         assert client.get("/queues").json()["queues"]["default"]["queued"] == 1
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+def test_serve_started_before_its_database_migrates_it_when_it_comes(monkeypatch, tmp_path):
+    """`tq serve` started while its history database does not exist yet serves the
+    queue half, then makes the schema on the first read that reaches the database
+    (it stayed 503 'run tq migrate' for good)."""
+    backend = Backend("redis", tmp_path)
+    late = f"tq_late_{uuid.uuid4().hex[:10]}"
+    use_env(monkeypatch, {**backend.env, "TQ_HISTORY_URL": backend.env["TQ_HISTORY_URL"]
+                          .rsplit("/", 1)[0] + "/" + late})
+    try:
+        with tq_serve(tmp_path) as client:
+            assert client.get("/jobs").status_code == 503
+            assert client.get("/queues").json()["queues"]["default"]["queued"] == 0
+            import pymysql
+            with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
+                conn.cursor().execute(f"CREATE DATABASE `{late}`")
+            wait_for(lambda: client.get("/jobs").status_code == 200, timeout=60,
+                     message="history reads to answer once the database exists")
+            assert client.get("/healthz").json() == {"ok": True}
+    finally:
+        import pymysql
+        with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{late}`")
+        backend.cleanup()
 
 
 @pytest.mark.parametrize("verb", ["serve", "web"])

@@ -37,7 +37,7 @@ from tq.summaries import (
     bucket_of,
 )
 
-from conftest import wait_for, wait_for_states
+from conftest import free_port, use_env, wait_for, wait_for_states
 
 TASK_MODULES = "tq.tasks.demo,tq.tasks.events,tq.tasks.maintenance,stats_tasks"
 
@@ -509,3 +509,17 @@ def test_metrics_serve_answers_while_idle_clients_stay_connected(backend):
             conn.close()
         server.shutdown()
         server.server_close()
+
+
+def test_metrics_command_answers_with_the_queue_backend_down(redis_backend, monkeypatch,
+                                                             capsys):
+    """`tq metrics` itself (not only its collector) starts with Redis down: it printed
+    one error line and exit 2, so an exporter restarted during the outage never
+    said tq_server_up 0."""
+    use_env(monkeypatch, {**redis_backend.env, "TQ_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert main(["metrics"]) == 0
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(capsys.readouterr().out)
+               for sample in family.samples}
+    assert samples[("tq_server_up", (("server", "queue"),))] == 0
+    assert samples[("tq_server_up", (("server", "history"),))] == 1

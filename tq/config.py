@@ -720,9 +720,10 @@ def _split(section: str, url: str) -> SplitResult:
     try:
         return urlsplit(url)
     except ValueError:  # an unencoded '[' or ']' reads as an IPv6 host; its text quotes it
-        raise ConfigError(_bad(section, "url", url, "not a URL: a password holding '[', ']', "
-                               "'/', '?' or '#' must be percent-encoded (%5B, %5D, %2F, "
-                               "%3F, %23)")) from None
+        raise ConfigError(_bad(section, "url", url, "not a URL tq can read (a '[' or ']' "
+                               "outside an IPv6 host: in a password, '[', ']', '/', '?' and "
+                               "'#' must be percent-encoded as %5B, %5D, %2F, %3F, %23)")
+                          ) from None
 
 
 def _check_history_url(url: str, from_file: bool) -> None:

@@ -88,20 +88,21 @@ class TqCollector:
         if depth is not None:
             yield depth
         try:
-            history = list(self._history())
+            history, history_up = list(self._history()), True
             up.add_metric(("history",), 1)
         except Exception as exc:
             if not history_unreachable(exc):
                 raise
             logger.warning("metrics without history: %s", first_line(exc))
-            history = []
+            history, history_up = [], False
             up.add_metric(("history",), 0)
         yield from history
         quarantined = GaugeMetricFamily("tq_quarantined",
                                         "Entries set aside (tq quarantine), by kind: queue messages "
                                         "a consumer refused, history records the writer refused.",
                                         labels=("kind",))
-        for kind, entries in quarantine_counts(runtime).items():
+        for kind, entries in quarantine_counts(runtime, queue=depth is not None,
+                                               history=history_up).items():
             if entries is not None:
                 quarantined.add_metric((kind.rstrip("s"),), entries)
         yield quarantined

@@ -73,7 +73,11 @@ def reason(exc: BaseException) -> str:
     import peewee
     import redis
 
+    from tq.config import BackendUnavailable
+
     text = first_line(str(exc), 200)
+    if isinstance(exc, BackendUnavailable):  # its line names the server already
+        return text
     name = type(exc).__name__
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"queue backend unreachable ({name}: {text})"

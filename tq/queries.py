@@ -131,9 +131,9 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
         queue_down = (str(exc) if isinstance(exc, BackendUnavailable) else
                       f"queue backend {runtime.config.queue_url_safe} unreachable: "
                       f"{first_line(exc)}")
-        state = {"queues": {name: {"paused": None, "paused_tasks": [], **NO_DEPTHS}
+        state = {"queues": {name: {"paused": None, "paused_tasks": None, **NO_DEPTHS}
                             for name in queue_names(runtime)},
-                 "workers_alive": None, "workers": [], "quarantined": None}
+                 "workers_alive": None, "workers": None, "quarantined": None}
     try:
         history = queue_history(runtime, now, totals=totals)
     except Exception as exc:
@@ -151,7 +151,8 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     extra = {"queue_unreachable": queue_down} if queue_down else {}
     if history_down:
         extra["history_unreachable"] = history_down
-    return dict(state, **extra, quarantine=quarantine_counts(runtime),
+    held = quarantine_counts(runtime, queue=not queue_down, history=not history_down)
+    return dict(state, **extra, quarantine=held,
                 queue_backend=runtime.config.queue_url_safe,
                 history=runtime.config.history_url_safe)
 
@@ -597,15 +598,20 @@ def quarantine_list(runtime, limit: int = 100) -> dict[str, Any]:
     return {"entries": entries[:limit], "unavailable": unavailable}
 
 
-def quarantine_counts(runtime) -> dict[str, int | None]:
-    """How many of each kind are set aside; None for a kind whose server is down."""
+def quarantine_counts(runtime, queue: bool = True, history: bool = True
+                      ) -> dict[str, int | None]:
+    """How many of each kind are set aside; None for a kind whose server is down
+    (or not asked: queue/history False, known down already)."""
     from tq.history import DeadRecord
 
     counts: dict[str, int | None] = {"messages": None, "records": None}
     try:
-        counts["messages"] = runtime.control.quarantine_count()
+        if queue:
+            counts["messages"] = runtime.control.quarantine_count()
     except Exception as exc:
         logger.debug("quarantined messages not counted: %s", exc)
+    if not history:
+        return counts
     try:
         database = runtime.history_db()
         with bound(database, [DeadRecord]):

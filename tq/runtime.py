@@ -58,6 +58,10 @@ class Runtime:
         self._database: Database | None = None
         self._database_pid = 0
         self._database_failure: tuple[float, str | None] = (0.0, None)
+        self._queue_failure: tuple[float, str | None] = (0.0, None)
+        # Whether history_db() brings the schema up to date (a writer such as
+        # `tq serve` that may start before the database is there) or only checks it.
+        self.migrates = False
         self._schema_current = False  # checked or migrated by this process
         self._writer: HistoryWriter | None = None
         self._writer_pid = 0
@@ -100,23 +104,37 @@ class Runtime:
                                f"{', '.join(self.queues)})") from None
 
     def check_queue_backend(self) -> None:
-        """Fail fast with one line when the queue backend cannot be reached."""
+        """Fail fast with one line when the queue backend cannot be reached.
+
+        A check that just timed out answers again at once for connect_timeout
+        seconds (as history_db does), so one command, or one scrape, waits out
+        a silent Redis once, not once per read; a long-running process asks
+        again after that."""
+        failed_at, failure = self._queue_failure
+        timeout = self.config.queue.connect_timeout
+        if failure is not None and time.monotonic() - failed_at < timeout:
+            raise BackendUnavailable(failure)
+        started = time.monotonic()
         try:
             self.control.ping()
         except Exception as exc:
-            raise BackendUnavailable(f"queue backend {self.config.queue_url_safe} unreachable: "
-                              f"{first_line(exc)}") from None
+            failure = f"queue backend {self.config.queue_url_safe} unreachable: {first_line(exc)}"
+            if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
+                self._queue_failure = (time.monotonic(), failure)
+            raise BackendUnavailable(failure) from None
+        self._queue_failure = (0.0, None)
 
     # --- history ----------------------------------------------------------------
     # Two ways in, both explicit: history_db() for everyone (it checks the schema
-    # version, one SELECT per process, and never changes the schema) and
-    # migrate_history() for writers at start (tq.migrations).
+    # version, one SELECT per process, and never changes the schema, unless
+    # `migrates` is set: tq serve, a writer that may start before its database)
+    # and migrate_history() for writers at start (tq.migrations).
     def history_db(self) -> Database:
         """The history database of this process, the models (models.db) bound to
         it. BackendUnavailable if it does not answer, or its subclass SchemaError
         ("run tq migrate") if its schema is missing, older or newer than this tq."""
         with self._lock:
-            return self._history(migrate=False)[0]
+            return self._history(migrate=self.migrates)[0]
 
     def migrate_history(self) -> list[str]:
         """Bring the history schema up to date (writers at start, `tq migrate`):

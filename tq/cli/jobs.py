@@ -181,11 +181,17 @@ def _depth(value: int | None) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 0; 1 when the queue backend or the history database did not answer
     (what the other one says is still printed, the unknown numbers as ?)."""
+    from tq.config import BackendUnavailable
     from tq.queries import catch_up, status
 
     # Not checked up front: with the queue backend down, history still answers.
     runtime = make_runtime(args, check_backend=False)
-    catch_up(runtime)  # the jobs submitted since, then the read
+    try:
+        runtime.check_queue_backend()
+    except BackendUnavailable:
+        pass  # status says so in its line (a silent Redis is waited out once, not here too)
+    else:
+        catch_up(runtime)  # the jobs submitted since, then the read
     data = status(runtime)
     down = [data[key] for key in ("queue_unreachable", "history_unreachable") if key in data]
     if args.json:

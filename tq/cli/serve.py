@@ -26,10 +26,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not tokens and not is_loopback(args.bind):
         raise CliError("no TQ_API_TOKENS: tq serve binds loopback only "
                        "(127.0.0.1, ::1, localhost); set tokens to bind another address")
-    # A writer (submits, and the history of what was submitted): the schema
-    # current at start, as a consumer's, so a fresh `tq serve` answers at once.
-    migrate_at_start(runtime, "tq serve", "the API answers what the queue backend says "
-                                          "until the database is back")
     import uvicorn
 
     from tq.http.app import create_app
@@ -42,6 +38,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Bound here, not by uvicorn: a port in use is then one line and exit 2 (uvicorn
     # logs it and exits 3), and with --port 0 the line below names the real port.
     listener = _listen(args)
+    # A writer (submits, and the history of what was submitted): the schema made
+    # current at start, as a consumer's, so a fresh `tq serve` answers at once,
+    # and on the first read that reaches a database missing at start.
+    runtime.migrates = True
+    migrate_at_start(runtime, "tq serve", "the API answers what the queue backend says "
+                                          "until the database is back")
     port = listener.getsockname()[1]
     host = f"[{args.bind}]" if ":" in args.bind else args.bind
     if not tokens:

@@ -74,7 +74,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from tq.metrics import exposition, make_server
 
-    runtime = make_runtime(args)
+    # Not checked up front: with a server down a scrape answers what the other
+    # says, and tq_server_up 0 for it (tq.metrics).
+    runtime = make_runtime(args, check_backend=False)
     if args.serve is None:
         sys.stdout.write(exposition(runtime))
         return 0
