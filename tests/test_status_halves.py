@@ -143,3 +143,73 @@ def test_both_down_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "queue backend" in err and "history database" in err
     assert PASSWORD not in err and "Traceback" not in err
+
+
+def _exceptions():
+    import sqlite3
+
+    import redis
+    from redis import exceptions as e
+    return [  # (exception, an outage?)
+        (redis.ConnectionError("Error 111 connecting"), True),
+        (redis.TimeoutError("Timeout reading from socket"), True),
+        (e.BusyLoadingError("LOADING Redis is loading the dataset"), True),
+        (e.ReadOnlyError("READONLY You can't write against a read only replica"), True),
+        (e.OutOfMemoryError("OOM command not allowed"), True),
+        (e.AuthenticationError("invalid password"), True),
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.DatabaseError("file is not a database"), True),
+        (OSError(28, "No space left on device"), True),
+        (e.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+         False),
+        (e.DataError("Invalid input of type: 'dict'"), False),
+        (e.NoScriptError("NOSCRIPT"), False),
+        (sqlite3.IntegrityError("UNIQUE constraint failed"), False),
+        (sqlite3.ProgrammingError("Incorrect number of bindings"), False),
+        (ValueError("a bug"), False),
+    ]
+
+
+@pytest.mark.parametrize("exc, outage", _exceptions(), ids=lambda v: type(v).__name__
+                         if isinstance(v, BaseException) else str(v))
+def test_only_errors_of_asking_count_as_a_queue_backend_outage(exc, outage):
+    """What counts as 'unreachable' (a batch stops as an outage, status shows the
+    other half, HTTP answers 503): errors of asking, not a refusal of the command."""
+    assert queries.queue_unreachable(exc) is outage
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+def test_a_forged_queue_key_is_not_called_an_outage(tmp_path, monkeypatch, capsys):
+    """A queue key of the wrong type (forged, or another program's) makes Redis answer
+    WRONGTYPE: status and the API say that, never 'queue backend unreachable'
+    (and not 503, which tells a client to retry later)."""
+    import redis as redis_lib
+
+    from conftest import REDIS_URL
+    backend = Backend("redis", tmp_path)
+    try:
+        runtime = backend.runtime()
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        client.set(runtime.queue("default").storage.queue_key, "forged")
+        use_env(monkeypatch, backend.env)
+        code = main(["status"])
+        out, err = capsys.readouterr()
+        assert code == 1 and "WRONGTYPE" in err and "unreachable" not in out + err, out + err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        app = create_app(backend.runtime(), load({}))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                               log_level="critical", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
+            port = server.servers[0].sockets[0].getsockname()[1]
+            answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/queues", timeout=60)
+            assert answer.status_code == 500 and set(answer.json()) == {"error"}, answer.text
+        finally:
+            server.should_exit = True
+            thread.join(30)
+        client.close()
+    finally:
+        backend.cleanup()

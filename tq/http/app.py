@@ -154,13 +154,19 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         return _error(exc.status_code, detail)
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not (queries.queue_unreachable(exc) or queries.history_unreachable(exc)):
+            # A driver's refusal of the command itself (WRONGTYPE, a constraint): a
+            # defect, whose traceback the server's log needs; the client gets one line.
+            log.error("request failed: %s", first_line(str(exc)) or "error", exc_info=exc)
+            return _error(500, "internal error (see the server's log)")
         line = _outage_line(rt, exc)
         log.warning("request failed: %s", line)
         return _error(503, line)
 
-    # Outages get their handlers by class: what reaches the catch-all below is
-    # re-raised by Starlette after the answer, so uvicorn logged a traceback (and
-    # could drop the keep-alive connection) for a server that is down, not a bug.
+    # The drivers' errors get their handler by class: what reaches the catch-all
+    # below is re-raised by Starlette after the answer, so uvicorn logged a
+    # traceback (and could drop the keep-alive connection) for a server that is
+    # down, not a bug. The handler tells the two apart by queries' one rule.
     outages: tuple[type[Exception], ...] = (BackendUnavailable, *_outage_types())
     for outage in outages:
         app.add_exception_handler(outage, _unavailable)

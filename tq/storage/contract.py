@@ -339,8 +339,22 @@ def backend_unreachable(exc: BaseException) -> bool:
     """Whether `exc` means a queue storage cannot be reached (Redis down or
     silent, SQLite locked or gone): what stops a batch as an outage, and what
     an attached app's storage raising makes its queue "unreachable". The
-    drivers load only when asked."""
+    drivers load only when asked.
+
+    Only errors of asking count: no connection, no answer in time, a server
+    that answers but cannot serve now (loading, a read-only replica after a
+    failover, out of memory, a cluster slot moving), SQLite locked, gone or
+    not a database. An answer that refuses the command itself (WRONGTYPE on a
+    key of another type, a bad argument, a constraint) is a defect or a forged
+    key, and is said as what it is, never as "unreachable"."""
     import sqlite3
 
     import redis
-    return isinstance(exc, (redis.RedisError, sqlite3.Error, OSError))
+    from redis import exceptions as e
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, e.ReadOnlyError,
+                        e.ClusterDownError, e.TryAgainError, e.OutOfMemoryError,
+                        e.SlotNotCoveredError)):
+        return True
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        return True  # locked, busy, cannot open, disk I/O; "not a database"
+    return isinstance(exc, OSError)
