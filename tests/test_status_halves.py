@@ -213,3 +213,84 @@ def test_a_forged_queue_key_is_not_called_an_outage(tmp_path, monkeypatch, capsy
         client.close()
     finally:
         backend.cleanup()
+
+
+@pytest.mark.parametrize("halves", [
+    pytest.param(p.values, id=p.id, marks=p.marks) for p in CASES], indirect=True)
+def test_history_reads_answer_without_the_queue_backend(halves, capsys):
+    """tq jobs and tq show read history only: with the queue backend down they list
+    what history holds and say in one line on stderr what they may miss (they
+    refused, exit 2, before reading); with history down they are one line, exit 2."""
+    _, _, ids, down = halves
+    for argv in (["jobs"], ["show", ids[0]]):
+        code = main(argv)
+        out, err = capsys.readouterr()
+        if down == "queue":
+            assert code == 0, err
+            assert ids[0] in out and err.count("\n") == 1 and "may be missing" in err
+        else:
+            assert code == 2 and out == "" and err.count("\n") == 1
+        assert PASSWORD not in out + err and "Traceback" not in err
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+def test_the_console_opens_with_the_queue_backend_down(tmp_path):
+    """`tq tui` with Redis down opens (it refused, exit 2, though its Jobs screen
+    lists history then), shows the queue backend's banner without a class name,
+    and lists history's jobs on the Jobs screen."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time as clock
+
+    backend = Backend("redis", tmp_path)
+    try:
+        runtime = backend.runtime()
+        job = tq.submit("tq.tasks.demo.echo", args=["seen-in-history"], runtime=runtime)
+        queries.catch_up(runtime)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
+        env.update(backend.env, TQ_QUEUE_URL=f"redis://127.0.0.1:{free_port()}/0",
+                   TERM="xterm-256color", COLUMNS="160", LINES="40")
+        leader, follower = pty.openpty()
+        console = subprocess.Popen([sys.executable, "-m", "tq.cli", "tui"], env=env,
+                                   stdin=follower, stdout=follower, stderr=follower,
+                                   cwd=tmp_path, close_fds=True)
+        os.close(follower)
+        seen = b""
+
+        def read() -> None:
+            nonlocal seen
+            while select.select([leader], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:  # the console exited: the pty is closed
+                    break
+
+        def screen_shows(*texts: bytes) -> bool:
+            read()
+            assert console.poll() is None, seen.decode(errors="replace")[-2000:]
+            plain = seen.replace(b"\x1b", b"")
+            return all(text in plain or text in seen for text in texts)
+
+        try:
+            wait_for(lambda: screen_shows(b"queue backend", b"unreachable"), timeout=60,
+                     message="the console with its queue backend banner")
+            assert b"ConnectionError" not in seen
+            os.write(leader, b"2")  # the Jobs screen: history's rows
+            wait_for(lambda: screen_shows(job[:8].encode()), timeout=60,
+                     message="the Jobs screen to list the job from history")
+            os.write(leader, b"q")
+            deadline = clock.monotonic() + 30
+            while console.poll() is None and clock.monotonic() < deadline:
+                read()  # so the console never blocks writing its last frames
+            assert console.poll() == 0
+        finally:
+            if console.poll() is None:
+                console.kill()
+            console.wait(30)
+            os.close(leader)
+    finally:
+        backend.cleanup()

@@ -157,7 +157,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from tq.tui.app import run_tui
 
-    runtime = make_runtime(args)
+    # Not checked up front: the console stands each server on its own, with a
+    # banner for one that does not answer (history lists while Redis is down).
+    runtime = make_runtime(args, check_backend=False)
     return run_tui(runtime, readonly=args.readonly)
 
 

@@ -85,6 +85,22 @@ def make_runtime(args: argparse.Namespace, overrides: dict[str, Any] | None = No
     return runtime
 
 
+def catch_up_or_say(runtime: Runtime) -> None:
+    """The one door before a history read (queries.catch_up), for a read that
+    needs history only (tq jobs, tq show): with the queue backend down the read
+    goes on, and stderr says what it may miss, in one line."""
+    from tq.config import BackendUnavailable
+    from tq.queries import catch_up
+
+    try:
+        runtime.check_queue_backend()
+    except BackendUnavailable as exc:
+        err.print(literal(f"tq: {exc}; jobs submitted since its last write to history "
+                          "may be missing"), style="yellow")
+        return
+    catch_up(runtime)
+
+
 def parse_filter(args: argparse.Namespace) -> Filter:
     from tq.where import parse
 

@@ -18,6 +18,7 @@ from tq.cli.common import (
     MAX_LIMIT,
     CliError,
     add_row,
+    catch_up_or_say,
     filter_options,
     make_runtime,
     new_table,
@@ -49,10 +50,10 @@ def result_text(value: Any, width: int | None = None) -> tuple[str, bool]:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from tq.queries import catch_up, list_jobs
+    from tq.queries import list_jobs
 
-    runtime = make_runtime(args)
-    catch_up(runtime)  # the jobs submitted since, then the read
+    runtime = make_runtime(args, check_backend=False)  # history answers alone
+    catch_up_or_say(runtime)  # the jobs submitted since, then the read
     rows = list_jobs(runtime, parse_filter(args), sort=args.sort, limit=args.limit)
     if args.json:
         for row in rows:
@@ -73,10 +74,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tq.queries import catch_up, job_detail
+    from tq.queries import job_detail
 
-    runtime = make_runtime(args)
-    catch_up(runtime)  # the jobs submitted since, then the read
+    runtime = make_runtime(args, check_backend=False)  # history answers alone
+    catch_up_or_say(runtime)  # the jobs submitted since, then the read
     job = job_detail(runtime, args.id)
     if job is None:
         raise CliError(f"no job {args.id!r} in history")

@@ -19,6 +19,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.timer import Timer
 
+from tq.config import BackendUnavailable
 from tq.format import first_line
 from tq.text import console_markup, visible
 from tq.tui.data import SERVERS, Data, fetch, is_connection_error
@@ -172,8 +173,11 @@ class TqApp(App):
             return
         first = first_line(error)
         self._lost_since.setdefault(server, time.monotonic())
-        self.lost[server] = (f"{SERVERS[server]} unreachable: {type(error).__name__}: "
-                             f"{visible(first[:160])} — retrying every {self.interval:g}s")
+        # BackendUnavailable's line names the server already; a driver's error says
+        # what the server said (never its class name).
+        said = first if isinstance(error, BackendUnavailable) else \
+            f"{SERVERS[server]} unreachable: {first}"
+        self.lost[server] = f"{visible(said[:200])} — retrying every {self.interval:g}s"
         self._show_banner()
 
     def server_answered(self, server: str) -> None:

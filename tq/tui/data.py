@@ -46,10 +46,9 @@ class ReadOnly(PermissionError):
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """A server that went away (banner and retry), as opposed to a mistake to show."""
-    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                            peewee.OperationalError, peewee.InterfaceError, ConfigError,
-                            OSError))
+    """A server that went away (banner and retry), as opposed to a mistake to show:
+    the rule tq status, tq metrics and the HTTP API use (tq.queries)."""
+    return queries.queue_unreachable(exc) or queries.history_unreachable(exc)
 
 
 # The two servers the console reads, each with its own banner: a read declares which
