@@ -278,3 +278,29 @@ def tq_env(backend, monkeypatch):
     """The backend's settings as TQ_* variables, for CLI tests (in process or not)."""
     return use_env(monkeypatch, backend.env)
 
+
+@pytest.fixture
+def mute_server():
+    """A TCP server that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()

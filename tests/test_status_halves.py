@@ -294,3 +294,36 @@ def test_the_console_opens_with_the_queue_backend_down(tmp_path):
             os.close(leader)
     finally:
         backend.cleanup()
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+def test_api_reads_wait_out_a_silent_redis_once(mute_server, tmp_path):
+    """History reads over HTTP with a Redis that accepts and never answers: the
+    first waits connect_timeout in its catch-up, the next ones answer at once from
+    history (each waited the timeout again: a listing every 4 s)."""
+    import time as clock
+
+    backend = Backend("redis", tmp_path)
+    try:
+        runtime = backend.runtime(TQ_QUEUE_URL=f"redis://127.0.0.1:{mute_server}/0",
+                                  TQ_QUEUE_CONNECT_TIMEOUT="4")
+        app = create_app(runtime, load({}))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                               log_level="critical", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
+            port = server.servers[0].sockets[0].getsockname()[1]
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as api:
+                started = clock.monotonic()
+                for _ in range(3):
+                    assert api.get("/jobs").status_code == 200
+                elapsed = clock.monotonic() - started
+            assert elapsed < 7, elapsed  # one wait of 4 s; three were 12 s
+        finally:
+            server.should_exit = True
+            thread.join(30)
+    finally:
+        backend.cleanup()

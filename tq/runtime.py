@@ -26,6 +26,7 @@ from tq.models import db, open_database
 from tq.queues import TqHuey, default_worker_name
 from tq.serializer import RecordSigner
 from tq.storage import RedisControl, SqliteControl, TqRedisStorage, TqSqliteStorage
+from tq.storage.contract import backend_unreachable
 
 if TYPE_CHECKING:
     from peewee import Database
@@ -110,19 +111,26 @@ class Runtime:
         seconds (as history_db does), so one command, or one scrape, waits out
         a silent Redis once, not once per read; a long-running process asks
         again after that."""
-        failed_at, failure = self._queue_failure
-        timeout = self.config.queue.connect_timeout
-        if failure is not None and time.monotonic() - failed_at < timeout:
-            raise BackendUnavailable(failure)
+        self._raise_if_queue_timed_out()
         started = time.monotonic()
         try:
             self.control.ping()
         except Exception as exc:
-            failure = f"queue backend {self.config.queue_url_safe} unreachable: {first_line(exc)}"
-            if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
-                self._queue_failure = (time.monotonic(), failure)
-            raise BackendUnavailable(failure) from None
+            raise BackendUnavailable(self._queue_failed(exc, started)) from None
         self._queue_failure = (0.0, None)
+
+    def _raise_if_queue_timed_out(self) -> None:
+        failed_at, failure = self._queue_failure
+        if failure is not None and time.monotonic() - failed_at < self.config.queue.connect_timeout:
+            raise BackendUnavailable(failure)
+
+    def _queue_failed(self, exc: BaseException, started: float) -> str:
+        """The line for a queue backend that did not answer; kept (see
+        check_queue_backend) when the asking took a timeout, not a quick no."""
+        failure = f"queue backend {self.config.queue_url_safe} unreachable: {first_line(exc)}"
+        if time.monotonic() - started >= self.config.queue.connect_timeout / 2:
+            self._queue_failure = (time.monotonic(), failure)
+        return failure
 
     # --- history ----------------------------------------------------------------
     # Two ways in, both explicit: history_db() for everyone (it checks the schema
@@ -219,9 +227,16 @@ class Runtime:
     def write_submitted(self) -> int:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
-        return write_submitted(self.control, self.history_db(),
-                               f"{self.worker_name()}-writer", self.records,
-                               self.config.data_dir / "spill")
+        database = self.history_db()
+        self._raise_if_queue_timed_out()  # a silent Redis is waited out once, not per read
+        started = time.monotonic()
+        try:
+            return write_submitted(self.control, database, f"{self.worker_name()}-writer",
+                                   self.records, self.config.data_dir / "spill")
+        except Exception as exc:
+            if backend_unreachable(exc):
+                self._queue_failed(exc, started)
+            raise
 
     # --- identity of this process as a consumer ------------------------------------
     def worker_name(self) -> str:
