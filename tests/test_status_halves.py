@@ -119,6 +119,12 @@ def test_http_answers_the_half_that_answers_and_503_for_the_rest(halves, caplog)
             line = needs.json()["error"]
             assert "\n" not in line and PASSWORD not in line
             assert not re.search(r"\w+(Error|Exception)\b", line), line  # no class names
+            # An action the missing server stopped is not a success: 503, its line.
+            acted = client.post("/jobs/requeue", json={"state": "failed"}) if down == "history" \
+                else client.post(f"/jobs/{ids[0]}/cancel")
+            assert acted.status_code == 503, acted.text
+            assert acted.json()["outcome"] == "failed" and "\n" not in acted.json()["error"]
+            assert PASSWORD not in acted.text
             health = client.get("/healthz")
             assert health.status_code == 503 and down in health.json()["error"]
             # The same keep-alive connection still answers after the 503s.

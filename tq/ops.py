@@ -44,7 +44,7 @@ from tq.attach import attachment
 from tq.format import first_line
 from tq.history import write_records
 from tq.models import REQUEUABLE, Job, bound
-from tq.queries import catch_up, exact_rows
+from tq.queries import catch_up, exact_rows, history_unreachable, queue_unreachable
 from tq.queues import host_name
 from tq.registry import task_meta
 from tq.serializer import loads_json
@@ -325,6 +325,14 @@ class ActionResult:
     done: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # Whether what stopped it was a server that did not answer (try again later)
+    # rather than a defect: HTTP answers 503 for the one, 500 for the other.
+    outage: bool = False
+
+    def stopped(self, exc: BaseException) -> None:
+        """It stopped on `exc`: the reason kept in one line, and what kind it was."""
+        self.error = reason(exc)
+        self.outage = queue_unreachable(exc) or history_unreachable(exc)
 
     @property
     def count(self) -> int:
@@ -494,7 +502,7 @@ def cancel(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | Non
                 write_records(runtime.history_db(), [dict(record) for record in records])
             result.done = result.canceled + result.requested
     except Exception as exc:
-        result.error = reason(exc)
+        result.stopped(exc)
     if selected.ids is not None and result.error is None:
         result.unknown = [job_id for job_id in selected.ids if job_id not in seen]
         result.skipped.update({job_id: "not in history" for job_id in result.unknown})
@@ -516,7 +524,7 @@ def requeue(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | No
             seen.update(job.id for job in rows)
             _requeue_chunk(runtime, selected, rows, result)
     except Exception as exc:
-        result.error = reason(exc)
+        result.stopped(exc)
     if selected.ids is not None and result.error is None:
         for job_id in selected.ids:
             if job_id not in seen:
@@ -623,7 +631,7 @@ def purge(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | None
                     Job.delete().where(Job.id.in_(id_list)).execute()
                 result.done += id_list
     except Exception as exc:
-        result.error = reason(exc)
+        result.stopped(exc)
     _audit_result(runtime, result)
     return result
 
@@ -661,7 +669,7 @@ def run_now(runtime: Runtime, ids: Iterable[str] | None = None, flt: Filter | No
             elif why:
                 reasons[task.id] = why
     except Exception as exc:
-        result.error = reason(exc)
+        result.stopped(exc)
     if result.error is None:
         moved = set(result.done)
         left = [job_id for job_id in wanted if job_id not in moved]

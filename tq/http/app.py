@@ -374,12 +374,17 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
 
     # --- actions ----------------------------------------------------------------------
 
-    def _act(token: Token, action: str, ids: list[str] | None, flt: Any) -> dict:
+    def _act(token: Token, action: str, ids: list[str] | None, flt: Any) -> dict | JSONResponse:
         with audit.acting_as(token.actor):
             result = {"requeue": ops.requeue, "cancel": ops.cancel,
                       "run_now": ops.run_now}[action](rt, ids=ids, flt=flt)
         body = _jsonable(result.as_dict())
         body["line"] = result.line()
+        if result.error:
+            # Stopped (before or partway): not a success. 503 when a server did not
+            # answer, 500 for a defect; the body says what was done, if anything.
+            return JSONResponse(dict(body, error=result.line()),
+                                status_code=503 if result.outage else 500)
         return body
 
     for path, action in (("requeue", "requeue"), ("cancel", "cancel"), ("run-now", "run_now")):
