@@ -211,7 +211,7 @@ def test_wait_times_out_and_refuses_unknown_ids_in_one_line(served, cli):
     assert _one_line(err) == f"tq: error: timed out after 0.5 s: 1 job not ended: {slow}"
     code, out, err = cli("wait", "--json", slow, "--timeout", "0")
     assert code == 2 and json.loads(out) == [{"id": slow, "ended": False}]
-    # Unknown ids (each one stays unknown through a short grace: queries.unknown_jobs).
+    # Unknown ids: in neither history nor any outbox (queries.unknown_jobs).
     hostile = ["no-such-job", "[/]\x1b[31m", "x" * 5000, "\udcff"]
     code, out, err = cli("wait", done, *hostile, *[f"nope-{n}" for n in range(8)])
     assert code == 2 and out == ""
@@ -292,3 +292,28 @@ def test_console_detail_shows_the_result_literally(served):
             await loaded(pilot, JobDetailScreen)
             await shows(pilot, "result", '"[bold]k": "[/]v\\u001b[31mred[$accent]"')
     scenario()
+
+
+def test_a_job_a_consumer_holds_unwritten_is_known_at_once(backend, tmp_path):
+    """A consumer's history writer has taken a just-submitted job's record from the
+    submitted outbox (renamed to an outbox of its own) and not written it yet:
+    tq.result, tq wait and the HTTP API still know the job, at once — the record is
+    read from that outbox and written (idempotently) by the reader. They called it
+    unknown after a 2 s grace, or for good when the writer was slow."""
+    from tq.storage import SUBMITTED
+
+    runtime = backend.runtime()
+    job_id = tq.submit("tq.tasks.demo.echo", 7, runtime=runtime)
+    # What a consumer's writer round does first (HistoryWriter._take_outboxes).
+    assert runtime.control.outbox_adopt(SUBMITTED, "busy-consumer")
+    reader = backend.runtime()
+    assert queries.unknown_jobs(reader, [job_id, "no-such-job"]) == ["no-such-job"]
+    assert queries.job_detail(reader, job_id)["state"] == "queued"
+    # The owner writes it later: nothing changes, no second row.
+    from tq.history import open_records, write_records
+    owner = next(o for o in runtime.control.outbox_owners() if o.startswith("busy-consumer+"))
+    raw, marker = runtime.control.outbox_read(owner, 100)
+    records, _ = open_records(raw, runtime.records, "test")
+    assert write_records(runtime.history_db(), records) == len(records) > 0
+    runtime.control.outbox_done(owner, marker)
+    assert queries.job_detail(reader, job_id)["state"] == "queued"

@@ -737,6 +737,44 @@ def write_submitted(control, database, owner: str, signer: RecordSigner | None =
     return written
 
 
+HELD_PEEK = 20_000  # records of one outbox a held_records look reads at most
+
+
+def write_held(control, database, job_ids: set[str], signer: RecordSigner | None = None
+               ) -> int:
+    """Write the records of `job_ids` that wait in any outbox: the submitted one,
+    and the consumers' (a consumer's writer has taken them and not written them
+    yet). Read, never trimmed (only an outbox's owner trims it), and upserted
+    here as well: the upsert is idempotent and a later state never goes back, so
+    the owner writing them again changes nothing. Records the database or the
+    signature refuses are left for the owner to set aside. Returns how many were
+    written.
+
+    Why it is definitive: a submitted record moves one way, the submitted outbox
+    -> a consumer's outbox (renamed, its name listed in the same step) -> the
+    database (written, then trimmed). Reading the submitted outbox, then the
+    list of outboxes and each one, then the database again (the caller) finds
+    it wherever it was."""
+    if not job_ids:
+        return 0
+    signer = signer or RecordSigner()
+    found: list[dict] = []
+
+    def look(owner: str) -> None:
+        raw, _ = control.outbox_read(owner, HELD_PEEK)
+        records, _refused = open_records(raw, signer, _source(owner))
+        found.extend(r for r in records
+                     if (r.get("id") if r["kind"] == "job" else r.get("job_id")) in job_ids)
+
+    look(SUBMITTED)  # first, and only then the list: see above
+    for owner in sorted(set(control.outbox_owners()) - {SUBMITTED}):
+        look(owner)
+    if not found:
+        return 0
+    written, _rejected = write_or_set_aside(database, found)
+    return written
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

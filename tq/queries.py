@@ -333,42 +333,41 @@ def _decoded_result(text: str) -> Any:
 WAIT_CHUNK = 500  # ids per state query
 
 
-def unknown_grace(runtime: Runtime) -> float:
-    """How long an id must stay absent from history to be unknown (unknown_jobs)."""
-    return 1.0 + 5 * runtime.config.history.flush_interval
-
-
-def unknown_jobs(runtime: Runtime, ids: list[str], grace: float | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> list[str]:
+def unknown_jobs(runtime: Runtime, ids: list[str]) -> list[str]:
     """The ids of `ids` history has no job for, in their order. An id no job can
     have (longer than the column, a lone surrogate) is unknown without a query.
 
     A job submitted a moment ago may not be in history yet even after catch_up:
     a running consumer's history writer may have taken its `queued` record from
-    the submitted outbox and not written it yet (it does within its flush
-    interval). So an id is unknown only once it has stayed absent for `grace`
-    seconds (default 1 s + 5 flush intervals: 2 s as shipped); known ids cost
-    one look."""
-    if grace is None:
-        grace = unknown_grace(runtime)
-    deadline = clock() + grace
+    the submitted outbox and not written it yet. So the ids history lacks are
+    looked for in every outbox too, and what is found there is written now
+    (history.write_held: idempotent, and definitive, so no grace period is
+    needed); known ids cost one look."""
+    from tq.history import write_held
+
     ordered = list(dict.fromkeys(ids))
     missing = [i for i in ordered if _askable(i)]
-    while True:
-        catch_up(runtime)
-        runtime.history_db()
-        known: set[str] = set()
-        for start in range(0, len(missing), WAIT_CHUNK):
-            known.update(row[0] for row in tuple_rows(
-                Job.select(Job.id).where(Job.id.in_(missing[start:start + WAIT_CHUNK]))))
-        missing = [i for i in missing if i not in known]
-        left = deadline - clock()
-        if not missing or left <= 0:
-            break
-        sleep(min(0.1, left))
+    catch_up(runtime)
+    missing = _absent(runtime, missing)
+    if missing:
+        try:
+            write_held(runtime.control, runtime.history_db(), set(missing), runtime.records)
+        except Exception as exc:  # the queue backend down: history's answer stands
+            if not queue_unreachable(exc):
+                raise
+            logger.debug("outboxes not read: %s", exc)
+        missing = _absent(runtime, missing)
     absent = set(missing)
     return [i for i in ordered if i in absent or not _askable(i)]
+
+
+def _absent(runtime: Runtime, ids: list[str]) -> list[str]:
+    runtime.history_db()
+    known: set[str] = set()
+    for start in range(0, len(ids), WAIT_CHUNK):
+        known.update(row[0] for row in tuple_rows(
+            Job.select(Job.id).where(Job.id.in_(ids[start:start + WAIT_CHUNK]))))
+    return [i for i in ids if i not in known]
 
 
 def _askable(job_id: Any) -> bool:

@@ -16,9 +16,9 @@ What it returns or raises, and why:
   - still running when `timeout` seconds have passed: ResultTimeout (a
     TimeoutError), carrying the id and the state it was in; timeout=None waits
     as long as it takes;
-  - an id history does not know: UnknownJob (a KeyError), once it has stayed
-    unknown for a short grace (queries.unknown_jobs: a job submitted a moment
-    ago may still be on its way to history).
+  - an id history does not know: UnknownJob (a KeyError), once neither history
+    nor any outbox holds it (queries.unknown_jobs: a job submitted a moment ago
+    may still be on its way to history, in a consumer's writer).
 
 JobFailed is also Huey's TaskException and ResultTimeout also Huey's
 ResultTimeout, so code written for Huey's `Result.get()` catches them as it
@@ -103,7 +103,7 @@ def result(job_id: str, timeout: float | None = None, *, runtime: Runtime | None
     runtime = runtime or current()
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     for _ in range(MAX_COPIES):
-        if not enqueued and queries.unknown_jobs(runtime, [job_id]):  # and a grace period
+        if not enqueued and queries.unknown_jobs(runtime, [job_id]):
             raise UnknownJob(job_id)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         ended = queries.wait_jobs(runtime, [job_id], left, poll=poll).get(job_id)

@@ -274,13 +274,13 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         nxt = encode_cursor(sort, order, rows[-1]) if len(rows) == limit else None
         return {"total": queries.count_jobs(rt, flt), "jobs": _jsonable(rows), "next": nxt}
 
-    def _detail(job_id: str, grace: float | None = None) -> dict:
+    def _detail(job_id: str) -> dict:
         # A job just submitted may be in flight to history in a consumer's writer,
-        # where catch_up cannot see it: queries.unknown_jobs holds the rule (and its
-        # grace) for when an id is unknown, as for tq wait and tq.result.
+        # where catch_up cannot see it: queries.unknown_jobs holds the rule for
+        # when an id is unknown, as for tq wait and tq.result.
         queries.catch_up(rt)
         detail = queries.job_detail(rt, job_id)
-        if detail is None and not queries.unknown_jobs(rt, [job_id], grace):
+        if detail is None and not queries.unknown_jobs(rt, [job_id]):
             detail = queries.job_detail(rt, job_id)
         if detail is None:
             raise ApiError(404, f"no job {jobspec.show(job_id, 80)}")
@@ -298,10 +298,10 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
         reader(request)
         if not 0 <= wait <= MAX_WAIT:
             raise ApiError(400, f"wait is 0 to {MAX_WAIT:g} seconds")
-        _detail(job_id, max(queries.unknown_grace(rt), wait))  # 404 first
+        _detail(job_id)  # 404 first
         ended = queries.wait_jobs(rt, [job_id], wait).get(job_id)
         if ended is None:
-            return JSONResponse({"id": job_id, "state": _detail(job_id, 0)["state"],
+            return JSONResponse({"id": job_id, "state": _detail(job_id)["state"],
                                  "done": False}, status_code=202)
         detail = _jsonable(ended)
         return {"id": job_id, "state": detail["state"], "done": True,
