@@ -8,6 +8,7 @@ missing server answers 503 with that line. Both down: one line, exit 2.
 Never a guessed 0, a traceback or a password."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -93,21 +94,30 @@ def test_status_shows_the_half_that_answers(halves, capsys):
     assert code == 1 and f"{down}_unreachable" in json.loads(out)
 
 
-@pytest.mark.parametrize("halves", [
-    pytest.param(p.values, id=p.id, marks=p.marks) for p in CASES], indirect=True)
-def test_http_answers_the_half_that_answers_and_503_for_the_rest(halves, caplog):
-    _, runtime, ids, down = halves
+@contextlib.contextmanager
+def api_of(runtime):
+    """`runtime`'s HTTP API (no tokens) on a real uvicorn on a loopback port, in a
+    thread; yields its base URL. log_config=None: uvicorn's records reach caplog,
+    so a test sees any traceback it logs."""
     app = create_app(runtime, load({}))
-    # log_config=None: uvicorn's records reach caplog, so a traceback would be seen.
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
-        port = server.servers[0].sockets[0].getsockname()[1]
-        with caplog.at_level(logging.INFO), httpx.Client(
-                base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as client:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/api/v1"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.mark.parametrize("halves", [
+    pytest.param(p.values, id=p.id, marks=p.marks) for p in CASES], indirect=True)
+def test_http_answers_the_half_that_answers_and_503_for_the_rest(halves, caplog):
+    _, runtime, ids, down = halves
+    with api_of(runtime) as url:
+        with caplog.at_level(logging.INFO), httpx.Client(base_url=url, timeout=60) as client:
             queues = client.get("/queues")
             assert queues.status_code == 200, queues.text
             assert f"{down}_unreachable" in queues.json()
@@ -131,9 +141,6 @@ def test_http_answers_the_half_that_answers_and_503_for_the_rest(halves, caplog)
             assert client.get("/workers").status_code in (200, 503)
         assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
         assert PASSWORD not in caplog.text
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.mark.redis
@@ -203,19 +210,9 @@ def test_a_forged_queue_key_is_not_called_an_outage(tmp_path, monkeypatch, capsy
         out, err = capsys.readouterr()
         assert code == 1 and "WRONGTYPE" in err and "unreachable" not in out + err, out + err
         assert err.count("\n") == 1 and "Traceback" not in err
-        app = create_app(backend.runtime(), load({}))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                               log_level="critical", access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
-            port = server.servers[0].sockets[0].getsockname()[1]
-            answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/queues", timeout=60)
+        with api_of(backend.runtime()) as url:
+            answer = httpx.get(f"{url}/queues", timeout=60)
             assert answer.status_code == 500 and set(answer.json()) == {"error"}, answer.text
-        finally:
-            server.should_exit = True
-            thread.join(30)
         client.close()
     finally:
         backend.cleanup()
@@ -314,22 +311,11 @@ def test_api_reads_wait_out_a_silent_redis_once(mute_server, tmp_path):
     try:
         runtime = backend.runtime(TQ_QUEUE_URL=f"redis://127.0.0.1:{mute_server}/0",
                                   TQ_QUEUE_CONNECT_TIMEOUT="4")
-        app = create_app(runtime, load({}))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                               log_level="critical", access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            wait_for(lambda: server.started, timeout=30, message="uvicorn to start")
-            port = server.servers[0].sockets[0].getsockname()[1]
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as api:
-                started = clock.monotonic()
-                for _ in range(3):
-                    assert api.get("/jobs").status_code == 200
-                elapsed = clock.monotonic() - started
-            assert elapsed < 7, elapsed  # one wait of 4 s; three were 12 s
-        finally:
-            server.should_exit = True
-            thread.join(30)
+        with api_of(runtime) as url, httpx.Client(base_url=url, timeout=60) as api:
+            started = clock.monotonic()
+            for _ in range(3):
+                assert api.get("/jobs").status_code == 200
+            elapsed = clock.monotonic() - started
+        assert elapsed < 7, elapsed  # one wait of 4 s; three were 12 s
     finally:
         backend.cleanup()

@@ -101,6 +101,17 @@ def history_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (BackendUnavailable, OperationalError, InterfaceError, OSError))
 
 
+def outage_line(runtime, server: str, exc: BaseException) -> str:
+    """One line for `server` ("queue" or "history") not answering with `exc`: its
+    address (password masked) and what it said, never an exception's class name.
+    A BackendUnavailable's own line says all that already."""
+    if isinstance(exc, BackendUnavailable):
+        return first_line(str(exc))
+    where = (f"queue backend {runtime.config.queue_url_safe}" if server == "queue" else
+             f"history database {runtime.config.history_url_safe}")
+    return f"{where} unreachable: {first_line(str(exc), 200) or 'no answer'}"
+
+
 # What history says of a queue, when it cannot say it: None, never a guessed 0.
 NO_HISTORY: dict[str, Any] = {
     "retrying": None, "failed": None, "succeeded_last_minute": None,
@@ -128,9 +139,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     except Exception as exc:
         if not queue_unreachable(exc):
             raise
-        queue_down = (str(exc) if isinstance(exc, BackendUnavailable) else
-                      f"queue backend {runtime.config.queue_url_safe} unreachable: "
-                      f"{first_line(exc)}")
+        queue_down = outage_line(runtime, "queue", exc)
         state = {"queues": {name: {"paused": None, "paused_tasks": None, **NO_DEPTHS}
                             for name in queue_names(runtime)},
                  "workers_alive": None, "workers": None, "quarantined": None}
@@ -139,9 +148,7 @@ def status(runtime, now: float | None = None, totals: bool = True) -> dict[str, 
     except Exception as exc:
         if not history_unreachable(exc):
             raise
-        history_down = (str(exc) if isinstance(exc, BackendUnavailable) else
-                        f"history database {runtime.config.history_url_safe} unreachable: "
-                        f"{first_line(exc)}")
+        history_down = outage_line(runtime, "history", exc)
         empty = dict(NO_HISTORY, history=None) if totals else NO_HISTORY
         history = {name: empty for name in state["queues"]}
     if queue_down and history_down:

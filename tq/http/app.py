@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -440,27 +441,19 @@ def create_app(runtime: Runtime | Callable[[], Runtime], tokens: Tokens, *,
 
 
 def _outage_line(rt: Runtime, exc: Exception) -> str:
-    """Which server did not answer (its address, password masked) and what it said;
-    in the words of Runtime's BackendUnavailable, never an exception's class name."""
-    import sqlite3
-
+    """Which server did not answer, in queries.outage_line's words."""
     import peewee
     import redis
-    if isinstance(exc, BackendUnavailable):
-        return first_line(str(exc))
-    said = first_line(str(exc), 200) or "no answer"
-    if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
-        return f"history database {rt.config.history_url_safe} unreachable: {said}"
     if isinstance(exc, (redis.RedisError, sqlite3.Error)):  # the queue backend's drivers
-        return f"queue backend {rt.config.queue_url_safe} unreachable: {said}"
-    return f"a server did not answer: {said}"
+        return queries.outage_line(rt, "queue", exc)
+    if isinstance(exc, (BackendUnavailable, peewee.OperationalError, peewee.InterfaceError)):
+        return queries.outage_line(rt, "history", exc)
+    return f"a server did not answer: {first_line(str(exc), 200) or 'no answer'}"
 
 
 def _outage_types() -> tuple[type[Exception], ...]:
-    """The exception classes that mean a server is down (tq.storage.contract's rule
-    for the queue backend, peewee's connection errors for history)."""
-    import sqlite3
-
+    """The drivers' exception classes, whose handler tells an outage from a defect
+    (tq.queries' rule)."""
     import peewee
     import redis
     return (redis.RedisError, sqlite3.Error, OSError, peewee.OperationalError,
