@@ -737,7 +737,7 @@ def write_submitted(control, database, owner: str, signer: RecordSigner | None =
     return written
 
 
-HELD_PEEK = 20_000  # records of one outbox a held_records look reads at most
+HELD_PEEK = 20_000  # records of one outbox write_held reads at most
 
 
 def write_held(control, database, job_ids: set[str], signer: RecordSigner | None = None

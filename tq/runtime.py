@@ -38,6 +38,31 @@ class UnknownQueue(LookupError):
     pass
 
 
+class TimedOut:
+    """A server's last failure to answer, kept when the asking took a timeout (not
+    a quick no) and for one connect_timeout after it: one command, or one scrape,
+    then waits out a silent server once, not once per read, and a long-running
+    process asks again after that. One rule for the queue backend and history."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._at: float = 0.0
+        self._line: str | None = None
+
+    def raise_if_recent(self) -> None:
+        if self._line is not None and time.monotonic() - self._at < self.timeout:
+            raise BackendUnavailable(self._line)
+
+    def failed(self, line: str, started: float) -> str:
+        """`line` for a failure whose asking began at `started` (monotonic)."""
+        if time.monotonic() - started >= self.timeout / 2:
+            self._at, self._line = time.monotonic(), line
+        return line
+
+    def answered(self) -> None:
+        self._at, self._line = 0.0, None
+
+
 class Runtime:
     config: Config
     queues: dict[str, TqHuey]  # queue name -> its Huey, in [queues] order
@@ -58,8 +83,8 @@ class Runtime:
         os.register_at_fork(after_in_child=lambda: _new_lock_after_fork(ref))
         self._database: Database | None = None
         self._database_pid = 0
-        self._database_failure: tuple[float, str | None] = (0.0, None)
-        self._queue_failure: tuple[float, str | None] = (0.0, None)
+        self._history_timed_out = TimedOut(config.queue.connect_timeout)
+        self._queue_timed_out = TimedOut(config.queue.connect_timeout)
         # Whether history_db() brings the schema up to date (a writer such as
         # `tq serve` that may start before the database is there) or only checks it.
         self.migrates = False
@@ -111,26 +136,18 @@ class Runtime:
         seconds (as history_db does), so one command, or one scrape, waits out
         a silent Redis once, not once per read; a long-running process asks
         again after that."""
-        self._raise_if_queue_timed_out()
+        self._queue_timed_out.raise_if_recent()
         started = time.monotonic()
         try:
             self.control.ping()
         except Exception as exc:
             raise BackendUnavailable(self._queue_failed(exc, started)) from None
-        self._queue_failure = (0.0, None)
-
-    def _raise_if_queue_timed_out(self) -> None:
-        failed_at, failure = self._queue_failure
-        if failure is not None and time.monotonic() - failed_at < self.config.queue.connect_timeout:
-            raise BackendUnavailable(failure)
+        self._queue_timed_out.answered()
 
     def _queue_failed(self, exc: BaseException, started: float) -> str:
-        """The line for a queue backend that did not answer; kept (see
-        check_queue_backend) when the asking took a timeout, not a quick no."""
-        failure = f"queue backend {self.config.queue_url_safe} unreachable: {first_line(exc)}"
-        if time.monotonic() - started >= self.config.queue.connect_timeout / 2:
-            self._queue_failure = (time.monotonic(), failure)
-        return failure
+        return self._queue_timed_out.failed(
+            f"queue backend {self.config.queue_url_safe} unreachable: {first_line(exc)}",
+            started)
 
     # --- history ----------------------------------------------------------------
     # Two ways in, both explicit: history_db() for everyone (it checks the schema
@@ -161,12 +178,8 @@ class Runtime:
             if db.obj is not self._database:  # another runtime of this process bound them
                 db.initialize(self._database)
             return self._database, []
-        failed_at, failure = self._database_failure
+        self._history_timed_out.raise_if_recent()
         timeout = self.config.queue.connect_timeout
-        if failure is not None and time.monotonic() - failed_at < timeout:
-            # Just timed out: one command waits connect_timeout once, not
-            # once per read; a long-running process tries again later.
-            raise BackendUnavailable(failure)
         history = self.config.history
         if self._database is None:
             self._database = open_database(history.url, history.password, timeout,
@@ -180,11 +193,9 @@ class Runtime:
         except SchemaError:
             raise
         except Exception as exc:
-            failure = f"history database {where} unreachable: {first_line(exc)}"
-            if time.monotonic() - started >= timeout / 2:  # a timeout, not a quick no
-                self._database_failure = (time.monotonic(), failure)
-            raise BackendUnavailable(failure) from None
-        self._database_failure = (0.0, None)
+            raise BackendUnavailable(self._history_timed_out.failed(
+                f"history database {where} unreachable: {first_line(exc)}", started)) from None
+        self._history_timed_out.answered()
         self._schema_current = True
         db.initialize(database)
         return database, done
@@ -228,7 +239,7 @@ class Runtime:
         """Write the history records of submitted jobs that no consumer has
         written yet (see storage.SUBMITTED); returns how many."""
         database = self.history_db()
-        self._raise_if_queue_timed_out()  # a silent Redis is waited out once, not per read
+        self._queue_timed_out.raise_if_recent()  # a silent Redis is waited out once
         started = time.monotonic()
         try:
             return write_submitted(self.control, database, f"{self.worker_name()}-writer",

@@ -85,20 +85,28 @@ def make_runtime(args: argparse.Namespace, overrides: dict[str, Any] | None = No
     return runtime
 
 
-def catch_up_or_say(runtime: Runtime) -> None:
-    """The one door before a history read (queries.catch_up), for a read that
-    needs history only (tq jobs, tq show): with the queue backend down the read
-    goes on, and stderr says what it may miss, in one line."""
+def catch_up_unless_down(runtime: Runtime) -> Exception | None:
+    """The one door before a history read (queries.catch_up), unless the queue
+    backend does not answer: then its BackendUnavailable, and the read goes on
+    with what history holds (a silent Redis is waited out here once)."""
     from tq.config import BackendUnavailable
     from tq.queries import catch_up
 
     try:
         runtime.check_queue_backend()
     except BackendUnavailable as exc:
-        err.print(literal(f"tq: {exc}; jobs submitted since its last write to history "
-                          "may be missing"), style="yellow")
-        return
+        return exc
     catch_up(runtime)
+    return None
+
+
+def catch_up_or_say(runtime: Runtime) -> None:
+    """catch_up_unless_down for a read that needs history only (tq jobs, tq show):
+    with the queue backend down, stderr says what the read may miss, in one line."""
+    down = catch_up_unless_down(runtime)
+    if down is not None:
+        err.print(literal(f"tq: {down}; jobs submitted since its last write to history "
+                          "may be missing"), style="yellow")
 
 
 def parse_filter(args: argparse.Namespace) -> Filter:

@@ -19,6 +19,7 @@ from tq.cli.common import (
     CliError,
     add_row,
     catch_up_or_say,
+    catch_up_unless_down,
     filter_options,
     make_runtime,
     new_table,
@@ -182,17 +183,11 @@ def _depth(value: int | None) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 0; 1 when the queue backend or the history database did not answer
     (what the other one says is still printed, the unknown numbers as ?)."""
-    from tq.config import BackendUnavailable
-    from tq.queries import catch_up, status
+    from tq.queries import status
 
     # Not checked up front: with the queue backend down, history still answers.
     runtime = make_runtime(args, check_backend=False)
-    try:
-        runtime.check_queue_backend()
-    except BackendUnavailable:
-        pass  # status says so in its line (a silent Redis is waited out once, not here too)
-    else:
-        catch_up(runtime)  # the jobs submitted since, then the read
+    catch_up_unless_down(runtime)  # the jobs submitted since; an outage status says itself
     data = status(runtime)
     down = [data[key] for key in ("queue_unreachable", "history_unreachable") if key in data]
     if args.json:
